@@ -444,7 +444,7 @@ int bp_chain_append_ref(struct bp_chain *c, const struct bp_slice *s)
 
 int bp_chain_append_slice(struct bp_chain *c, const struct bp_slice *s)
 {
-	if (s->len < BP_COPY_THRESHOLD && c->tail && tail_space(c) >= s->len)
+	if (s->len < BP_COPY_THRESHOLD)
 		return bp_chain_append(c, bp_slice_ptr(s), s->len);
 	return bp_chain_append_ref(c, s);
 }

@@ -49,7 +49,7 @@ _Static_assert(BP_MAX_CLASS_SIZE == 262144u, "largest class");
 struct tbin {
 	void *head;       /* free list (owner thread only) */
 	uint32_t count;   /* blocks in head (owner thread only) */
-	bp_ctr gets, puts, hits, misses;
+	bp_ctr gets, puts, misses; /* hits = gets - misses */
 };
 
 /* One thread's cache of one pool. */
@@ -68,7 +68,7 @@ struct depot_class {
 
 struct retired { /* counters of threads that have gone */
 	uint64_t gets[BP_NCLASSES], puts[BP_NCLASSES];
-	uint64_t hits[BP_NCLASSES], misses[BP_NCLASSES];
+	uint64_t misses[BP_NCLASSES];
 	uint64_t copied[BP_COPY__COUNT];
 };
 
@@ -102,10 +102,21 @@ static inline void **words(void *blk)
 	return (void **)bp_block_data((struct bp_block *)blk);
 }
 
+/* Blocks moved per depot exchange: about 64 KiB worth, 1..64 blocks. A
+ * thread cache holds at most two batches per class. */
+#define BATCH(sz) (65536u / (sz) < 1 ? 1u : 65536u / (sz) > 64 ? 64u : 65536u / (sz))
+static uint32_t g_batch[BP_NCLASSES];
+static pthread_once_t g_batch_once = PTHREAD_ONCE_INIT;
+
+static void batch_init(void)
+{
+	for (int i = 0; i < BP_NCLASSES; i++)
+		g_batch[i] = BATCH(bp__class_size[i]);
+}
+
 static inline uint32_t batch_of(int cls)
 {
-	uint32_t b = 65536u / bp__class_size[cls];
-	return b < 1 ? 1 : b > 64 ? 64 : b;
+	return g_batch[cls];
 }
 
 /* ---- size classes ----------------------------------------------------- */
@@ -203,7 +214,6 @@ static void tcache_release(struct bp_tcache *tc)
 		b->count = 0;
 		pool->retired.gets[i] += bp__ctr_get(&b->gets);
 		pool->retired.puts[i] += bp__ctr_get(&b->puts);
-		pool->retired.hits[i] += bp__ctr_get(&b->hits);
 		pool->retired.misses[i] += bp__ctr_get(&b->misses);
 	}
 	for (int r = 0; r < BP_COPY__COUNT; r++)
@@ -396,9 +406,7 @@ struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls)
 	}
 	struct tbin *bin = &tc->bins[cls];
 	void *b = bin->head;
-	if (BP_LIKELY(b != NULL)) {
-		bp__ctr_add(&bin->hits, 1);
-	} else {
+	if (BP_UNLIKELY(b == NULL)) {
 		if (!refill(pool, bin, cls)) {
 			atomic_fetch_add(&pool->enomem, 1);
 			return NULL;
@@ -530,6 +538,7 @@ void bp__count_copy(struct bp_pool *pool, enum bp_copy_reason why, size_t n)
 struct bp_pool *bp_pool_create(const struct bp_pool_opts *opts)
 {
 	pthread_once(&g_keys_once, keys_init);
+	pthread_once(&g_batch_once, batch_init);
 	struct bp_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return NULL;
@@ -607,17 +616,16 @@ static void class_sum(struct bp_pool *pool, int cls, struct bp_class_stats *o)
 	o->size = bp__class_size[cls];
 	o->gets = pool->retired.gets[cls];
 	o->puts = pool->retired.puts[cls];
-	o->hits = pool->retired.hits[cls];
 	o->misses = pool->retired.misses[cls];
 	for (struct bp_tcache *tc = pool->threads; tc; tc = tc->next) {
 		struct tbin *b = &tc->bins[cls];
 		o->gets += bp__ctr_get(&b->gets);
 		o->puts += bp__ctr_get(&b->puts);
-		o->hits += bp__ctr_get(&b->hits);
 		o->misses += bp__ctr_get(&b->misses);
 	}
 	/* gets and puts are read at slightly different moments; never report
 	 * a negative population. */
+	o->hits = o->gets > o->misses ? o->gets - o->misses : 0;
 	o->in_use = o->gets > o->puts ? o->gets - o->puts : 0;
 	o->carved = pool->depot[cls].carved;
 }
@@ -663,7 +671,7 @@ void bp_pool_stats(struct bp_pool *pool, struct bp_stats *s)
 	s->huge_gets = hg;
 	s->block_gets += hg;
 	s->block_puts += hp;
-	s->blocks_in_use += hg - hp;
+	s->blocks_in_use += hg > hp ? hg - hp : 0;
 	s->bytes_in_use += atomic_load(&pool->huge_bytes);
 	s->sys_alloc_calls = atomic_load(&pool->sys_alloc_calls);
 	s->sys_free_calls = atomic_load(&pool->sys_free_calls);
