@@ -585,6 +585,9 @@ void bp_pool_destroy(struct bp_pool **pp)
 	void *r = pool->regions;
 	while (r) {
 		void *next = *(void **)r;
+		/* ASan's shadow outlives the mapping: clear it, or the next
+		 * mapping at this address inherits our poison. */
+		BP_UNPOISON(r, REGION_SIZE);
 		munmap(r, REGION_SIZE);
 		r = next;
 	}
