@@ -1,0 +1,983 @@
+/*
+ * The shared loop: groups, connections and their lifetime, dispatch to the
+ * handler, flushing, backpressure, timers, posts, accept, connect, stop.
+ * Backends (epoll.c, uring.c) call in through the np__ functions.
+ */
+#define _GNU_SOURCE
+#include "netpoll/np_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_BACKOFF_MS 100
+
+const struct np_counter_desc np_counters[] = {
+#define NP_X_DESC(n, kind, help) {#n, sizeof(#kind) == sizeof("GAUGE"), help, offsetof(struct np_stats, n)},
+	NP_COUNTERS(NP_X_DESC)
+#undef NP_X_DESC
+};
+const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *np_backend_name(enum np_backend b)
+{
+	switch (b) {
+	case NP_BACKEND_EPOLL: return "epoll";
+	case NP_BACKEND_URING: return "io_uring";
+	case NP_BACKEND_KQUEUE: return "kqueue";
+	default: return "auto";
+	}
+}
+
+int np_backend_parse(const char *name, enum np_backend *out)
+{
+	static const struct { const char *n; enum np_backend b; } map[] = {
+		{"auto", NP_BACKEND_AUTO}, {"epoll", NP_BACKEND_EPOLL},
+		{"io_uring", NP_BACKEND_URING}, {"uring", NP_BACKEND_URING},
+		{"kqueue", NP_BACKEND_KQUEUE},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (strcmp(name, map[i].n) == 0) {
+			*out = map[i].b;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static bool timer_before(const struct np_timer *a, const struct np_timer *b)
+{
+	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void heap_set(struct np_loop *l, uint32_t i, struct np_timer *t)
+{
+	l->heap[i] = t;
+	t->heap_idx = i;
+}
+
+static void heap_up(struct np_loop *l, uint32_t i)
+{
+	struct np_timer *t = l->heap[i];
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (!timer_before(t, l->heap[p]))
+			break;
+		heap_set(l, i, l->heap[p]);
+		i = p;
+	}
+	heap_set(l, i, t);
+}
+
+static void heap_down(struct np_loop *l, uint32_t i)
+{
+	struct np_timer *t = l->heap[i];
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= l->nheap)
+			break;
+		if (c + 1 < l->nheap && timer_before(l->heap[c + 1], l->heap[c]))
+			c++;
+		if (!timer_before(l->heap[c], t))
+			break;
+		heap_set(l, i, l->heap[c]);
+		i = c;
+	}
+	heap_set(l, i, t);
+}
+
+static void heap_remove(struct np_loop *l, struct np_timer *t)
+{
+	uint32_t i = t->heap_idx;
+	struct np_timer *last = l->heap[--l->nheap];
+	t->heap_idx = UINT32_MAX;
+	if (i == l->nheap)
+		return;
+	heap_set(l, i, last);
+	heap_down(l, i);
+	heap_up(l, last->heap_idx);
+}
+
+struct np_timer *np_timer_add(struct np_loop *l, uint64_t delay_ms,
+                              uint64_t repeat_ms, void (*cb)(void *arg),
+                              void *arg)
+{
+	if (l->nheap == l->heap_cap) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	struct np_timer *t = bp_objpool_get(l->g->timer_pool);
+	if (!t) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	t->due = l->now + delay_ms;
+	t->seq = l->timer_seq++;
+	t->repeat = repeat_ms;
+	t->cb = cb;
+	t->arg = arg;
+	l->heap[l->nheap] = t;
+	t->heap_idx = l->nheap++;
+	heap_up(l, t->heap_idx);
+	return t;
+}
+
+void np_timer_cancel(struct np_loop *l, struct np_timer **tp)
+{
+	struct np_timer *t = *tp;
+	if (!t)
+		return;
+	*tp = NULL;
+	if (t->heap_idx == UINT32_MAX) { /* firing now: freed after its cb */
+		t->repeat = 0;
+		t->cb = NULL;
+		return;
+	}
+	heap_remove(l, t);
+	bp_objpool_put(l->g->timer_pool, &t);
+}
+
+static void timers_run(struct np_loop *l)
+{
+	while (l->nheap && l->heap[0]->due <= l->now) {
+		struct np_timer *t = l->heap[0];
+		heap_remove(l, t);
+		if (t->cb)
+			t->cb(t->arg);
+		if (t->repeat && t->cb) {
+			t->due = l->now + t->repeat;
+			t->seq = l->timer_seq++;
+			l->heap[l->nheap] = t;
+			t->heap_idx = l->nheap++;
+			heap_up(l, t->heap_idx);
+		} else {
+			bp_objpool_put(l->g->timer_pool, &t);
+		}
+	}
+}
+
+static int timers_timeout(const struct np_loop *l)
+{
+	if (!l->nheap)
+		return -1;
+	uint64_t due = l->heap[0]->due;
+	return due <= l->now ? 0 : (int)(due - l->now > 60000 ? 60000 : due - l->now);
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag)
+{
+	uint32_t slot = (uint32_t)(tag >> 2) & 0x3fffffffu;
+	uint32_t gen = (uint32_t)(tag >> 32);
+	if (slot >= l->nslots)
+		return NULL;
+	struct np_conn *c = l->slots[slot];
+	return c && c->gen == gen ? c : NULL;
+}
+
+static void idle_unlink(struct np_loop *l, struct np_conn *c)
+{
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
+	else if (l->idle_head == c)
+		l->idle_head = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
+	else if (l->idle_tail == c)
+		l->idle_tail = c->idle_prev;
+	c->idle_prev = c->idle_next = NULL;
+}
+
+static void idle_touch(struct np_loop *l, struct np_conn *c)
+{
+	c->last_active = l->now;
+	if (l->idle_tail == c)
+		return;
+	idle_unlink(l, c);
+	c->idle_prev = l->idle_tail;
+	if (l->idle_tail)
+		l->idle_tail->idle_next = c;
+	else
+		l->idle_head = c;
+	l->idle_tail = c;
+}
+
+/* A new connection object for fd, registered in a slot; NULL when the
+ * limits or memory say no (the caller closes fd). */
+static struct np_conn *conn_new(struct np_loop *l, int fd, uint32_t flags)
+{
+	struct np_group *g = l->g;
+	if (!l->nfree)
+		return NULL;
+	struct np_conn *c = bp_objpool_get(g->conn_pool);
+	if (!c)
+		return NULL;
+	c->loop = l;
+	c->fd = fd;
+	c->flags = flags;
+	atomic_init(&c->refs, 1); /* the loop's */
+	bp_chain_init(&c->in, g->pool);
+	bp_chain_init(&c->out, g->pool);
+	c->slot = l->free_slots[--l->nfree];
+	c->gen = ++l->gen_seq;
+	l->slots[c->slot] = c;
+	l->nconns++;
+	atomic_fetch_add(&g->nconns, 1);
+	idle_touch(l, c);
+	return c;
+}
+
+static void conn_free(struct np_conn *c)
+{
+	struct np_group *g = c->loop->g;
+	bp_chain_deinit(&c->in);
+	bp_chain_deinit(&c->out);
+	bp_objpool_put(g->conn_pool, &c);
+}
+
+void np_conn_ref(struct np_conn *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void np_conn_unref(struct np_conn *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		conn_free(c);
+}
+
+void np__conn_release(struct np_conn *c)
+{
+	np_conn_unref(c);
+}
+
+static void flush_schedule(struct np_loop *l, struct np_conn *c)
+{
+	if (c->flags & (NP_C_IN_FLUSH | NP_C_CLOSED))
+		return;
+	c->flags |= NP_C_IN_FLUSH;
+	np_conn_ref(c);
+	c->flush_next = l->flush_head;
+	l->flush_head = c;
+}
+
+static void set_read(struct np_loop *l, struct np_conn *c, bool on)
+{
+	bool is_on = !(c->flags & NP_C_READ_OFF);
+	if (on == is_on)
+		return;
+	if (on)
+		c->flags &= ~NP_C_READ_OFF;
+	else
+		c->flags |= NP_C_READ_OFF;
+	l->ops->conn_set_read(l, c, on);
+}
+
+/* Closes at once: unregisters, closes the fd, calls on_close, drops the
+ * loop's reference. Deferred while on_data runs for this connection. */
+static void conn_close_now(struct np_conn *c, int err)
+{
+	if (c->flags & NP_C_CLOSED)
+		return;
+	if (!c->close_err)
+		c->close_err = err;
+	if (c->flags & NP_C_IN_DISPATCH) {
+		c->flags |= NP_C_DRAINING;
+		c->drain_deadline = 0; /* close as soon as on_data returns */
+		return;
+	}
+	struct np_loop *l = c->loop;
+	c->flags |= NP_C_CLOSED;
+	l->ops->conn_del(l, c);
+	close(c->fd);
+	c->fd = -1;
+	l->slots[c->slot] = NULL;
+	l->free_slots[l->nfree++] = c->slot;
+	l->nconns--;
+	atomic_fetch_sub(&l->g->nconns, 1);
+	idle_unlink(l, c);
+	if ((c->flags & NP_C_OPEN) && l->g->h.on_close)
+		l->g->h.on_close(c, c->close_err);
+	/* Memory goes back now; the object may live on for other holders. */
+	bp_chain_deinit(&c->in);
+	bp_chain_deinit(&c->out);
+	np_conn_unref(c);
+}
+
+void np_conn_close(struct np_conn *c, bool flush)
+{
+	if (c->flags & NP_C_CLOSED)
+		return;
+	struct np_loop *l = c->loop;
+	if (!flush || !bp_chain_len(&c->out) || (c->flags & NP_C_CONNECTING)) {
+		conn_close_now(c, 0);
+		return;
+	}
+	if (!(c->flags & NP_C_DRAINING)) {
+		c->flags |= NP_C_DRAINING;
+		c->drain_deadline = l->now + (l->g->drain_ms ? l->g->drain_ms : 5000);
+	}
+	if (!(c->flags & NP_C_IN_DISPATCH))
+		set_read(l, c, false);
+	flush_schedule(l, c);
+}
+
+static void backpressure_check(struct np_loop *l, struct np_conn *c)
+{
+	struct np_opts *o = &l->g->o;
+	size_t out = bp_chain_len(&c->out);
+	if (!(c->flags & NP_C_READ_OFF) && out > o->out_high) {
+		set_read(l, c, false);
+		np__ctr(&l->st.read_pauses, 1);
+	} else if ((c->flags & NP_C_READ_OFF) && out <= o->out_low &&
+	           !(c->flags & (NP_C_DRAINING | NP_C_PEER_EOF))) {
+		set_read(l, c, true);
+	}
+}
+
+void np__conn_input(struct np_conn *c)
+{
+	struct np_loop *l = c->loop;
+	struct np_group *g = l->g;
+	if (c->flags & (NP_C_CLOSED | NP_C_DRAINING))
+		return;
+	idle_touch(l, c);
+	if (bp_chain_len(&c->in) < c->want_len)
+		goto check_bound;
+	c->flags |= NP_C_IN_DISPATCH;
+	ssize_t r = g->h.on_data(c, &c->in);
+	c->flags &= ~NP_C_IN_DISPATCH;
+	if (r < 0) {
+		np_conn_close(c, true);
+		if (!c->close_err)
+			c->close_err = (int)r;
+	} else {
+		c->want_len = (size_t)r;
+	}
+	if ((c->flags & NP_C_DRAINING) && !(c->flags & NP_C_CLOSED)) {
+		/* closed from inside on_data */
+		if (c->drain_deadline == 0 || !bp_chain_len(&c->out)) {
+			conn_close_now(c, c->close_err);
+			return;
+		}
+		set_read(l, c, false);
+	}
+check_bound:
+	if (c->flags & NP_C_CLOSED)
+		return;
+	if (bp_chain_len(&c->in) >= g->o.in_max) {
+		np__ctr(&l->st.in_overflows, 1);
+		np_conn_close(c, true);
+		c->close_err = -EMSGSIZE;
+		set_read(l, c, false);
+		return;
+	}
+	if (!bp_chain_len(&c->in))
+		bp_chain_trim(&c->in); /* an idle connection pins no buffer */
+	if (bp_chain_len(&c->out)) {
+		flush_schedule(l, c);
+		backpressure_check(l, c);
+	}
+}
+
+void np__conn_eof(struct np_conn *c)
+{
+	if (c->flags & NP_C_CLOSED)
+		return;
+	c->flags |= NP_C_PEER_EOF;
+	np_conn_close(c, true);
+}
+
+void np__conn_error(struct np_conn *c, int err)
+{
+	conn_close_now(c, err);
+}
+
+void np__conn_sent(struct np_conn *c, size_t n)
+{
+	struct np_loop *l = c->loop;
+	bp_chain_skip(&c->out, n);
+	np__ctr(&l->st.bytes_written, n);
+	if (!bp_chain_len(&c->out)) {
+		bp_chain_trim(&c->out);
+		if (c->flags & NP_C_DRAINING) {
+			conn_close_now(c, c->close_err);
+			return;
+		}
+	}
+	if (c->flags & NP_C_READ_OFF)
+		backpressure_check(l, c);
+}
+
+void np__conn_writable(struct np_conn *c)
+{
+	if (c->flags & NP_C_CLOSED)
+		return;
+	np_conn_ref(c); /* the flush may close it */
+	int r = c->loop->ops->conn_flush(c->loop, c);
+	if (r < 0)
+		conn_close_now(c, r);
+	np_conn_unref(c);
+}
+
+void np_conn_flush(struct np_conn *c)
+{
+	if (!(c->flags & NP_C_CLOSED) && bp_chain_len(&c->out))
+		flush_schedule(c->loop, c);
+}
+
+static void flush_all(struct np_loop *l)
+{
+	while (l->flush_head) {
+		struct np_conn *c = l->flush_head;
+		l->flush_head = c->flush_next;
+		c->flush_next = NULL;
+		c->flags &= ~NP_C_IN_FLUSH;
+		if (!(c->flags & NP_C_CLOSED) && bp_chain_len(&c->out))
+			np__conn_writable(c);
+		np_conn_unref(c);
+	}
+}
+
+void np__conn_connected(struct np_conn *c, int err)
+{
+	struct np_loop *l = c->loop;
+	c->flags &= ~NP_C_CONNECTING;
+	if (err) {
+		conn_close_now(c, err);
+		return;
+	}
+	l->ops->conn_set_read(l, c, true);
+	if (l->g->h.on_open && l->g->h.on_open(c) < 0) {
+		conn_close_now(c, -ECONNREFUSED);
+		return;
+	}
+	if (!(c->flags & NP_C_CLOSED) && bp_chain_len(&c->out))
+		flush_schedule(l, c);
+}
+
+struct bp_chain *np_conn_out(struct np_conn *c) { return &c->out; }
+struct np_loop *np_conn_loop(const struct np_conn *c) { return c->loop; }
+void *np_conn_udata(const struct np_conn *c) { return c->udata; }
+void np_conn_set_udata(struct np_conn *c, void *u) { c->udata = u; }
+int np_conn_fd(const struct np_conn *c) { return c->fd; }
+bool np_conn_is_closed(const struct np_conn *c) { return c->flags & NP_C_CLOSED; }
+
+/* ---- accept ----------------------------------------------------------- */
+
+static void accept_resume(void *arg)
+{
+	struct np_loop *l = arg;
+	l->accept_timer = NULL;
+	l->accept_paused = false;
+	for (int i = 0; i < l->nlisten; i++)
+		l->ops->pause_listener(l, l->listen_fd[i], false);
+}
+
+void np__listener_ready(struct np_loop *l, int lfd)
+{
+	struct np_group *g = l->g;
+	for (int n = 0; n < ACCEPT_BATCH && !l->accept_paused && !l->stopping; n++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors: stop polling the listener for a
+				 * while rather than spin on a level-triggered event. */
+				l->accept_paused = true;
+				np__ctr(&l->st.accept_backoffs, 1);
+				for (int i = 0; i < l->nlisten; i++)
+					l->ops->pause_listener(l, l->listen_fd[i], true);
+				l->accept_timer = np_timer_add(l, ACCEPT_BACKOFF_MS, 0,
+				                               accept_resume, l);
+			}
+			return;
+		}
+		if (atomic_load(&g->nconns) >= g->o.max_conns) {
+			close(fd);
+			np__ctr(&l->st.conns_rejected, 1);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct np_conn *c = conn_new(l, fd, NP_C_OPEN);
+		if (!c) {
+			close(fd);
+			np__ctr(&l->st.conns_rejected, 1);
+			continue;
+		}
+		np__ctr(&l->st.conns_accepted, 1);
+		if (l->ops->conn_add(l, c) < 0) {
+			c->flags &= ~NP_C_OPEN;
+			conn_close_now(c, -EIO);
+			continue;
+		}
+		if (g->h.on_open && g->h.on_open(c) < 0)
+			conn_close_now(c, -ECONNREFUSED);
+		else if (bp_chain_len(&c->out))
+			flush_schedule(l, c);
+	}
+}
+
+static int make_listener(const char *host, uint16_t port, int *out_fd)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	if (inet_pton(AF_INET, host && *host ? host : "127.0.0.1", &a.sin_addr) != 1)
+		return -EINVAL;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1024) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	socklen_t len = sizeof(a);
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	*out_fd = fd;
+	return ntohs(a.sin_port);
+}
+
+int np_group_listen(struct np_group *g, const char *host, uint16_t port)
+{
+	int bound = port;
+	for (int i = 0; i < g->nloops; i++) {
+		struct np_loop *l = &g->loops[i];
+		if (l->nlisten == NP_MAX_LISTEN)
+			return -ENOSPC;
+		int fd = -1;
+		int r = make_listener(host, (uint16_t)bound, &fd);
+		if (r < 0)
+			return r;
+		bound = r;
+		r = l->ops->add_listener(l, fd);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+		l->listen_fd[l->nlisten++] = fd;
+	}
+	return bound;
+}
+
+/* ---- connect ---------------------------------------------------------- */
+
+int np_connect(struct np_loop *l, const char *host, uint16_t port, void *udata)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+		return -EINVAL;
+	if (atomic_load(&l->g->nconns) >= l->g->o.max_conns)
+		return -EMFILE;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	struct np_conn *c = conn_new(l, fd, NP_C_OPEN | NP_C_CLIENT | NP_C_CONNECTING);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->udata = udata;
+	if (l->ops->conn_add(l, c) < 0) {
+		c->flags &= ~NP_C_OPEN;
+		conn_close_now(c, -EIO);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* ---- posts ------------------------------------------------------------ */
+
+static void wake(struct np_loop *l)
+{
+	if (atomic_exchange(&l->wake_pending, 1))
+		return;
+	uint64_t one = 1;
+	ssize_t r = write(l->wake_fd, &one, sizeof(one));
+	(void)r; /* the counter can only overflow after 2^64 wakes */
+}
+
+int np_loop_post(struct np_loop *l, void (*fn)(void *), void *arg)
+{
+	struct np_post *p = bp_objpool_get(l->g->post_pool);
+	if (!p)
+		return -ENOMEM;
+	p->fn = fn;
+	p->arg = arg;
+	pthread_mutex_lock(&l->post_lock);
+	if (l->post_closed) {
+		pthread_mutex_unlock(&l->post_lock);
+		bp_objpool_put(l->g->post_pool, &p);
+		return -ESHUTDOWN;
+	}
+	if (l->post_tail)
+		l->post_tail->next = p;
+	else
+		l->post_head = p;
+	l->post_tail = p;
+	pthread_mutex_unlock(&l->post_lock);
+	wake(l);
+	return 0;
+}
+
+static void posts_run(struct np_loop *l)
+{
+	pthread_mutex_lock(&l->post_lock);
+	struct np_post *p = l->post_head;
+	l->post_head = l->post_tail = NULL;
+	pthread_mutex_unlock(&l->post_lock);
+	while (p) {
+		struct np_post *next = p->next;
+		p->fn(p->arg);
+		np__ctr(&l->st.posts, 1);
+		bp_objpool_put(l->g->post_pool, &p);
+		p = next;
+	}
+}
+
+void np__wake_drain(struct np_loop *l)
+{
+	uint64_t v;
+	ssize_t r = read(l->wake_fd, &v, sizeof(v));
+	(void)r;
+	atomic_store(&l->wake_pending, 0);
+	posts_run(l);
+}
+
+/* ---- idle ------------------------------------------------------------- */
+
+static void idle_sweep(void *arg)
+{
+	struct np_loop *l = arg;
+	uint64_t limit = l->g->o.idle_timeout_ms;
+	while (l->idle_head && l->now - l->idle_head->last_active >= limit) {
+		struct np_conn *c = l->idle_head;
+		np__ctr(&l->st.idle_closed, 1);
+		idle_unlink(l, c); /* in case the close is deferred */
+		conn_close_now(c, -ETIMEDOUT);
+	}
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static void stop_begin(struct np_loop *l)
+{
+	l->stopping = true;
+	l->stop_deadline = l->now + l->g->drain_ms;
+	for (int i = 0; i < l->nlisten; i++) {
+		l->ops->pause_listener(l, l->listen_fd[i], true);
+		close(l->listen_fd[i]);
+	}
+	l->nlisten = 0;
+	for (uint32_t s = 0; s < l->nslots; s++) {
+		struct np_conn *c = l->slots[s];
+		if (c) {
+			c->drain_deadline = l->stop_deadline;
+			np_conn_close(c, true);
+		}
+	}
+}
+
+static void drain_deadlines(struct np_loop *l)
+{
+	for (uint32_t s = 0; s < l->nslots; s++) {
+		struct np_conn *c = l->slots[s];
+		if (c && (c->flags & NP_C_DRAINING) && l->now >= c->drain_deadline)
+			conn_close_now(c, -ETIMEDOUT);
+	}
+}
+
+static void *loop_main(void *arg)
+{
+	struct np_loop *l = arg;
+	uint64_t last_drain_check = 0;
+	while (!l->done) {
+		int timeout = l->flush_head ? 0 : timers_timeout(l);
+		if (l->stopping && (timeout < 0 || timeout > 50))
+			timeout = 50;
+		l->ops->wait(l, timeout);
+		l->now = mono_ms();
+		timers_run(l);
+		flush_all(l);
+		if (atomic_load(&l->stop_req) && !l->stopping)
+			stop_begin(l);
+		if (l->now - last_drain_check >= 50) {
+			last_drain_check = l->now;
+			drain_deadlines(l);
+		}
+		if (l->stopping) {
+			if (l->now >= l->stop_deadline)
+				for (uint32_t s = 0; s < l->nslots; s++)
+					if (l->slots[s])
+						conn_close_now(l->slots[s], -ETIMEDOUT);
+			if (!l->nconns)
+				l->done = true;
+		}
+	}
+	/* Refuse further posts, then run what was posted before. */
+	pthread_mutex_lock(&l->post_lock);
+	l->post_closed = true;
+	pthread_mutex_unlock(&l->post_lock);
+	posts_run(l);
+	bp_pool_thread_flush(l->g->pool);
+	return NULL;
+}
+
+static int loop_init(struct np_group *g, struct np_loop *l, int index,
+                     const struct np_backend_ops *ops, enum np_backend b)
+{
+	l->g = g;
+	l->index = index;
+	l->ops = ops;
+	l->backend = b;
+	l->now = mono_ms();
+	l->nslots = g->o.max_conns;
+	l->slots = calloc(l->nslots, sizeof(*l->slots));
+	l->free_slots = malloc(l->nslots * sizeof(*l->free_slots));
+	l->heap_cap = g->o.max_timers;
+	l->heap = calloc(l->heap_cap, sizeof(*l->heap));
+	if (!l->slots || !l->free_slots || !l->heap)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < l->nslots; i++)
+		l->free_slots[i] = l->nslots - 1 - i;
+	l->nfree = l->nslots;
+	pthread_mutex_init(&l->post_lock, NULL);
+	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->wake_fd < 0)
+		return -errno;
+	int r = ops->init(l);
+	if (r < 0)
+		return r;
+	if (g->o.idle_timeout_ms) {
+		uint64_t every = g->o.idle_timeout_ms / 4 ? g->o.idle_timeout_ms / 4 : 1;
+		l->idle_timer = np_timer_add(l, every, every, idle_sweep, l);
+	}
+	return 0;
+}
+
+static void loop_deinit(struct np_loop *l)
+{
+	if (!l->g)
+		return;
+	for (uint32_t s = 0; l->slots && s < l->nslots; s++)
+		if (l->slots[s])
+			conn_close_now(l->slots[s], -ESHUTDOWN);
+	flush_all(l);
+	while (l->nheap) {
+		struct np_timer *t = l->heap[0];
+		heap_remove(l, t);
+		bp_objpool_put(l->g->timer_pool, &t);
+	}
+	for (int i = 0; i < l->nlisten; i++)
+		close(l->listen_fd[i]);
+	if (l->ops && l->be)
+		l->ops->deinit(l);
+	posts_run(l);
+	if (l->wake_fd > 0)
+		close(l->wake_fd);
+	pthread_mutex_destroy(&l->post_lock);
+	free(l->slots);
+	free(l->free_slots);
+	free(l->heap);
+}
+
+static const struct np_backend_ops *pick_backend(enum np_backend *b)
+{
+	const char *env = getenv("GEECACHE_BACKEND");
+	if (env && *env) {
+		enum np_backend e;
+		if (np_backend_parse(env, &e) == 0)
+			*b = e;
+	}
+	switch (*b) {
+	case NP_BACKEND_AUTO:
+#ifdef GEECACHE_HAVE_URING
+		if (np__uring_usable()) {
+			*b = NP_BACKEND_URING;
+			return &np__uring_ops;
+		}
+#endif
+		*b = NP_BACKEND_EPOLL;
+		return &np__epoll_ops;
+	case NP_BACKEND_EPOLL:
+		return &np__epoll_ops;
+	case NP_BACKEND_URING:
+#ifdef GEECACHE_HAVE_URING
+		if (np__uring_usable())
+			return &np__uring_ops;
+#endif
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+struct np_group *np_group_create(const struct np_opts *opts,
+                                 const struct np_handler *h)
+{
+	struct np_group *g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	if (opts)
+		g->o = *opts;
+	g->h = *h;
+	if (!g->o.nloops) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		g->o.nloops = n > 0 ? (int)n : 1;
+	}
+	if (!g->o.out_high)
+		g->o.out_high = 4u << 20;
+	if (!g->o.out_low)
+		g->o.out_low = g->o.out_high / 4;
+	if (!g->o.in_max)
+		g->o.in_max = 4u << 20;
+	if (!g->o.max_conns)
+		g->o.max_conns = 1024;
+	if (!g->o.max_timers)
+		g->o.max_timers = 4096;
+	g->drain_ms = 5000;
+	enum np_backend b = g->o.backend;
+	const struct np_backend_ops *ops = pick_backend(&b);
+	int err = ENOSYS;
+	if (!ops)
+		goto fail;
+	g->o.backend = b;
+	err = ENOMEM;
+	g->pool = g->o.pool;
+	if (!g->pool) {
+		struct bp_pool_opts po = {.name = "netpoll", .limit = 0};
+		g->pool = bp_pool_create(&po);
+		g->own_pool = true;
+		if (!g->pool)
+			goto fail;
+	}
+	g->conn_pool = bp_objpool_create(g->pool, "np_conn", sizeof(struct np_conn));
+	g->timer_pool = bp_objpool_create(g->pool, "np_timer", sizeof(struct np_timer));
+	g->post_pool = bp_objpool_create(g->pool, "np_post", sizeof(struct np_post));
+	if (!g->conn_pool || !g->timer_pool || !g->post_pool)
+		goto fail;
+	g->nloops = g->o.nloops;
+	g->loops = calloc((size_t)g->nloops, sizeof(*g->loops));
+	if (!g->loops)
+		goto fail;
+	for (int i = 0; i < g->nloops; i++) {
+		int r = loop_init(g, &g->loops[i], i, ops, b);
+		if (r < 0) {
+			err = -r;
+			goto fail;
+		}
+	}
+	return g;
+fail:
+	np_group_destroy(&g);
+	errno = err;
+	return NULL;
+}
+
+int np_group_start(struct np_group *g)
+{
+	for (int i = 0; i < g->nloops; i++) {
+		struct np_loop *l = &g->loops[i];
+		int r = pthread_create(&l->thread, NULL, loop_main, l);
+		if (r)
+			return -r;
+		l->thread_started = true;
+	}
+	return 0;
+}
+
+void np_group_stop(struct np_group *g, uint32_t drain_ms)
+{
+	if (atomic_exchange(&g->stopped, 1))
+		return;
+	g->drain_ms = drain_ms;
+	for (int i = 0; i < g->nloops; i++) {
+		atomic_store(&g->loops[i].stop_req, 1);
+		wake(&g->loops[i]);
+	}
+	for (int i = 0; i < g->nloops; i++) {
+		if (g->loops[i].thread_started) {
+			pthread_join(g->loops[i].thread, NULL);
+			g->loops[i].thread_started = false;
+		}
+	}
+}
+
+void np_group_destroy(struct np_group **gp)
+{
+	struct np_group *g = gp ? *gp : NULL;
+	if (!g)
+		return;
+	if (g->loops) {
+		np_group_stop(g, 0);
+		for (int i = 0; i < g->nloops; i++)
+			loop_deinit(&g->loops[i]);
+		free(g->loops);
+	}
+	bp_objpool_destroy(&g->conn_pool);
+	bp_objpool_destroy(&g->timer_pool);
+	bp_objpool_destroy(&g->post_pool);
+	if (g->own_pool)
+		bp_pool_destroy(&g->pool);
+	free(g);
+	*gp = NULL;
+}
+
+int np_group_nloops(const struct np_group *g) { return g->nloops; }
+struct np_loop *np_group_loop(struct np_group *g, int i) { return &g->loops[i]; }
+void *np_group_udata(const struct np_group *g) { return g->o.udata; }
+struct bp_pool *np_group_pool(const struct np_group *g) { return g->pool; }
+enum np_backend np_group_backend(const struct np_group *g) { return g->o.backend; }
+uint64_t np_loop_now(const struct np_loop *l) { return l->now; }
+enum np_backend np_loop_backend(const struct np_loop *l) { return l->backend; }
+int np_loop_index(const struct np_loop *l) { return l->index; }
+struct np_group *np_loop_group(const struct np_loop *l) { return l->g; }
+
+void np_group_stats(struct np_group *g, struct np_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < g->nloops; i++) {
+		uint64_t *src = (uint64_t *)&g->loops[i].st;
+		uint64_t *dst = (uint64_t *)out;
+		for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
+			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+	}
+	out->conns_current = atomic_load(&g->nconns);
+}

@@ -1,0 +1,216 @@
+/*
+ * netpoll — GeeCache's reactor: one event loop per thread, connections that
+ * read into bufpool chains and write by gathering them.
+ *
+ * Objects and ownership:
+ *
+ *   np_group   N loops (default: one per CPU) and their threads, the
+ *              listeners (SO_REUSEPORT: one listening socket per loop, so
+ *              the kernel spreads connections), the shared limits.
+ *   np_loop    one thread's event loop: a backend (epoll; io_uring where
+ *              built and allowed), connections, timers, posts.
+ *   np_conn    one TCP connection, owned by one loop for life. Its input
+ *              chain (what the peer sent, not yet consumed) and output
+ *              chain (what the handler queued) are bp_chains of the group's
+ *              buffer pool.
+ *
+ * Threads. Every np_conn_*, np_timer_* and the handler callbacks run on the
+ * connection's (timer's) loop thread. From other threads only
+ * np_loop_post(), np_group_stop() and the np_conn_ref/unref pair are safe.
+ *
+ * Handler contract:
+ *   on_open(c)           a connection is ready (accepted, or connected for
+ *                        client connections). Return <0 to refuse (closed,
+ *                        on_close is still called).
+ *   on_data(c, in)       `in` holds the unconsumed input. Consume what can
+ *                        be handled (bp_chain_skip/cut) and append replies
+ *                        to np_conn_out(c). Return a negative errno to close
+ *                        (after flushing what was queued), or the input
+ *                        length at which to be called next (0: whenever
+ *                        more arrives) — a handler waiting for a 1 MiB value
+ *                        returns the length of the whole request and is not
+ *                        called for every piece.
+ *   on_close(c, err)     exactly once per connection that had on_open
+ *                        called, after which no callback runs for it. err is
+ *                        0 for an orderly close, else a negative errno.
+ *
+ * Writes: append to np_conn_out(c) (by reference or copy). The loop writes
+ * each connection with output once per event batch, with one gathered
+ * writev/sendmsg; a partial write waits for writability.
+ *
+ * Backpressure: when a connection's unsent output exceeds out_high, the loop
+ * stops reading from it until it drains below out_low. Input is bounded by
+ * in_max: a handler that leaves that much unconsumed gets the connection
+ * closed with -EMSGSIZE.
+ *
+ * Lifetime: a connection stays allocated while the loop holds it or anyone
+ * holds a reference (np_conn_ref); after close, np_conn_* calls on it are
+ * no-ops. Errors are negative errno.
+ */
+#ifndef GEECACHE_NETPOLL_H
+#define GEECACHE_NETPOLL_H
+
+#include "bufpool/bufpool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct np_group;
+struct np_loop;
+struct np_conn;
+struct np_timer;
+
+enum np_backend {
+	NP_BACKEND_AUTO = 0, /* io_uring when built and allowed, else epoll */
+	NP_BACKEND_EPOLL,
+	NP_BACKEND_URING,
+	NP_BACKEND_KQUEUE,
+};
+
+/* Name of a backend ("epoll", "io_uring", "kqueue", "auto"). */
+const char *np_backend_name(enum np_backend b);
+/* Parses a name; -EINVAL if unknown. */
+int np_backend_parse(const char *name, enum np_backend *out);
+
+struct np_handler {
+	int (*on_open)(struct np_conn *c);
+	ssize_t (*on_data)(struct np_conn *c, struct bp_chain *in);
+	void (*on_close)(struct np_conn *c, int err);
+};
+
+struct np_opts {
+	int nloops;               /* 0: number of CPUs */
+	enum np_backend backend;  /* AUTO; the env GEECACHE_BACKEND overrides */
+	struct bp_pool *pool;     /* buffers and objects; NULL: the group's own */
+	size_t out_high;          /* 0: 4 MiB */
+	size_t out_low;           /* 0: out_high / 4 */
+	size_t in_max;            /* 0: 4 MiB */
+	uint32_t idle_timeout_ms; /* 0: none */
+	uint32_t max_conns;       /* total over all loops; 0: 1024 */
+	uint32_t max_timers;      /* per loop; 0: 4096 */
+	void *udata;              /* for the handler: np_group_udata() */
+};
+
+/* Creates the group and its loops (not yet running). Start-up: allocates.
+ * NULL with errno on failure (a forced backend that cannot run: ENOSYS). */
+struct np_group *np_group_create(const struct np_opts *opts,
+                                 const struct np_handler *h);
+
+/* Listens on host:port on every loop (SO_REUSEPORT). port 0 picks a free
+ * port; the port bound is returned (> 0) or a negative errno. Call before
+ * np_group_start. */
+int np_group_listen(struct np_group *g, const char *host, uint16_t port);
+
+/* Starts one thread per loop. 0 or negative errno. */
+int np_group_start(struct np_group *g);
+
+/* Graceful stop, from any thread: stop accepting, finish what was read,
+ * flush every output (waiting at most drain_ms for slow readers), close
+ * everything, join the threads. Idempotent. */
+void np_group_stop(struct np_group *g, uint32_t drain_ms);
+
+/* Stops (if needed) and frees. Sets *g to NULL; accepts NULL. */
+void np_group_destroy(struct np_group **g);
+
+int np_group_nloops(const struct np_group *g);
+struct np_loop *np_group_loop(struct np_group *g, int i);
+void *np_group_udata(const struct np_group *g);
+struct bp_pool *np_group_pool(const struct np_group *g);
+enum np_backend np_group_backend(const struct np_group *g);
+
+/* Counters, summed over loops on demand. Declared once. */
+#define NP_COUNTERS(X)                                                      \
+	X(conns_accepted, COUNTER, "connections accepted")                  \
+	X(conns_rejected, COUNTER, "connections closed at once: over max_conns") \
+	X(conns_current, GAUGE, "connections open now")                     \
+	X(accept_backoffs, COUNTER, "accept pauses after EMFILE/ENFILE")    \
+	X(idle_closed, COUNTER, "connections closed for idleness")          \
+	X(read_calls, COUNTER, "read/readv/recv calls or completions")      \
+	X(write_calls, COUNTER, "writev/sendmsg calls or submissions")      \
+	X(bytes_read, COUNTER, "bytes received")                            \
+	X(bytes_written, COUNTER, "bytes sent")                             \
+	X(wait_calls, COUNTER, "epoll_wait/io_uring_enter calls")           \
+	X(read_pauses, COUNTER, "reads paused for output backpressure")     \
+	X(in_overflows, COUNTER, "connections closed: input over in_max")   \
+	X(posts, COUNTER, "cross-thread posts run")
+
+struct np_stats {
+#define NP_X_FIELD(name, kind, help) uint64_t name;
+	NP_COUNTERS(NP_X_FIELD)
+#undef NP_X_FIELD
+};
+
+struct np_counter_desc {
+	const char *name;
+	int is_gauge;
+	const char *help;
+	size_t offset;
+};
+extern const struct np_counter_desc np_counters[];
+extern const size_t np_ncounters;
+
+void np_group_stats(struct np_group *g, struct np_stats *out);
+
+/* ---- loops ------------------------------------------------------------ */
+
+/* Runs fn(arg) on the loop's thread (soon, in order of posting). Any
+ * thread. 0 or -ENOMEM; -ESHUTDOWN once the loop has stopped. */
+int np_loop_post(struct np_loop *l, void (*fn)(void *arg), void *arg);
+
+/* Milliseconds of the loop's clock (monotonic), as of the last wakeup. */
+uint64_t np_loop_now(const struct np_loop *l);
+
+enum np_backend np_loop_backend(const struct np_loop *l);
+int np_loop_index(const struct np_loop *l);
+struct np_group *np_loop_group(const struct np_loop *l);
+
+/* ---- timers (loop thread) -------------------------------------------- */
+
+/* Calls cb(arg) after delay_ms, then every repeat_ms if non-zero. Timers due
+ * at the same time fire in the order they were added. NULL with errno
+ * ENOSPC when the loop's timer table is full. */
+struct np_timer *np_timer_add(struct np_loop *l, uint64_t delay_ms,
+                              uint64_t repeat_ms, void (*cb)(void *arg),
+                              void *arg);
+/* Cancels (a timer may cancel itself from its callback) and sets *t NULL. */
+void np_timer_cancel(struct np_loop *l, struct np_timer **t);
+
+/* ---- connections (loop thread) --------------------------------------- */
+
+/* Opens a client connection from loop l to host:port (numeric IPv4). The
+ * handler's on_open runs when connected; a failed connect calls on_close
+ * with the error (on_open not called). Loop thread only (use np_loop_post
+ * from elsewhere). 0 or negative errno. */
+int np_connect(struct np_loop *l, const char *host, uint16_t port,
+               void *udata);
+
+struct bp_chain *np_conn_out(struct np_conn *c);
+struct np_loop *np_conn_loop(const struct np_conn *c);
+void *np_conn_udata(const struct np_conn *c);
+void np_conn_set_udata(struct np_conn *c, void *udata);
+int np_conn_fd(const struct np_conn *c);
+bool np_conn_is_closed(const struct np_conn *c);
+
+/* Closes. With flush, queued output is sent first (bounded by the
+ * group's drain time) and no more input is read; without, at once. */
+void np_conn_close(struct np_conn *c, bool flush);
+
+/* Asks the loop to flush c's output now rather than at the end of the
+ * batch (it is flushed then anyway). */
+void np_conn_flush(struct np_conn *c);
+
+/* Keeps the object (not the connection) alive. Any thread. */
+void np_conn_ref(struct np_conn *c);
+void np_conn_unref(struct np_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

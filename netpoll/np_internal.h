@@ -1,0 +1,173 @@
+/*
+ * Private to netpoll: the loop and connection structs, and the interface
+ * between the shared loop code (loop.c) and the backends (epoll.c,
+ * uring.c, kqueue.c).
+ */
+#ifndef GEECACHE_NP_INTERNAL_H
+#define GEECACHE_NP_INTERNAL_H
+
+#include "netpoll/netpoll.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define NP_MAX_LISTEN 4
+#define NP_IOV_MAX 1024 /* IOV_MAX on Linux */
+
+enum {
+	NP_C_OPEN = 1u << 0,       /* on_open called: on_close is owed */
+	NP_C_CLOSED = 1u << 1,     /* closed: no more callbacks */
+	NP_C_DRAINING = 1u << 2,   /* close once output is flushed */
+	NP_C_READ_OFF = 1u << 3,   /* reads paused (backpressure/draining) */
+	NP_C_WANT_WRITE = 1u << 4, /* waiting for writability */
+	NP_C_IN_FLUSH = 1u << 5,   /* on the loop's flush list */
+	NP_C_CONNECTING = 1u << 6, /* client connect in progress */
+	NP_C_PEER_EOF = 1u << 7,   /* peer shut its write side */
+	NP_C_CLIENT = 1u << 8,
+	NP_C_IN_DISPATCH = 1u << 9, /* inside on_data: defer close/free */
+};
+
+/* Event tags: what an epoll/uring event refers to. Connections carry their
+ * slot and generation, so that a stale event for a reused slot is ignored. */
+enum np_tag { NP_TAG_CONN = 0, NP_TAG_LISTEN = 1, NP_TAG_WAKE = 2 };
+
+static inline uint64_t np__tag(enum np_tag t, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)gen << 32) | ((uint64_t)slot << 2) | (uint64_t)t;
+}
+
+struct np_conn {
+	struct np_loop *loop;
+	int fd;
+	uint32_t slot, gen;
+	uint32_t flags;
+	_Atomic uint32_t refs;
+	int close_err;
+	struct bp_chain in, out;
+	size_t want_len;          /* call on_data when in reaches this */
+	void *udata;
+	struct np_conn *flush_next;
+	struct np_conn *idle_prev, *idle_next; /* by last activity */
+	uint64_t last_active;
+	uint64_t drain_deadline;
+	/* io_uring backend state */
+	uint32_t uring_inflight;  /* ops in the kernel referencing this conn */
+	uint8_t recv_armed, send_armed;
+};
+
+struct np_timer {
+	uint64_t due, seq, repeat;
+	void (*cb)(void *);
+	void *arg;
+	uint32_t heap_idx;
+};
+
+struct np_post {
+	struct np_post *next;
+	void (*fn)(void *);
+	void *arg;
+};
+
+struct np_backend_ops;
+
+struct np_loop {
+	struct np_group *g;
+	int index;
+	enum np_backend backend;
+	const struct np_backend_ops *ops;
+	void *be;             /* backend state */
+	pthread_t thread;
+	bool thread_started;
+	uint64_t now;
+	/* connections by slot */
+	struct np_conn **slots;
+	uint32_t nslots, *free_slots, nfree;
+	struct np_conn *flush_head;
+	struct np_conn *idle_head, *idle_tail;
+	uint32_t nconns;
+	uint32_t gen_seq;
+	/* listeners */
+	int listen_fd[NP_MAX_LISTEN];
+	int nlisten;
+	bool accept_paused;
+	struct np_timer *accept_timer;
+	/* timers: a binary min-heap on (due, seq) */
+	struct np_timer **heap;
+	uint32_t nheap, heap_cap;
+	uint64_t timer_seq;
+	struct np_timer *idle_timer;
+	/* cross-thread posts */
+	pthread_mutex_t post_lock;
+	struct np_post *post_head, *post_tail;
+	bool post_closed;
+	int wake_fd; /* eventfd */
+	_Atomic int wake_pending;
+	/* stop */
+	_Atomic int stop_req;
+	bool stopping;
+	uint64_t stop_deadline;
+	bool done;
+	struct np_stats st; /* written by the loop thread only (see stats) */
+};
+
+struct np_group {
+	struct np_opts o;
+	struct np_handler h;
+	struct bp_pool *pool;
+	bool own_pool;
+	struct bp_objpool *conn_pool, *timer_pool, *post_pool;
+	int nloops;
+	struct np_loop *loops;
+	_Atomic uint32_t nconns;
+	_Atomic int stopped;
+	uint32_t drain_ms;
+	pthread_mutex_t stats_lock;
+};
+
+/* Backend interface. The choice is made once per loop at create time. */
+struct np_backend_ops {
+	const char *name;
+	int (*init)(struct np_loop *l);
+	void (*deinit)(struct np_loop *l);
+	int (*add_listener)(struct np_loop *l, int fd);
+	void (*pause_listener)(struct np_loop *l, int fd, bool paused);
+	/* Starts watching a new connection (reading, or connect completion). */
+	int (*conn_add)(struct np_loop *l, struct np_conn *c);
+	/* Reading on/off (backpressure, draining). */
+	void (*conn_set_read)(struct np_loop *l, struct np_conn *c, bool on);
+	/* Sends what the output chain holds; returns <0 on a fatal error. */
+	int (*conn_flush)(struct np_loop *l, struct np_conn *c);
+	/* Stops watching before close; returns true if the connection must
+	 * stay allocated until in-flight kernel operations finish. */
+	void (*conn_del)(struct np_loop *l, struct np_conn *c);
+	/* Waits up to timeout_ms (-1: forever) and dispatches events. */
+	int (*wait)(struct np_loop *l, int timeout_ms);
+};
+
+extern const struct np_backend_ops np__epoll_ops;
+#ifdef GEECACHE_HAVE_URING
+extern const struct np_backend_ops np__uring_ops;
+bool np__uring_usable(void);
+#endif
+
+/* Called by backends. */
+void np__conn_input(struct np_conn *c);          /* new bytes are in c->in */
+void np__conn_eof(struct np_conn *c);            /* peer closed its side */
+void np__conn_error(struct np_conn *c, int err); /* fatal socket error */
+void np__conn_writable(struct np_conn *c);       /* output may be sent */
+void np__conn_connected(struct np_conn *c, int err);
+void np__conn_sent(struct np_conn *c, size_t n); /* n bytes left the chain */
+void np__listener_ready(struct np_loop *l, int fd);
+void np__wake_drain(struct np_loop *l);
+struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag);
+void np__conn_release(struct np_conn *c);        /* backend's last ref */
+
+static inline void np__ctr(uint64_t *c, uint64_t n)
+{
+	/* Loop-thread-only counters, read by np_group_stats under relaxed
+	 * atomics. */
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+	                 __ATOMIC_RELAXED);
+}
+
+#endif

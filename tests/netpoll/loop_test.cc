@@ -1,0 +1,595 @@
+// The netpoll suite, run over every backend this machine can run: echo
+// correctness (pipelined, fragmented, large), many connections, peer close,
+// RST, backpressure, idle timeout, timers, posts, graceful stop, accept
+// under a low fd limit, and the client side.
+#include "netpoll/netpoll.h"
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <random>
+#include <string>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+struct Counts {
+	std::atomic<int> opens{0}, closes{0}, close_errs{0};
+};
+
+// Echo: move the whole input to the output, by reference.
+ssize_t echo_data(np_conn *c, bp_chain *in)
+{
+	if (bp_chain_cut(in, bp_chain_len(in), np_conn_out(c)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int count_open(np_conn *c)
+{
+	auto *k = static_cast<Counts *>(np_group_udata(np_loop_group(np_conn_loop(c))));
+	k->opens++;
+	return 0;
+}
+
+void count_close(np_conn *c, int err)
+{
+	auto *k = static_cast<Counts *>(np_group_udata(np_loop_group(np_conn_loop(c))));
+	k->closes++;
+	if (err)
+		k->close_errs++;
+}
+
+int connect_to(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(static_cast<uint16_t>(port));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	timeval tv{10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+bool write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= static_cast<size_t>(w);
+	}
+	return true;
+}
+
+std::string read_n(int fd, size_t n)
+{
+	std::string s(n, '\0');
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, &s[got], n - got);
+		if (r <= 0)
+			break;
+		got += static_cast<size_t>(r);
+	}
+	s.resize(got);
+	return s;
+}
+
+std::string pattern(size_t n, unsigned seed)
+{
+	std::string s(n, '\0');
+	std::mt19937 rng(seed);
+	for (auto &ch : s)
+		ch = static_cast<char>('a' + rng() % 26);
+	return s;
+}
+
+template <class F> bool wait_for(F f, int ms = 5000)
+{
+	for (int i = 0; i < ms / 5; i++) {
+		if (f())
+			return true;
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	return f();
+}
+
+// start() may skip (backend unavailable) or fail; stop the test then.
+#define START(...)                                  \
+	do {                                            \
+		start(__VA_ARGS__);                     \
+		if (IsSkipped() || HasFatalFailure())   \
+			return;                         \
+	} while (0)
+
+class NetpollTest : public ::testing::TestWithParam<np_backend> {
+protected:
+	Counts counts;
+	np_group *g = nullptr;
+	int port = 0;
+	np_handler h{count_open, echo_data, count_close};
+
+	void start(np_opts o = {})
+	{
+		o.backend = GetParam();
+		o.udata = &counts;
+		if (!o.nloops)
+			o.nloops = 2;
+		g = np_group_create(&o, &h);
+		if (!g && errno == ENOSYS)
+			GTEST_SKIP() << np_backend_name(GetParam()) << " not available here";
+		ASSERT_NE(g, nullptr) << strerror(errno);
+		ASSERT_EQ(np_group_backend(g), GetParam());
+		port = np_group_listen(g, "127.0.0.1", 0);
+		ASSERT_GT(port, 0);
+		ASSERT_EQ(np_group_start(g), 0);
+	}
+	void TearDown() override { np_group_destroy(&g); }
+	np_stats stats()
+	{
+		np_stats s;
+		np_group_stats(g, &s);
+		return s;
+	}
+};
+
+TEST_P(NetpollTest, EchoPipelined)
+{
+	START();
+	int fd = connect_to(port);
+	ASSERT_GE(fd, 0);
+	std::string all;
+	for (int i = 0; i < 500; i++)
+		all += "msg " + std::to_string(i) + "\n";
+	ASSERT_TRUE(write_all(fd, all.data(), all.size()));
+	EXPECT_EQ(read_n(fd, all.size()), all);
+	close(fd);
+	EXPECT_TRUE(wait_for([&] { return counts.closes == 1; }));
+	EXPECT_EQ(counts.opens, 1);
+	EXPECT_EQ(counts.close_errs, 0);
+}
+
+TEST_P(NetpollTest, EchoOneByteAtATimeAndRandomSplits)
+{
+	START();
+	int fd = connect_to(port);
+	ASSERT_GE(fd, 0);
+	std::string msg = pattern(300, 1);
+	for (char ch : msg)
+		ASSERT_TRUE(write_all(fd, &ch, 1));
+	EXPECT_EQ(read_n(fd, msg.size()), msg);
+	std::mt19937 rng(7);
+	std::string big = pattern(200000, 2);
+	std::thread reader([&] { EXPECT_EQ(read_n(fd, big.size()), big); });
+	for (size_t off = 0; off < big.size();) {
+		size_t n = std::min<size_t>(1 + rng() % 5000, big.size() - off);
+		ASSERT_TRUE(write_all(fd, big.data() + off, n));
+		off += n;
+	}
+	reader.join();
+	close(fd);
+}
+
+TEST_P(NetpollTest, EchoOneMebibyteWithoutCopying)
+{
+	START();
+	bp_stats before;
+	bp_pool_stats(np_group_pool(g), &before);
+	int fd = connect_to(port);
+	ASSERT_GE(fd, 0);
+	std::string big = pattern(1 << 20, 3);
+	std::thread reader([&] { EXPECT_EQ(read_n(fd, big.size()), big); });
+	ASSERT_TRUE(write_all(fd, big.data(), big.size()));
+	reader.join();
+	close(fd);
+	ASSERT_TRUE(wait_for([&] { return counts.closes == 1; }));
+	bp_stats after;
+	bp_pool_stats(np_group_pool(g), &after);
+	// Read into pooled blocks, moved to the output by reference, written
+	// with writev: not one byte copied.
+	EXPECT_EQ(after.copied_view_bytes - before.copied_view_bytes, 0u);
+	EXPECT_EQ(after.copied_append_bytes - before.copied_append_bytes, 0u);
+	EXPECT_EQ(after.copied_out_bytes - before.copied_out_bytes, 0u);
+	EXPECT_GE(stats().bytes_read, 1u << 20);
+}
+
+TEST_P(NetpollTest, ThousandConnections)
+{
+	np_opts o{};
+	o.max_conns = 2000;
+	START(o);
+	std::vector<int> fds;
+	for (int i = 0; i < 1000; i++) {
+		int fd = connect_to(port);
+		ASSERT_GE(fd, 0) << i;
+		fds.push_back(fd);
+	}
+	for (size_t i = 0; i < fds.size(); i++) {
+		std::string m = "hello " + std::to_string(i);
+		ASSERT_TRUE(write_all(fds[i], m.data(), m.size()));
+	}
+	for (size_t i = 0; i < fds.size(); i++) {
+		std::string m = "hello " + std::to_string(i);
+		ASSERT_EQ(read_n(fds[i], m.size()), m);
+	}
+	EXPECT_EQ(stats().conns_current, 1000u);
+	for (int fd : fds)
+		close(fd);
+	EXPECT_TRUE(wait_for([&] { return stats().conns_current == 0; }));
+	EXPECT_EQ(counts.closes, 1000);
+}
+
+TEST_P(NetpollTest, MaxConnectionsRejectsTheRest)
+{
+	np_opts o{};
+	o.max_conns = 3;
+	o.nloops = 1;
+	START(o);
+	std::vector<int> fds;
+	for (int i = 0; i < 5; i++)
+		fds.push_back(connect_to(port));
+	ASSERT_TRUE(wait_for([&] { return stats().conns_rejected == 2; }));
+	EXPECT_EQ(stats().conns_current, 3u);
+	int served = 0;
+	for (int fd : fds) {
+		if (write_all(fd, "x", 1) && read_n(fd, 1) == "x")
+			served++;
+		close(fd);
+	}
+	EXPECT_EQ(served, 3);
+}
+
+TEST_P(NetpollTest, PeerCloseMidMessageAndReset)
+{
+	START();
+	int fd = connect_to(port);
+	ASSERT_TRUE(write_all(fd, "partial", 7));
+	close(fd);
+	int fd2 = connect_to(port);
+	linger lg{1, 0}; // close with RST
+	setsockopt(fd2, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	ASSERT_TRUE(write_all(fd2, "abc", 3));
+	close(fd2);
+	EXPECT_TRUE(wait_for([&] { return counts.closes == 2; }));
+	EXPECT_EQ(stats().conns_current, 0u);
+}
+
+TEST_P(NetpollTest, SlowReaderIsBoundedByBackpressure)
+{
+	np_opts o{};
+	o.out_high = 256 * 1024;
+	o.out_low = 64 * 1024;
+	o.nloops = 1;
+	START(o);
+	int fd = connect_to(port);
+	int small = 16 * 1024;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	// Send 32 MiB without reading; the server's echo output cannot drain,
+	// so it must stop reading rather than grow.
+	std::string chunk = pattern(64 * 1024, 4);
+	size_t sent = 0;
+	for (int i = 0; i < 2000 && sent < (32u << 20); i++) {
+		ssize_t w = write(fd, chunk.data(), chunk.size());
+		if (w > 0)
+			sent += static_cast<size_t>(w);
+		else
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	}
+	EXPECT_LT(sent, 32u << 20) << "the server kept reading with nobody draining";
+	EXPECT_GE(stats().read_pauses, 1u);
+	bp_stats s;
+	bp_pool_stats(np_group_pool(g), &s);
+	// out_high + one read budget + blocks in flight, far below what was sent.
+	EXPECT_LT(s.bytes_in_use, 2u << 20);
+	// Drain: everything sent comes back.
+	fcntl(fd, F_SETFL, 0);
+	std::string back = read_n(fd, sent);
+	EXPECT_EQ(back.size(), sent);
+	close(fd);
+}
+
+TEST_P(NetpollTest, IdleTimeoutCloses)
+{
+	np_opts o{};
+	o.idle_timeout_ms = 100;
+	START(o);
+	int fd = connect_to(port);
+	char b;
+	auto t0 = std::chrono::steady_clock::now();
+	EXPECT_EQ(read(fd, &b, 1), 0); // closed by the server
+	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+		std::chrono::steady_clock::now() - t0).count();
+	EXPECT_GE(ms, 90);
+	EXPECT_LT(ms, 2000);
+	EXPECT_EQ(stats().idle_closed, 1u);
+	close(fd);
+}
+
+struct TimerCtx {
+	std::vector<int> order;
+	np_loop *loop;
+	std::atomic<bool> done{false};
+	np_timer *self = nullptr;
+	int repeats = 0;
+};
+
+TEST_P(NetpollTest, TimersFireInOrder)
+{
+	START();
+	TimerCtx ctx;
+	ctx.loop = np_group_loop(g, 0);
+	static TimerCtx *cur;
+	cur = &ctx;
+	auto add = [](void *) {
+		np_loop *l = cur->loop;
+		int delays[] = {30, 10, 20, 10, 0};
+		for (int i = 0; i < 5; i++) {
+			np_timer_add(l, delays[i], 0, [](void *a) {
+				cur->order.push_back(static_cast<int>(reinterpret_cast<intptr_t>(a)));
+			}, reinterpret_cast<void *>(static_cast<intptr_t>(i)));
+		}
+		// A repeating timer that cancels itself on its third run.
+		cur->self = np_timer_add(l, 5, 5, [](void *) {
+			if (++cur->repeats == 3)
+				np_timer_cancel(cur->loop, &cur->self);
+		}, nullptr);
+		np_timer_add(l, 60, 0, [](void *) { cur->done = true; }, nullptr);
+	};
+	ASSERT_EQ(np_loop_post(ctx.loop, add, nullptr), 0);
+	ASSERT_TRUE(wait_for([&] { return ctx.done.load(); }));
+	std::vector<int> want{4, 1, 3, 2, 0};
+	EXPECT_EQ(ctx.order, want);
+	EXPECT_EQ(ctx.repeats, 3);
+	EXPECT_EQ(ctx.self, nullptr);
+}
+
+TEST_P(NetpollTest, PostsRunOnTheLoopInOrder)
+{
+	START();
+	struct Ctx {
+		std::mutex m;
+		std::vector<int> seen[2];
+		pthread_t thr[2];
+		bool wrong_thread = false;
+	} ctx;
+	static Ctx *cur;
+	cur = &ctx;
+	for (int l = 0; l < 2; l++) {
+		np_loop_post(np_group_loop(g, l), [](void *a) {
+			cur->thr[reinterpret_cast<intptr_t>(a)] = pthread_self();
+		}, reinterpret_cast<void *>(static_cast<intptr_t>(l)));
+	}
+	std::thread other([&] {
+		for (int i = 0; i < 1000; i++)
+			for (int l = 0; l < 2; l++)
+				np_loop_post(np_group_loop(g, l), [](void *a) {
+					intptr_t v = reinterpret_cast<intptr_t>(a);
+					int loop = static_cast<int>(v & 1);
+					std::lock_guard<std::mutex> lk(cur->m);
+					if (!pthread_equal(pthread_self(), cur->thr[loop]))
+						cur->wrong_thread = true;
+					cur->seen[loop].push_back(static_cast<int>(v >> 1));
+				}, reinterpret_cast<void *>(static_cast<intptr_t>(i * 2 + l)));
+	});
+	other.join();
+	ASSERT_TRUE(wait_for([&] {
+		std::lock_guard<std::mutex> lk(ctx.m);
+		return ctx.seen[0].size() == 1000 && ctx.seen[1].size() == 1000;
+	}));
+	std::lock_guard<std::mutex> lk(ctx.m);
+	EXPECT_FALSE(ctx.wrong_thread);
+	for (int l = 0; l < 2; l++)
+		for (int i = 0; i < 1000; i++)
+			ASSERT_EQ(ctx.seen[l][static_cast<size_t>(i)], i);
+}
+
+// On every 'G' byte, queue 4 MiB of output; graceful stop must deliver it
+// all to a slow reader before closing.
+ssize_t big_reply(np_conn *c, bp_chain *in)
+{
+	size_t n = bp_chain_len(in);
+	bp_chain_skip(in, n);
+	static std::string blob = pattern(1 << 20, 5);
+	for (size_t i = 0; i < n * 4; i++)
+		bp_chain_append(np_conn_out(c), blob.data(), blob.size());
+	return 0;
+}
+
+TEST_P(NetpollTest, GracefulStopFlushesEverything)
+{
+	h.on_data = big_reply;
+	np_opts o{};
+	o.out_high = 64u << 20;
+	o.nloops = 1;
+	START(o);
+	int fd = connect_to(port);
+	ASSERT_TRUE(write_all(fd, "G", 1));
+	// Read slowly while the server is asked to stop.
+	std::string got;
+	std::thread stopper([&] {
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		np_group_stop(g, 10000);
+	});
+	char buf[65536];
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r <= 0)
+			break;
+		got.append(buf, static_cast<size_t>(r));
+		if (got.size() < (1u << 20))
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	}
+	stopper.join();
+	EXPECT_EQ(got.size(), 4u << 20);
+	EXPECT_EQ(got.substr(0, 1 << 20), pattern(1 << 20, 5));
+	close(fd);
+}
+
+TEST_P(NetpollTest, AcceptBacksOffUnderLowFdLimit)
+{
+	np_opts o{};
+	o.nloops = 1;
+	START(o);
+	// Sockets made before the limit drops keep working; the server's
+	// accept then runs out of descriptors.
+	std::vector<int> fds;
+	for (int i = 0; i < 12; i++)
+		fds.push_back(socket(AF_INET, SOCK_STREAM, 0));
+	rlimit old;
+	getrlimit(RLIMIT_NOFILE, &old);
+	int nopen = 0;
+	for (int fd = 0; fd < 65536; fd++)
+		if (fcntl(fd, F_GETFD) != -1)
+			nopen++;
+	// New descriptors take the lowest free numbers: this leaves room for
+	// two accepts.
+	rlimit low = old;
+	low.rlim_cur = static_cast<rlim_t>(nopen + 2);
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(static_cast<uint16_t>(port));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int fd : fds)
+		ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+	bool backed_off = wait_for([&] { return stats().accept_backoffs >= 1; }, 2000);
+	uint64_t wakeups = stats().wait_calls;
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	uint64_t spin = stats().wait_calls - wakeups; // no busy loop while paused
+	setrlimit(RLIMIT_NOFILE, &old);
+	EXPECT_TRUE(backed_off);
+	EXPECT_LT(spin, 50u);
+	// After the limit is lifted every connection is served.
+	for (int fd : fds) {
+		timeval tv{10, 0};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ASSERT_TRUE(write_all(fd, "k", 1));
+		EXPECT_EQ(read_n(fd, 1), "k");
+		close(fd);
+	}
+}
+
+// Client side: a second group connects to the echo server and checks the
+// echoed bytes.
+struct ClientCtx {
+	std::string got;
+	std::atomic<bool> closed{false};
+	std::atomic<int> close_err{1};
+	size_t want;
+};
+
+TEST_P(NetpollTest, ClientConnectEcho)
+{
+	START();
+	static ClientCtx cc;
+	cc.got.clear();
+	cc.closed = false;
+	cc.want = 100000;
+	np_handler ch{};
+	ch.on_open = [](np_conn *c) {
+		std::string m = pattern(cc.want, 9);
+		return bp_chain_append(np_conn_out(c), m.data(), m.size());
+	};
+	ch.on_data = [](np_conn *c, bp_chain *in) -> ssize_t {
+		size_t n = bp_chain_len(in);
+		std::string part(n, '\0');
+		bp_chain_copy_out(in, 0, &part[0], n);
+		bp_chain_skip(in, n);
+		cc.got += part;
+		if (cc.got.size() >= cc.want)
+			np_conn_close(c, false);
+		return 0;
+	};
+	ch.on_close = [](np_conn *, int err) {
+		cc.close_err = err;
+		cc.closed = true;
+	};
+	np_opts o{};
+	o.backend = GetParam();
+	o.nloops = 1;
+	np_group *cg = np_group_create(&o, &ch);
+	ASSERT_NE(cg, nullptr);
+	ASSERT_EQ(np_group_start(cg), 0);
+	static int the_port;
+	the_port = port;
+	ASSERT_EQ(np_loop_post(np_group_loop(cg, 0), [](void *l) {
+		np_connect(static_cast<np_loop *>(l), "127.0.0.1",
+		           static_cast<uint16_t>(the_port), nullptr);
+	}, np_group_loop(cg, 0)), 0);
+	EXPECT_TRUE(wait_for([&] { return cc.closed.load(); }));
+	EXPECT_EQ(cc.close_err, 0);
+	EXPECT_EQ(cc.got, pattern(cc.want, 9));
+	np_group_destroy(&cg);
+}
+
+TEST_P(NetpollTest, ConnectRefusedReportsTheError)
+{
+	static ClientCtx cc;
+	cc.closed = false;
+	np_handler ch{};
+	ch.on_data = [](np_conn *, bp_chain *) -> ssize_t { return 0; };
+	ch.on_close = [](np_conn *, int err) {
+		cc.close_err = err;
+		cc.closed = true;
+	};
+	np_opts o{};
+	o.backend = GetParam();
+	o.nloops = 1;
+	np_group *cg = np_group_create(&o, &ch);
+	if (!cg && errno == ENOSYS)
+		GTEST_SKIP();
+	ASSERT_NE(cg, nullptr);
+	ASSERT_EQ(np_group_start(cg), 0);
+	// A port nobody listens on: bind one, note it, close it.
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(s, reinterpret_cast<sockaddr *>(&a), sizeof(a));
+	socklen_t len = sizeof(a);
+	getsockname(s, reinterpret_cast<sockaddr *>(&a), &len);
+	static int dead_port;
+	dead_port = ntohs(a.sin_port);
+	close(s);
+	np_loop_post(np_group_loop(cg, 0), [](void *l) {
+		np_connect(static_cast<np_loop *>(l), "127.0.0.1",
+		           static_cast<uint16_t>(dead_port), nullptr);
+	}, np_group_loop(cg, 0));
+	EXPECT_TRUE(wait_for([&] { return cc.closed.load(); }));
+	EXPECT_EQ(cc.close_err, -ECONNREFUSED);
+	np_group_destroy(&cg);
+}
+
+std::string backend_name(const ::testing::TestParamInfo<np_backend> &i)
+{
+	return i.param == NP_BACKEND_URING ? "io_uring" : np_backend_name(i.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, NetpollTest,
+                         ::testing::Values(NP_BACKEND_EPOLL, NP_BACKEND_URING),
+                         backend_name);
+
+} // namespace
