@@ -317,9 +317,12 @@ static void conn_close_now(struct np_conn *c, int err)
 	idle_unlink(l, c);
 	if ((c->flags & NP_C_OPEN) && l->g->h.on_close)
 		l->g->h.on_close(c, c->close_err);
-	/* Memory goes back now; the object may live on for other holders. */
+	/* Memory goes back now; the object may live on for other holders.
+	 * Output the kernel may still be sending from (io_uring) stays until
+	 * the last reference goes. */
 	bp_chain_deinit(&c->in);
-	bp_chain_deinit(&c->out);
+	if (!c->send_armed)
+		bp_chain_deinit(&c->out);
 	np_conn_unref(c);
 }
 
@@ -493,50 +496,68 @@ static void accept_resume(void *arg)
 		l->ops->pause_listener(l, l->listen_fd[i], false);
 }
 
-void np__listener_ready(struct np_loop *l, int lfd)
+static void accept_backoff(struct np_loop *l)
+{
+	/* Out of descriptors: stop accepting for a while rather than spin on
+	 * an event that stays ready, and say nothing per failure. */
+	if (l->accept_paused)
+		return;
+	l->accept_paused = true;
+	np__ctr(&l->st.accept_backoffs, 1);
+	for (int i = 0; i < l->nlisten; i++)
+		l->ops->pause_listener(l, l->listen_fd[i], true);
+	l->accept_timer = np_timer_add(l, ACCEPT_BACKOFF_MS, 0, accept_resume, l);
+}
+
+void np__conn_accepted(struct np_loop *l, int fd)
 {
 	struct np_group *g = l->g;
+	if (l->stopping || atomic_load(&g->nconns) >= g->o.max_conns) {
+		close(fd);
+		np__ctr(&l->st.conns_rejected, 1);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct np_conn *c = conn_new(l, fd, NP_C_OPEN);
+	if (!c) {
+		close(fd);
+		np__ctr(&l->st.conns_rejected, 1);
+		return;
+	}
+	np__ctr(&l->st.conns_accepted, 1);
+	if (l->ops->conn_add(l, c) < 0) {
+		c->flags &= ~NP_C_OPEN;
+		conn_close_now(c, -EIO);
+		return;
+	}
+	if (g->h.on_open && g->h.on_open(c) < 0)
+		conn_close_now(c, -ECONNREFUSED);
+	else if (bp_chain_len(&c->out))
+		flush_schedule(l, c);
+}
+
+bool np__accept_error(struct np_loop *l, int err)
+{
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		accept_backoff(l);
+		return true;
+	}
+	return false; /* transient (ECONNABORTED, EINTR, ...): go on */
+}
+
+void np__listener_ready(struct np_loop *l, int lfd)
+{
 	for (int n = 0; n < ACCEPT_BATCH && !l->accept_paused && !l->stopping; n++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* Out of descriptors: stop polling the listener for a
-				 * while rather than spin on a level-triggered event. */
-				l->accept_paused = true;
-				np__ctr(&l->st.accept_backoffs, 1);
-				for (int i = 0; i < l->nlisten; i++)
-					l->ops->pause_listener(l, l->listen_fd[i], true);
-				l->accept_timer = np_timer_add(l, ACCEPT_BACKOFF_MS, 0,
-				                               accept_resume, l);
-			}
-			return;
-		}
-		if (atomic_load(&g->nconns) >= g->o.max_conns) {
-			close(fd);
-			np__ctr(&l->st.conns_rejected, 1);
+		if (fd >= 0) {
+			np__conn_accepted(l, fd);
 			continue;
 		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		struct np_conn *c = conn_new(l, fd, NP_C_OPEN);
-		if (!c) {
-			close(fd);
-			np__ctr(&l->st.conns_rejected, 1);
+		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
-		}
-		np__ctr(&l->st.conns_accepted, 1);
-		if (l->ops->conn_add(l, c) < 0) {
-			c->flags &= ~NP_C_OPEN;
-			conn_close_now(c, -EIO);
-			continue;
-		}
-		if (g->h.on_open && g->h.on_open(c) < 0)
-			conn_close_now(c, -ECONNREFUSED);
-		else if (bp_chain_len(&c->out))
-			flush_schedule(l, c);
+		np__accept_error(l, errno);
+		return;
 	}
 }
 
@@ -577,12 +598,7 @@ int np_group_listen(struct np_group *g, const char *host, uint16_t port)
 		if (r < 0)
 			return r;
 		bound = r;
-		r = l->ops->add_listener(l, fd);
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
-		l->listen_fd[l->nlisten++] = fd;
+		l->listen_fd[l->nlisten++] = fd; /* armed when the loop starts */
 	}
 	return bound;
 }
@@ -672,13 +688,20 @@ static void posts_run(struct np_loop *l)
 	}
 }
 
+void np__wake_done(struct np_loop *l)
+{
+	/* Reset before taking the list: a post racing with us either sees 0
+	 * and wakes us again, or appended before we take the list. */
+	atomic_store(&l->wake_pending, 0);
+	posts_run(l);
+}
+
 void np__wake_drain(struct np_loop *l)
 {
 	uint64_t v;
 	ssize_t r = read(l->wake_fd, &v, sizeof(v));
 	(void)r;
-	atomic_store(&l->wake_pending, 0);
-	posts_run(l);
+	np__wake_done(l);
 }
 
 /* ---- idle ------------------------------------------------------------- */
@@ -724,10 +747,32 @@ static void drain_deadlines(struct np_loop *l)
 	}
 }
 
+/* The backend lives on the loop's thread (io_uring's SINGLE_ISSUER needs its
+ * ring made and used by one thread). */
+static int loop_backend_start(struct np_loop *l)
+{
+	int r = l->ops->init(l);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < l->nlisten; i++) {
+		r = l->ops->add_listener(l, l->listen_fd[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static void *loop_main(void *arg)
 {
 	struct np_loop *l = arg;
 	uint64_t last_drain_check = 0;
+	l->now = mono_ms();
+	int err = loop_backend_start(l);
+	if (err < 0) {
+		fprintf(stderr, "netpoll: loop %d: %s backend failed: %s\n", l->index,
+		        l->ops->name, strerror(-err));
+		l->done = true;
+	}
 	while (!l->done) {
 		int timeout = l->flush_head ? 0 : timers_timeout(l);
 		if (l->stopping && (timeout < 0 || timeout > 50))
@@ -756,6 +801,17 @@ static void *loop_main(void *arg)
 	l->post_closed = true;
 	pthread_mutex_unlock(&l->post_lock);
 	posts_run(l);
+	for (uint32_t s = 0; s < l->nslots; s++)
+		if (l->slots[s])
+			conn_close_now(l->slots[s], -ESHUTDOWN);
+	flush_all(l);
+	if (l->be)
+		l->ops->deinit(l); /* waits for the kernel to let go of buffers */
+	while (l->nheap) {
+		struct np_timer *t = l->heap[0];
+		heap_remove(l, t);
+		bp_objpool_put(l->g->timer_pool, &t);
+	}
 	bp_pool_thread_flush(l->g->pool);
 	return NULL;
 }
@@ -782,9 +838,6 @@ static int loop_init(struct np_group *g, struct np_loop *l, int index,
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->wake_fd < 0)
 		return -errno;
-	int r = ops->init(l);
-	if (r < 0)
-		return r;
 	if (g->o.idle_timeout_ms) {
 		uint64_t every = g->o.idle_timeout_ms / 4 ? g->o.idle_timeout_ms / 4 : 1;
 		l->idle_timer = np_timer_add(l, every, every, idle_sweep, l);
@@ -796,10 +849,6 @@ static void loop_deinit(struct np_loop *l)
 {
 	if (!l->g)
 		return;
-	for (uint32_t s = 0; l->slots && s < l->nslots; s++)
-		if (l->slots[s])
-			conn_close_now(l->slots[s], -ESHUTDOWN);
-	flush_all(l);
 	while (l->nheap) {
 		struct np_timer *t = l->heap[0];
 		heap_remove(l, t);
@@ -807,8 +856,6 @@ static void loop_deinit(struct np_loop *l)
 	}
 	for (int i = 0; i < l->nlisten; i++)
 		close(l->listen_fd[i]);
-	if (l->ops && l->be)
-		l->ops->deinit(l);
 	posts_run(l);
 	if (l->wake_fd > 0)
 		close(l->wake_fd);

@@ -51,8 +51,8 @@ struct np_conn {
 	uint64_t last_active;
 	uint64_t drain_deadline;
 	/* io_uring backend state */
-	uint32_t uring_inflight;  /* ops in the kernel referencing this conn */
-	uint8_t recv_armed, send_armed;
+	struct bp_block *send_blk; /* msghdr + iovecs of the send in flight */
+	uint8_t recv_armed, send_armed, poll_armed;
 };
 
 struct np_timer {
@@ -157,8 +157,11 @@ void np__conn_error(struct np_conn *c, int err); /* fatal socket error */
 void np__conn_writable(struct np_conn *c);       /* output may be sent */
 void np__conn_connected(struct np_conn *c, int err);
 void np__conn_sent(struct np_conn *c, size_t n); /* n bytes left the chain */
-void np__listener_ready(struct np_loop *l, int fd);
-void np__wake_drain(struct np_loop *l);
+void np__listener_ready(struct np_loop *l, int fd); /* accept4 loop */
+void np__conn_accepted(struct np_loop *l, int fd);  /* one accepted fd */
+bool np__accept_error(struct np_loop *l, int err);  /* true: backing off */
+void np__wake_drain(struct np_loop *l);             /* read eventfd, run posts */
+void np__wake_done(struct np_loop *l);              /* eventfd already read */
 struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag);
 void np__conn_release(struct np_conn *c);        /* backend's last ref */
 

@@ -1,0 +1,566 @@
+/*
+ * The io_uring backend (Linux, liburing).
+ *
+ * - The ring is made on the loop's thread with SINGLE_ISSUER|DEFER_TASKRUN
+ *   (falling back to COOP_TASKRUN, then to none), and submissions are
+ *   batched: SQEs queue up during a loop iteration and go to the kernel in
+ *   the one io_uring_enter that also waits for completions.
+ * - Reads: one multishot recv per connection, selecting buffers from a
+ *   provided-buffer ring whose buffers are bufpool blocks. The block the
+ *   kernel filled is adopted into the connection's input chain as it is
+ *   (no copy), and a fresh block takes its place in the ring. An idle
+ *   connection therefore pins no buffer. -ENOBUFS (ring empty) re-arms.
+ * - Writes: one sendmsg in flight per connection, gathering the output
+ *   chain; its msghdr and iovecs live in a small bufpool block until the
+ *   completion. The output chain is consumed only on completion, so the
+ *   bytes stay referenced while the kernel reads them.
+ * - Accept: multishot. Connect: a non-blocking connect() and a POLLOUT
+ *   poll for its completion.
+ * - Lifetime: every operation in flight that names a connection holds a
+ *   reference to it (np_conn_ref), dropped by its final completion; close
+ *   cancels the recv. deinit waits for every operation to finish, so that
+ *   no buffer is released while the kernel may still write into it.
+ *
+ * Debian's liburing is 2.3: io_uring_setup_buf_ring() (2.4) is replaced by
+ * a few lines of mmap + io_uring_register_buf_ring below.
+ */
+#define _GNU_SOURCE
+#include "netpoll/np_internal.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define SQ_ENTRIES 1024
+#define CQ_ENTRIES 8192
+#define NBUFS 512                    /* provided buffers per loop (2^n) */
+#define BUF_CAP (16384u - BP_BLOCK_HDR) /* one 16 KiB block each */
+#define BGID 7
+#define SEND_IOV 256                 /* iovecs per sendmsg */
+
+enum op { OP_RECV = 1, OP_SEND, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
+
+struct ur {
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	size_t br_size;
+	struct bp_block *bufs[NBUFS];
+	uint32_t nempty;              /* ring slots without a block (ENOMEM) */
+	uint64_t wake_buf;
+	bool wake_armed;
+	bool accept_armed[NP_MAX_LISTEN];
+	uint32_t inflight;            /* operations whose completion we await */
+};
+
+static inline uint64_t ud(void *p, enum op op)
+{
+	return (uint64_t)(uintptr_t)p | (uint64_t)op;
+}
+
+/* An SQE, submitting queued ones first when the ring is full. */
+static struct io_uring_sqe *sqe_get(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	if (!sqe) {
+		io_uring_submit(&u->ring);
+		np__ctr(&l->st.wait_calls, 1);
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	return sqe; /* NULL only if the kernel took nothing: treated as ENOMEM */
+}
+
+static void cancel(struct np_loop *l, uint64_t target)
+{
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, target, 0);
+	io_uring_sqe_set_data64(sqe, ud(NULL, OP_IGNORE));
+}
+
+/* ---- probe ------------------------------------------------------------ */
+
+static bool g_usable;
+static pthread_once_t g_probe_once = PTHREAD_ONCE_INIT;
+
+static void probe(void)
+{
+	struct utsname un;
+	int major = 0, minor = 0;
+	if (uname(&un) == 0)
+		sscanf(un.release, "%d.%d", &major, &minor);
+	if (major < 6) /* multishot recv and provided-buffer rings: 6.0 */
+		return;
+	struct io_uring ring;
+	if (io_uring_queue_init(8, &ring, 0) < 0)
+		return; /* ENOSYS, EPERM (io_uring_disabled, seccomp), ... */
+	struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
+	bool ok = p != NULL;
+	static const int ops[] = {IORING_OP_RECV, IORING_OP_SENDMSG, IORING_OP_ACCEPT,
+	                          IORING_OP_ASYNC_CANCEL, IORING_OP_READ,
+	                          IORING_OP_POLL_ADD};
+	for (size_t i = 0; ok && i < sizeof(ops) / sizeof(ops[0]); i++)
+		ok = io_uring_opcode_supported(p, ops[i]);
+	if (p)
+		io_uring_free_probe(p);
+	if (ok) {
+		size_t sz = 4096;
+		void *m = mmap(NULL, sz, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)m,
+		                               .ring_entries = 8, .bgid = 0};
+		ok = m != MAP_FAILED && io_uring_register_buf_ring(&ring, &reg, 0) == 0;
+		if (ok)
+			io_uring_unregister_buf_ring(&ring, 0);
+		if (m != MAP_FAILED)
+			munmap(m, sz);
+	}
+	io_uring_queue_exit(&ring);
+	g_usable = ok;
+}
+
+static void *probe_thread(void *arg)
+{
+	(void)arg;
+	probe();
+	return NULL;
+}
+
+/* The probe runs on a thread of its own: tearing a ring down queues task
+ * work for the thread that owned it, which interrupts that thread's next
+ * blocking call (EINTR on a socket with a timeout) — not something to do
+ * to whoever called np_group_create. */
+static void probe_once(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, probe_thread, NULL) == 0)
+		pthread_join(t, NULL);
+}
+
+bool np__uring_usable(void)
+{
+	pthread_once(&g_probe_once, probe_once);
+	return g_usable;
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+static void buf_put(struct ur *u, uint16_t bid, struct bp_block *b)
+{
+	u->bufs[bid] = b;
+	io_uring_buf_ring_add(u->br, bp_block_data(b), BUF_CAP, bid,
+	                      io_uring_buf_ring_mask(NBUFS), 0);
+	io_uring_buf_ring_advance(u->br, 1);
+}
+
+/* Gives slot bid a fresh block; false (slot left empty) when the pool is
+ * out of memory. */
+static bool buf_refill(struct np_loop *l, uint16_t bid)
+{
+	struct ur *u = l->be;
+	struct bp_block *b = bp_block_get(l->g->pool, BUF_CAP);
+	if (!b) {
+		u->bufs[bid] = NULL;
+		u->nempty++;
+		return false;
+	}
+	buf_put(u, bid, b);
+	return true;
+}
+
+static void bufs_retry(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	for (uint16_t i = 0; u->nempty && i < NBUFS; i++) {
+		if (!u->bufs[i] && buf_refill(l, i))
+			u->nempty--;
+	}
+}
+
+/* ---- arming ----------------------------------------------------------- */
+
+static void arm_wake(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, l->wake_fd, &u->wake_buf, sizeof(u->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, ud(NULL, OP_WAKE));
+	u->wake_armed = true;
+	u->inflight++;
+}
+
+static int listener_index(struct np_loop *l, int fd)
+{
+	for (int i = 0; i < l->nlisten; i++)
+		if (l->listen_fd[i] == fd)
+			return i;
+	return -1;
+}
+
+static void arm_accept(struct np_loop *l, int idx)
+{
+	struct ur *u = l->be;
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept(sqe, l->listen_fd[idx], NULL, NULL,
+	                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ((uint64_t)idx << 3) | OP_ACCEPT);
+	u->accept_armed[idx] = true;
+	u->inflight++;
+}
+
+static void arm_recv(struct np_loop *l, struct np_conn *c)
+{
+	struct ur *u = l->be;
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe)
+		return;
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	io_uring_sqe_set_data64(sqe, ud(c, OP_RECV));
+	c->recv_armed = 1;
+	np_conn_ref(c);
+	u->inflight++;
+}
+
+/* ---- interface -------------------------------------------------------- */
+
+static int ur_init(struct np_loop *l)
+{
+	struct ur *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	struct io_uring_params p;
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN, 0};
+	int r = -EINVAL;
+	for (size_t i = 0; i < 3 && r < 0; i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = tries[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = CQ_ENTRIES;
+		r = io_uring_queue_init_params(SQ_ENTRIES, &u->ring, &p);
+	}
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	/* The provided-buffer ring (liburing 2.4's io_uring_setup_buf_ring). */
+	u->br_size = NBUFS * sizeof(struct io_uring_buf);
+	u->br = mmap(NULL, u->br_size, PROT_READ | PROT_WRITE,
+	             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (u->br == MAP_FAILED) {
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return -ENOMEM;
+	}
+	io_uring_buf_ring_init(u->br);
+	struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)u->br,
+	                               .ring_entries = NBUFS, .bgid = BGID};
+	r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+	if (r < 0) {
+		munmap(u->br, u->br_size);
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return r;
+	}
+	l->be = u;
+	for (uint16_t i = 0; i < NBUFS; i++)
+		buf_refill(l, i);
+	arm_wake(l);
+	return 0;
+}
+
+static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe);
+
+static void reap(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&u->ring, head, cqe) {
+		on_cqe(l, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&u->ring, n);
+}
+
+static void ur_deinit(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	if (u->wake_armed)
+		cancel(l, ud(NULL, OP_WAKE));
+	for (int i = 0; i < NP_MAX_LISTEN; i++)
+		if (u->accept_armed[i])
+			cancel(l, ((uint64_t)i << 3) | OP_ACCEPT);
+	/* Wait (bounded) for the kernel to finish with every operation. */
+	for (int i = 0; u->inflight && i < 200; i++) {
+		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+		struct io_uring_cqe *cqe;
+		io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+		reap(l);
+	}
+	io_uring_unregister_buf_ring(&u->ring, BGID);
+	io_uring_queue_exit(&u->ring); /* the kernel lets go of everything */
+	for (int i = 0; i < NBUFS; i++)
+		bp_block_unref(u->bufs[i]);
+	munmap(u->br, u->br_size);
+	free(u);
+	l->be = NULL;
+}
+
+static int ur_add_listener(struct np_loop *l, int fd)
+{
+	int idx = listener_index(l, fd);
+	if (idx < 0)
+		return -EINVAL;
+	arm_accept(l, idx);
+	return 0;
+}
+
+static void ur_pause_listener(struct np_loop *l, int fd, bool paused)
+{
+	struct ur *u = l->be;
+	int idx = listener_index(l, fd);
+	if (idx < 0 || !u)
+		return;
+	if (paused && u->accept_armed[idx])
+		cancel(l, ((uint64_t)idx << 3) | OP_ACCEPT);
+	else if (!paused && !u->accept_armed[idx])
+		arm_accept(l, idx);
+}
+
+static int ur_conn_add(struct np_loop *l, struct np_conn *c)
+{
+	struct ur *u = l->be;
+	if (c->flags & NP_C_CONNECTING) {
+		struct io_uring_sqe *sqe = sqe_get(l);
+		if (!sqe)
+			return -ENOMEM;
+		io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+		io_uring_sqe_set_data64(sqe, ud(c, OP_POLL));
+		c->poll_armed = 1;
+		np_conn_ref(c);
+		u->inflight++;
+		return 0;
+	}
+	arm_recv(l, c);
+	return c->recv_armed ? 0 : -ENOMEM;
+}
+
+static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
+{
+	if (on && !c->recv_armed && !(c->flags & (NP_C_CLOSED | NP_C_PEER_EOF)))
+		arm_recv(l, c);
+	else if (!on && c->recv_armed)
+		cancel(l, ud(c, OP_RECV));
+}
+
+static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
+{
+	struct ur *u = l->be;
+	if (c->send_armed || !bp_chain_len(&c->out))
+		return 0;
+	size_t need = sizeof(struct msghdr) + SEND_IOV * sizeof(struct iovec);
+	struct bp_block *b = bp_block_get(l->g->pool, need);
+	if (!b)
+		return -ENOMEM;
+	struct msghdr *msg = (struct msghdr *)bp_block_data(b);
+	struct iovec *iov = (struct iovec *)(msg + 1);
+	memset(msg, 0, sizeof(*msg));
+	msg->msg_iov = iov;
+	msg->msg_iovlen = (size_t)bp_chain_write_iov(&c->out, iov, SEND_IOV, NULL);
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe) {
+		bp_block_unref(b);
+		return -ENOMEM;
+	}
+	io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud(c, OP_SEND));
+	c->send_blk = b;
+	c->send_armed = 1;
+	np_conn_ref(c);
+	u->inflight++;
+	np__ctr(&l->st.write_calls, 1);
+	return 0;
+}
+
+static void ur_conn_del(struct np_loop *l, struct np_conn *c)
+{
+	if (c->recv_armed)
+		cancel(l, ud(c, OP_RECV));
+	if (c->poll_armed)
+		cancel(l, ud(c, OP_POLL));
+}
+
+static int sock_error(int fd)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	return e;
+}
+
+static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flags)
+{
+	struct ur *u = l->be;
+	if (flags & IORING_CQE_F_BUFFER) {
+		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+		struct bp_block *b = u->bufs[bid];
+		buf_refill(l, bid);
+		if (res > 0 && !(c->flags & (NP_C_CLOSED | NP_C_DRAINING))) {
+			np__ctr(&l->st.read_calls, 1);
+			np__ctr(&l->st.bytes_read, (uint64_t)res);
+			/* The kernel's buffer becomes the chain's: no copy. */
+			if (bp_chain_adopt(&c->in, b, 0, (uint32_t)res) == 0)
+				np__conn_input(c);
+			else {
+				bp_block_unref(b);
+				np__conn_error(c, -ENOMEM);
+			}
+		} else {
+			bp_block_unref(b);
+		}
+	}
+	if (flags & IORING_CQE_F_MORE)
+		return;
+	/* The multishot recv ended. */
+	c->recv_armed = 0;
+	u->inflight--;
+	if (!(c->flags & NP_C_CLOSED)) {
+		if (res == 0)
+			np__conn_eof(c);
+		else if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
+			np__conn_error(c, res);
+		else if (!(c->flags & (NP_C_READ_OFF | NP_C_CLOSED | NP_C_PEER_EOF)))
+			arm_recv(l, c); /* out of buffers, or ended early: go on */
+	}
+	np_conn_unref(c);
+}
+
+static void on_send(struct np_loop *l, struct np_conn *c, int res)
+{
+	struct ur *u = l->be;
+	struct bp_block *b = c->send_blk;
+	c->send_blk = NULL;
+	c->send_armed = 0;
+	u->inflight--;
+	if (c->flags & NP_C_CLOSED) {
+		bp_chain_deinit(&c->out); /* deferred by the close */
+	} else if (res < 0) {
+		np__conn_error(c, res);
+	} else {
+		np__conn_sent(c, (size_t)res);
+		if (!(c->flags & NP_C_CLOSED) && bp_chain_len(&c->out)) {
+			int r = ur_conn_flush(l, c);
+			if (r < 0)
+				np__conn_error(c, r);
+		}
+	}
+	bp_block_unref(b);
+	np_conn_unref(c);
+}
+
+static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
+{
+	struct ur *u = l->be;
+	uint64_t d = io_uring_cqe_get_data64(cqe);
+	enum op op = (enum op)(d & 7);
+	void *p = (void *)(uintptr_t)(d & ~(uint64_t)7);
+	switch (op) {
+	case OP_RECV:
+		on_recv(l, p, cqe->res, cqe->flags);
+		break;
+	case OP_SEND:
+		on_send(l, p, cqe->res);
+		break;
+	case OP_ACCEPT: {
+		int idx = (int)(d >> 3);
+		if (cqe->res >= 0)
+			np__conn_accepted(l, cqe->res);
+		else if (np__accept_error(l, -cqe->res) && u->accept_armed[idx])
+			cancel(l, d); /* paused; the timer re-arms */
+		if (!(cqe->flags & IORING_CQE_F_MORE)) {
+			u->accept_armed[idx] = false;
+			u->inflight--;
+			if (!l->accept_paused && !l->stopping && idx < l->nlisten)
+				arm_accept(l, idx);
+		}
+		break;
+	}
+	case OP_WAKE:
+		u->wake_armed = false;
+		u->inflight--;
+		if (cqe->res == -ECANCELED)
+			break;
+		np__wake_done(l);
+		arm_wake(l);
+		break;
+	case OP_POLL: {
+		struct np_conn *c = p;
+		c->poll_armed = 0;
+		u->inflight--;
+		if (!(c->flags & NP_C_CLOSED)) {
+			int err = cqe->res < 0 ? -cqe->res : sock_error(c->fd);
+			np__conn_connected(c, -err);
+			if (!(c->flags & NP_C_CLOSED) && !c->recv_armed)
+				arm_recv(l, c);
+		}
+		np_conn_unref(c);
+		break;
+	}
+	case OP_IGNORE:
+	default:
+		break;
+	}
+}
+
+static int ur_wait(struct np_loop *l, int timeout_ms)
+{
+	struct ur *u = l->be;
+	if (u->nempty)
+		bufs_retry(l);
+	struct io_uring_cqe *cqe;
+	int r;
+	if (timeout_ms == 0) {
+		r = io_uring_submit_and_get_events(&u->ring);
+	} else {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
+		                                     timeout_ms < 0 ? NULL : &ts, NULL);
+	}
+	np__ctr(&l->st.wait_calls, 1);
+	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+		return r;
+	reap(l);
+	return 0;
+}
+
+const struct np_backend_ops np__uring_ops = {
+	.name = "io_uring",
+	.init = ur_init,
+	.deinit = ur_deinit,
+	.add_listener = ur_add_listener,
+	.pause_listener = ur_pause_listener,
+	.conn_add = ur_conn_add,
+	.conn_set_read = ur_conn_set_read,
+	.conn_flush = ur_conn_flush,
+	.conn_del = ur_conn_del,
+	.wait = ur_wait,
+};
