@@ -209,6 +209,54 @@ void np_conn_flush(struct np_conn *c);
 void np_conn_ref(struct np_conn *c);
 void np_conn_unref(struct np_conn *c);
 
+/* ---- worker pool ------------------------------------------------------
+ *
+ * Fixed worker threads and a bounded queue, for work that must not run on
+ * a loop (a slow loader, a blocking call). A submitted task runs fn(arg)
+ * on a worker; when done_loop is given, done(done_arg) is then posted to
+ * that loop (np_loop_post), so completion is handled on the loop thread.
+ * When the queue is full the caller's policy decides: run fn in the
+ * caller right now (the seed's non-blocking submit; done is still posted)
+ * or refuse with -EAGAIN (nothing runs, nothing is posted).
+ * np_workers_destroy drains: queued tasks run before the threads exit.
+ * Thread-safe: any thread may submit. */
+
+struct np_workers;
+
+enum np_submit_policy {
+	NP_SUBMIT_RUN_INLINE = 0, /* queue full: run in the caller */
+	NP_SUBMIT_REFUSE,         /* queue full: -EAGAIN */
+};
+
+struct np_workers_opts {
+	int nthreads;       /* 0: number of CPUs */
+	uint32_t queue_cap; /* 0: 1024 */
+};
+
+/* NULL with errno on failure. Start-up: allocates and starts threads. */
+struct np_workers *np_workers_create(const struct np_workers_opts *o);
+
+/* 0 when queued or run inline; -EAGAIN (refused: full, REFUSE policy);
+ * -ESHUTDOWN once destroy has begun. */
+int np_workers_submit(struct np_workers *w, void (*fn)(void *arg), void *arg,
+                      enum np_submit_policy policy, struct np_loop *done_loop,
+                      void (*done)(void *done_arg), void *done_arg);
+
+/* Runs every queued task, joins the threads, frees; sets *w to NULL and
+ * accepts NULL. Must not be called from a worker. */
+void np_workers_destroy(struct np_workers **w);
+
+struct np_workers_stats {
+	uint64_t queued;     /* tasks waiting now (gauge) */
+	uint64_t running;    /* tasks running now (gauge) */
+	uint64_t completed;  /* tasks finished on workers */
+	uint64_t refused;    /* -EAGAIN returns */
+	uint64_t ran_inline; /* tasks run in the submitter (queue full) */
+	uint64_t wait_ns_total, wait_ns_max; /* queue wait of completed tasks */
+};
+
+void np_workers_stats(struct np_workers *w, struct np_workers_stats *out);
+
 #ifdef __cplusplus
 }
 #endif
