@@ -110,7 +110,10 @@ static int ep_conn_flush(struct np_loop *l, struct np_conn *c)
 	while (bp_chain_len(&c->out)) {
 		size_t bytes;
 		int n = bp_chain_write_iov(&c->out, e->iov, NP_IOV_MAX, &bytes);
-		ssize_t w = writev(c->fd, e->iov, n);
+		/* sendmsg rather than writev: MSG_NOSIGNAL spares the embedding
+		 * program a SIGPIPE when the peer has gone. */
+		struct msghdr msg = {.msg_iov = e->iov, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 		np__ctr(&l->st.write_calls, 1);
 		if (w < 0) {
 			if (errno == EINTR)
