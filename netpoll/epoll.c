@@ -31,6 +31,7 @@ static int ep_ctl(struct np_loop *l, int op, int fd, uint32_t events, uint64_t t
 {
 	struct ep *e = l->be;
 	struct epoll_event ev = {.events = events, .data.u64 = tag};
+	np__ctr(&l->st.syscalls, 1);
 	return epoll_ctl(e->epfd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
@@ -100,6 +101,7 @@ static void ep_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 static void ep_conn_del(struct np_loop *l, struct np_conn *c)
 {
 	struct ep *e = l->be;
+	np__ctr(&l->st.syscalls, 1);
 	epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 }
 
@@ -115,6 +117,7 @@ static int ep_conn_flush(struct np_loop *l, struct np_conn *c)
 		struct msghdr msg = {.msg_iov = e->iov, .msg_iovlen = (size_t)n};
 		ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 		np__ctr(&l->st.write_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -163,6 +166,7 @@ static void ep_read(struct np_loop *l, struct np_conn *c)
 			offered += iov[i].iov_len;
 		ssize_t r = readv(c->fd, iov, k);
 		np__ctr(&l->st.read_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
 		if (r > 0) {
 			bp_chain_read_commit(&c->in, (size_t)r);
 			total += (size_t)r;
@@ -205,6 +209,7 @@ static int ep_wait(struct np_loop *l, int timeout_ms)
 	struct ep *e = l->be;
 	int n = epoll_wait(e->epfd, e->ev, MAX_EVENTS, timeout_ms);
 	np__ctr(&l->st.wait_calls, 1);
+	np__ctr(&l->st.syscalls, 1);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {

@@ -241,6 +241,7 @@ static struct np_conn *conn_new(struct np_loop *l, int fd, uint32_t flags)
 	c->gen = ++l->gen_seq;
 	l->slots[c->slot] = c;
 	l->nconns++;
+	atomic_fetch_add_explicit(&l->nconns_pub, 1, memory_order_relaxed);
 	atomic_fetch_add(&g->nconns, 1);
 	idle_touch(l, c);
 	return c;
@@ -313,6 +314,7 @@ static void conn_close_now(struct np_conn *c, int err)
 	l->slots[c->slot] = NULL;
 	l->free_slots[l->nfree++] = c->slot;
 	l->nconns--;
+	atomic_fetch_sub_explicit(&l->nconns_pub, 1, memory_order_relaxed);
 	atomic_fetch_sub(&l->g->nconns, 1);
 	idle_unlink(l, c);
 	if ((c->flags & NP_C_OPEN) && l->g->h.on_close)
@@ -509,9 +511,67 @@ static void accept_backoff(struct np_loop *l)
 	l->accept_timer = np_timer_add(l, ACCEPT_BACKOFF_MS, 0, accept_resume, l);
 }
 
+static void conn_adopt(struct np_loop *l, int fd);
+
+struct handoff {
+	struct np_loop *to;
+	int fd;
+};
+
+static void handoff_run(void *arg)
+{
+	struct handoff *h = arg;
+	struct np_loop *l = h->to;
+	int fd = h->fd;
+	bp_objpool_put(l->g->post_pool, &h);
+	np__ctr(&l->st.handoffs, 1);
+	conn_adopt(l, fd);
+}
+
+/* HANDOFF mode: the least-loaded loop (by open connections). */
+static struct np_loop *pick_loop(struct np_group *g)
+{
+	struct np_loop *best = &g->loops[0];
+	uint32_t min = UINT32_MAX;
+	for (int i = 0; i < g->nloops; i++) {
+		uint32_t n = atomic_load_explicit(&g->loops[i].nconns_pub, memory_order_relaxed);
+		if (n < min) {
+			min = n;
+			best = &g->loops[i];
+		}
+	}
+	return best;
+}
+
 void np__conn_accepted(struct np_loop *l, int fd)
 {
 	struct np_group *g = l->g;
+	if (g->o.accept_mode == NP_ACCEPT_HANDOFF && g->nloops > 1) {
+		struct np_loop *to = pick_loop(g);
+		if (to != l) {
+			/* The post node doubles as the hand-off record. */
+			_Static_assert(sizeof(struct handoff) <= sizeof(struct np_post), "fits");
+			struct handoff *h = bp_objpool_get(g->post_pool);
+			if (h) {
+				h->to = to;
+				h->fd = fd;
+				atomic_fetch_add_explicit(&to->nconns_pub, 1, memory_order_relaxed);
+				if (np_loop_post(to, handoff_run, h) == 0)
+					return;
+				atomic_fetch_sub_explicit(&to->nconns_pub, 1, memory_order_relaxed);
+				bp_objpool_put(g->post_pool, &h);
+			}
+		}
+	}
+	atomic_fetch_add_explicit(&l->nconns_pub, 1, memory_order_relaxed);
+	conn_adopt(l, fd);
+}
+
+/* Makes fd (counted in l->nconns_pub by the caller) a connection of l. */
+static void conn_adopt(struct np_loop *l, int fd)
+{
+	struct np_group *g = l->g;
+	atomic_fetch_sub_explicit(&l->nconns_pub, 1, memory_order_relaxed);
 	if (l->stopping || atomic_load(&g->nconns) >= g->o.max_conns) {
 		close(fd);
 		np__ctr(&l->st.conns_rejected, 1);
@@ -550,6 +610,7 @@ void np__listener_ready(struct np_loop *l, int lfd)
 {
 	for (int n = 0; n < ACCEPT_BATCH && !l->accept_paused && !l->stopping; n++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		np__ctr(&l->st.syscalls, 1);
 		if (fd >= 0) {
 			np__conn_accepted(l, fd);
 			continue;
@@ -589,7 +650,8 @@ static int make_listener(const char *host, uint16_t port, int *out_fd)
 int np_group_listen(struct np_group *g, const char *host, uint16_t port)
 {
 	int bound = port;
-	for (int i = 0; i < g->nloops; i++) {
+	int n = g->o.accept_mode == NP_ACCEPT_HANDOFF ? 1 : g->nloops;
+	for (int i = 0; i < n; i++) {
 		struct np_loop *l = &g->loops[i];
 		if (l->nlisten == NP_MAX_LISTEN)
 			return -ENOSPC;

@@ -78,6 +78,12 @@ const char *np_backend_name(enum np_backend b);
 /* Parses a name; -EINVAL if unknown. */
 int np_backend_parse(const char *name, enum np_backend *out);
 
+/* How connections reach loops. REUSEPORT: every loop listens on its own
+ * SO_REUSEPORT socket and the kernel spreads connections by hash.
+ * HANDOFF: loop 0 alone accepts and hands each connection to the loop with
+ * the fewest connections. docs/netpoll.md has the measurements. */
+enum np_accept_mode { NP_ACCEPT_REUSEPORT = 0, NP_ACCEPT_HANDOFF };
+
 struct np_handler {
 	int (*on_open)(struct np_conn *c);
 	ssize_t (*on_data)(struct np_conn *c, struct bp_chain *in);
@@ -94,6 +100,7 @@ struct np_opts {
 	uint32_t idle_timeout_ms; /* 0: none */
 	uint32_t max_conns;       /* total over all loops; 0: 1024 */
 	uint32_t max_timers;      /* per loop; 0: 4096 */
+	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
 	void *udata;              /* for the handler: np_group_udata() */
 };
 
@@ -138,7 +145,9 @@ enum np_backend np_group_backend(const struct np_group *g);
 	X(wait_calls, COUNTER, "epoll_wait/io_uring_enter calls")           \
 	X(read_pauses, COUNTER, "reads paused for output backpressure")     \
 	X(in_overflows, COUNTER, "connections closed: input over in_max")   \
-	X(posts, COUNTER, "cross-thread posts run")
+	X(posts, COUNTER, "cross-thread posts run")                          \
+	X(syscalls, COUNTER, "system calls made by the loops' data path")    \
+	X(handoffs, COUNTER, "connections handed from the acceptor to a loop")
 
 struct np_stats {
 #define NP_X_FIELD(name, kind, help) uint64_t name;
@@ -255,7 +264,7 @@ struct np_workers_stats {
 	uint64_t wait_ns_total, wait_ns_max; /* queue wait of completed tasks */
 };
 
-void np_workers_stats(struct np_workers *w, struct np_workers_stats *out);
+void np_workers_get_stats(struct np_workers *w, struct np_workers_stats *out);
 
 #ifdef __cplusplus
 }

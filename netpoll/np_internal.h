@@ -85,6 +85,7 @@ struct np_loop {
 	struct np_conn *flush_head;
 	struct np_conn *idle_head, *idle_tail;
 	uint32_t nconns;
+	_Atomic uint32_t nconns_pub; /* nconns + hand-offs on the way, for pick_loop */
 	uint32_t gen_seq;
 	/* listeners */
 	int listen_fd[NP_MAX_LISTEN];

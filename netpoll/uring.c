@@ -73,6 +73,7 @@ static struct io_uring_sqe *sqe_get(struct np_loop *l)
 	if (!sqe) {
 		io_uring_submit(&u->ring);
 		np__ctr(&l->st.wait_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
 		sqe = io_uring_get_sqe(&u->ring);
 	}
 	return sqe; /* NULL only if the kernel took nothing: treated as ENOMEM */
@@ -546,6 +547,7 @@ static int ur_wait(struct np_loop *l, int timeout_ms)
 		                                     timeout_ms < 0 ? NULL : &ts, NULL);
 	}
 	np__ctr(&l->st.wait_calls, 1);
+	np__ctr(&l->st.syscalls, 1);
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 		return r;
 	reap(l);

@@ -267,6 +267,27 @@ TEST_P(NetpollTest, MaxConnectionsRejectsTheRest)
 	EXPECT_EQ(served, 3);
 }
 
+TEST_P(NetpollTest, HandoffSpreadsConnectionsOverLoops)
+{
+	np_opts o{};
+	o.nloops = 2;
+	o.accept_mode = NP_ACCEPT_HANDOFF;
+	START(o);
+	std::vector<int> fds;
+	for (int i = 0; i < 8; i++) {
+		fds.push_back(connect_to(port));
+		// Wait for each to land, so that "least loaded" is well defined.
+		ASSERT_TRUE(wait_for([&] { return stats().conns_current == fds.size(); }));
+	}
+	for (int fd : fds) {
+		ASSERT_TRUE(write_all(fd, "ping", 4));
+		EXPECT_EQ(read_n(fd, 4), "ping");
+	}
+	EXPECT_EQ(stats().handoffs, 4u); // every other one went to loop 1
+	for (int fd : fds)
+		close(fd);
+}
+
 TEST_P(NetpollTest, PeerCloseMidMessageAndReset)
 {
 	START();
