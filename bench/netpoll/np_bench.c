@@ -10,7 +10,8 @@
  * per frame (netpoll's own syscall counter).
  *
  *   np_bench [-b epoll|io_uring] [-n conns] [-d depth] [-s bytes]
- *            [-T seconds] [-t server_loops] [-c client_loops] [-j]
+ *            [-T seconds] [-t server_loops] [-c client_loops]
+ *            [-a reuseport|handoff] [-j]
  */
 #include "netpoll/netpoll.h"
 
@@ -183,10 +184,14 @@ int main(int argc, char **argv)
 	int nconns = 1, tloops = 1, cloops = 1, opt;
 	double secs = 3;
 	bool json = false;
+	enum np_accept_mode amode = NP_ACCEPT_REUSEPORT;
 	B.depth = 1;
 	B.size = 32;
-	while ((opt = getopt(argc, argv, "b:n:d:s:T:t:c:j")) != -1) {
+	while ((opt = getopt(argc, argv, "b:n:d:s:T:t:c:a:j")) != -1) {
 		switch (opt) {
+		case 'a':
+			amode = strcmp(optarg, "handoff") == 0 ? NP_ACCEPT_HANDOFF : NP_ACCEPT_REUSEPORT;
+			break;
 		case 'b':
 			if (np_backend_parse(optarg, &backend) < 0) {
 				fprintf(stderr, "np_bench: unknown backend '%s'\n", optarg);
@@ -202,7 +207,8 @@ int main(int argc, char **argv)
 		case 'j': json = true; break;
 		default:
 			fprintf(stderr, "usage: np_bench [-b backend] [-n conns] [-d depth] "
-			        "[-s bytes] [-T secs] [-t server_loops] [-c client_loops] [-j]\n");
+			        "[-s bytes] [-T secs] [-t server_loops] [-c client_loops] "
+			        "[-a reuseport|handoff] [-j]\n");
 			return 2;
 		}
 	}
@@ -211,7 +217,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct np_handler sh = {.on_data = srv_data};
-	struct np_opts so = {.nloops = tloops, .backend = backend,
+	struct np_opts so = {.nloops = tloops, .backend = backend, .accept_mode = amode,
 	                     .max_conns = (uint32_t)nconns + 16, .in_max = 64u << 20};
 	struct np_group *srv = np_group_create(&so, &sh);
 	if (!srv) {
@@ -268,12 +274,13 @@ int main(int argc, char **argv)
 	double rate = (double)frames / el;
 	double sys_per = frames ? (double)(s1.syscalls - s0.syscalls) / (double)frames : 0;
 	const char *bn = np_backend_name(np_group_backend(srv));
+	const char *an = amode == NP_ACCEPT_HANDOFF ? "handoff" : "reuseport";
 	if (json) {
-		printf("{\"backend\":\"%s\",\"conns\":%d,\"depth\":%u,\"size\":%u,"
+		printf("{\"backend\":\"%s\",\"accept\":\"%s\",\"conns\":%d,\"depth\":%u,\"size\":%u,"
 		       "\"frames_per_s\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
 		       "\"p999_us\":%.1f,\"max_us\":%.1f,\"server_syscalls_per_frame\":%.4f,"
 		       "\"failed\":%d}\n",
-		       bn, nconns, B.depth, B.size, rate, hist_pct(&all, 50) / 1e3,
+		       bn, an, nconns, B.depth, B.size, rate, hist_pct(&all, 50) / 1e3,
 		       hist_pct(&all, 99) / 1e3, hist_pct(&all, 99.9) / 1e3,
 		       (double)all.max / 1e3, sys_per, atomic_load(&B.failed));
 	} else {
