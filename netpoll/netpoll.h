@@ -228,7 +228,11 @@ void np_conn_unref(struct np_conn *c);
  * caller right now (the seed's non-blocking submit; done is still posted)
  * or refuse with -EAGAIN (nothing runs, nothing is posted).
  * np_workers_destroy drains: queued tasks run before the threads exit.
- * Thread-safe: any thread may submit. */
+ * Thread-safe: any thread may submit.
+ *
+ * Lifetime: a pool whose tasks name a done_loop must be destroyed before
+ * that loop's group (stopping the group first is fine: completions posted
+ * to a stopped loop are dropped, -ESHUTDOWN inside np_loop_post). */
 
 struct np_workers;
 
@@ -246,7 +250,9 @@ struct np_workers_opts {
 struct np_workers *np_workers_create(const struct np_workers_opts *o);
 
 /* 0 when queued or run inline; -EAGAIN (refused: full, REFUSE policy);
- * -ESHUTDOWN once destroy has begun. */
+ * -ESHUTDOWN once destroy has begun (from a task or another thread while
+ * destroy runs; after destroy returns the pool is gone); -EINVAL for a NULL
+ * fn, or a done_loop without done (or the reverse). */
 int np_workers_submit(struct np_workers *w, void (*fn)(void *arg), void *arg,
                       enum np_submit_policy policy, struct np_loop *done_loop,
                       void (*done)(void *done_arg), void *done_arg);

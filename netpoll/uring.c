@@ -58,6 +58,7 @@ struct ur {
 	bool wake_armed;
 	bool accept_armed[NP_MAX_LISTEN];
 	uint32_t inflight;            /* operations whose completion we await */
+	bool closing;                 /* deinit: re-arm nothing */
 };
 
 static inline uint64_t ud(void *p, enum op op)
@@ -302,13 +303,20 @@ static void reap(struct np_loop *l)
 static void ur_deinit(struct np_loop *l)
 {
 	struct ur *u = l->be;
-	if (u->wake_armed)
-		cancel(l, ud(NULL, OP_WAKE));
-	for (int i = 0; i < NP_MAX_LISTEN; i++)
-		if (u->accept_armed[i])
-			cancel(l, ((uint64_t)i << 3) | OP_ACCEPT);
-	/* Wait (bounded) for the kernel to finish with every operation. */
+	u->closing = true;
+	/* Complete the wake read the simple way (a cancel can miss a read that
+	 * is being re-armed), then cancel everything else in flight, again on
+	 * every round, until the kernel has finished with all of it (bounded). */
+	uint64_t one = 1;
+	if (write(l->wake_fd, &one, sizeof(one)) < 0) {
+		/* eventfd full: the read completes anyway */
+	}
 	for (int i = 0; u->inflight && i < 200; i++) {
+		struct io_uring_sqe *sqe = sqe_get(l);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+			io_uring_sqe_set_data64(sqe, ud(NULL, OP_IGNORE));
+		}
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
 		struct io_uring_cqe *cqe;
 		io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
@@ -447,7 +455,8 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 			np__conn_eof(c);
 		else if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
 			np__conn_error(c, res);
-		else if (!(c->flags & (NP_C_READ_OFF | NP_C_CLOSED | NP_C_PEER_EOF)))
+		else if (!(c->flags & (NP_C_READ_OFF | NP_C_CLOSED | NP_C_PEER_EOF)) &&
+		         !u->closing)
 			arm_recv(l, c); /* out of buffers, or ended early: go on */
 	}
 	np_conn_unref(c);
@@ -498,7 +507,7 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 		if (!(cqe->flags & IORING_CQE_F_MORE)) {
 			u->accept_armed[idx] = false;
 			u->inflight--;
-			if (!l->accept_paused && !l->stopping && idx < l->nlisten)
+			if (!l->accept_paused && !l->stopping && !u->closing && idx < l->nlisten)
 				arm_accept(l, idx);
 		}
 		break;
@@ -506,10 +515,9 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 	case OP_WAKE:
 		u->wake_armed = false;
 		u->inflight--;
-		if (cqe->res == -ECANCELED)
-			break;
 		np__wake_done(l);
-		arm_wake(l);
+		if (cqe->res != -ECANCELED && !u->closing)
+			arm_wake(l);
 		break;
 	case OP_POLL: {
 		struct np_conn *c = p;
