@@ -3,6 +3,10 @@
  * class that fits. The block allocator already gives per-thread caches,
  * cross-thread puts and counters; this layer adds the object contract:
  * zeroed on get, poisoned and checked on put in debug builds.
+ *
+ * An object starts OBJ_OFF bytes into its block's data, past the words the
+ * free lists use while the block is free: so a put object keeps all of its
+ * 0xA5 poison (and ASan's), and objects are 16-byte aligned.
  */
 #include "bufpool/bp_internal.h"
 
@@ -10,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define OBJ_OFF 24 /* = the free-list words of pool.c */
 
 struct bp_objpool {
 	struct bp_pool *pool;
@@ -22,7 +28,7 @@ struct bp_objpool {
 struct bp_objpool *bp_objpool_create(struct bp_pool *pool, const char *name,
                                      size_t size)
 {
-	int cls = bp_class_of(size);
+	int cls = bp_class_of(size + OBJ_OFF);
 	if (cls < 0 || size == 0) {
 		errno = EINVAL;
 		return NULL;
@@ -60,7 +66,7 @@ void *bp_objpool_get(struct bp_objpool *op)
 	if (!b)
 		return NULL;
 	atomic_fetch_add_explicit(&op->in_use, 1, memory_order_relaxed);
-	void *obj = bp_block_data(b);
+	void *obj = bp_block_data(b) + OBJ_OFF;
 	memset(obj, 0, op->size);
 	return obj;
 }
@@ -70,7 +76,7 @@ void bp_objpool_put_(struct bp_objpool *op, void **objp)
 	void *obj = *objp;
 	if (!obj)
 		return;
-	struct bp_block *b = bp_block_of(obj);
+	struct bp_block *b = bp_block_of((char *)obj - OBJ_OFF);
 #ifndef NDEBUG
 	if (bp_block_refs(b) != 1 || b->cls != op->cls) {
 		fprintf(stderr, "bufpool: objpool '%s': %s of %p\n", op->name,
@@ -80,6 +86,7 @@ void bp_objpool_put_(struct bp_objpool *op, void **objp)
 	}
 	memset(obj, 0xA5, op->size);
 #endif
+	/* (pool.c poisons the object's bytes for ASan when the block is freed) */
 	atomic_fetch_sub_explicit(&op->in_use, 1, memory_order_relaxed);
 	bp_block_unref(b);
 	*objp = NULL;
