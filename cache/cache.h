@@ -1,0 +1,321 @@
+/*
+ * cache — GeeCache's store: memcached semantics over segments of pooled
+ * memory, a hard memory limit, S3-FIFO eviction, TTL, CAS.
+ *
+ * Layout (docs/cache.md has the reasons and the measurements). Items are
+ * appended to segments: each segment is one bufpool block (1 MiB by
+ * default) owned by one shard. An item is a 3-byte header (meta, key
+ * length, varint value length), optional flags / expiry / CAS fields, the
+ * key and the value. A shard's hash table holds one 8-byte slot per item
+ * (tag, frequency, segment id, offset). Metadata that items share (write
+ * sequence, expiry bound, queue) lives in the segment header.
+ *
+ * Rules that hold for every call below:
+ *
+ *  - Threads. Every call may be made from any thread at any time, except
+ *    create/destroy. Each shard has a reader-writer lock: GET and the stats
+ *    take it shared (a GET only bumps a frequency counter in the hash slot,
+ *    atomically); every other call takes it exclusive. A write that must
+ *    evict does so under its shard's lock (one segment at a time).
+ *  - Values. A successful get fills a struct cache_value whose `data` slice
+ *    owns one reference to the segment block that holds the value. The
+ *    bytes stay valid and unchanged until the caller releases it
+ *    (cache_value_release), even if the item is replaced, deleted, expires,
+ *    is flushed or evicted meanwhile: a segment's memory is only reused
+ *    once its last reference is dropped. GET copies nothing.
+ *  - Writes copy the value exactly once, from the caller's chain range or
+ *    iovecs into the segment (bp_chain_copy_out, counted by bufpool as
+ *    copied_out_bytes of the chain's pool).
+ *  - Memory. All memory the store holds (segments, hash tables, the segment
+ *    directory, singleflight records) comes from the store's own bufpool
+ *    pool whose limit is opts.limit, so the store never holds more than the
+ *    limit. When a write needs memory, the store evicts; when nothing can
+ *    be evicted (every segment is referenced by readers, or the limit is
+ *    too small) the write fails with -ENOMEM and is counted.
+ *  - Time is whole seconds from opts.clock (unix time; default time(2)).
+ *    Expiration arguments follow memcached: 0 never expires; 1..30 days
+ *    (2592000 s) is relative to now; larger values are absolute unix
+ *    times; a negative value or an absolute time in the past means
+ *    "already expired" (the write succeeds and the item is gone).
+ *  - Errors are negative errno; each call lists what it returns. The
+ *    mapping to memcached answers:
+ *        0          STORED / DELETED / TOUCHED / value found
+ *        -ENOENT    NOT_FOUND (binary KEY_ENOENT); text REPLACE: NOT_STORED
+ *        -EEXIST    CAS mismatch: EXISTS (binary KEY_EEXISTS);
+ *                   ADD on an existing key: text NOT_STORED, binary
+ *                   KEY_EEXISTS
+ *        -ENOTSUP   NOT_STORED (APPEND/PREPEND on a missing key)
+ *        -EINVAL    bad key (empty or > CACHE_KEY_MAX); INCR/DECR of a
+ *                   non-numeric value (binary DELTA_BADVAL, text
+ *                   CLIENT_ERROR)
+ *        -E2BIG     item larger than max_item (binary E2BIG, text
+ *                   SERVER_ERROR object too large for cache)
+ *        -ENOMEM    nothing could be evicted (SERVER_ERROR out of memory)
+ *    A failed write changes nothing.
+ */
+#ifndef GEECACHE_CACHE_H
+#define GEECACHE_CACHE_H
+
+#include "bufpool/bufpool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CACHE_KEY_MAX 250u
+/* memcached's boundary between relative and absolute expiration times. */
+#define CACHE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
+/* Default segment capacity: one huge (mmap) block of exactly 1 MiB. */
+#define CACHE_SEG_SIZE_DEFAULT ((size_t)1 << 20)
+
+struct cache; /* opaque */
+
+enum cache_policy {
+	CACHE_S3FIFO = 0, /* small + main FIFO of segments, ghost keys (default) */
+	CACHE_FIFO,       /* evict the oldest segment whole (for comparison) */
+};
+
+struct cache_opts {
+	const char *name;   /* pool name for stats; may be NULL */
+	size_t limit;       /* bytes; bounds everything the store holds. > 0 */
+	size_t seg_size;    /* bytes per segment block (total, header
+	                     * included); 0 = CACHE_SEG_SIZE_DEFAULT. Sizes above
+	                     * BP_MAX_CLASS_SIZE are mmap'd blocks whose memory
+	                     * (and limit charge) returns to the system when
+	                     * released, so the hash table can grow into it; see
+	                     * docs/cache.md. 16 KiB .. 4 MiB. */
+	unsigned nshards;   /* power of two, 1..256; 0 = auto */
+	size_t max_item;    /* largest key + value accepted; 0 = what fits one
+	                     * segment */
+	size_t hash_slots;  /* initial hash slots in all (grows); 0 = auto */
+	enum cache_policy policy;
+	/* Clock in unix seconds; NULL = time(2). Called on every operation
+	 * from any thread. */
+	int64_t (*clock)(void *arg);
+	void *clock_arg;
+};
+
+/* Creates a store and its pool. Start-up only. NULL with errno (EINVAL for
+ * bad options, ENOMEM when the limit cannot even hold the metadata). */
+struct cache *cache_create(const struct cache_opts *opts);
+
+/* Frees everything and sets *c to NULL; accepts NULL. Every value handed
+ * out must have been released, and no other call may be running. */
+void cache_destroy(struct cache **c);
+
+/* The store's pool (for bp_pool_stats: charged_bytes <= limit_bytes). */
+struct bp_pool *cache_pool(struct cache *c);
+
+/* Current time of the store's clock (unix seconds). */
+int64_t cache_now(struct cache *c);
+
+/* ------------------------------------------------------------------------
+ * Reads
+ * ---------------------------------------------------------------------- */
+
+struct cache_value {
+	struct bp_slice data; /* the value; owns one reference (see above) */
+	uint32_t flags;
+	uint32_t exptime;     /* absolute unix time, 0 = never */
+	uint64_t cas;
+};
+
+static inline void cache_value_release(struct cache_value *v)
+{
+	bp_slice_release(&v->data);
+}
+
+/* Finds key; fills *out (the caller releases it). 0 or -ENOENT, -EINVAL. */
+int cache_get(struct cache *c, const void *key, size_t klen,
+              struct cache_value *out);
+
+/* Get-and-touch: like cache_get, and sets the expiration (rules above;
+ * an expiration in the past deletes the item and returns -ENOENT). */
+int cache_gat(struct cache *c, const void *key, size_t klen, int64_t exptime,
+              struct cache_value *out);
+
+/* Sets the expiration of key without reading it. 0 or -ENOENT, -EINVAL,
+ * -ENOMEM (an item without room for an expiry field is rewritten). The CAS
+ * value does not change. */
+int cache_touch(struct cache *c, const void *key, size_t klen,
+                int64_t exptime);
+
+/* ------------------------------------------------------------------------
+ * Writes
+ * ---------------------------------------------------------------------- */
+
+enum cache_mode {
+	CACHE_SET,     /* store unconditionally */
+	CACHE_ADD,     /* only if absent; -EEXIST otherwise */
+	CACHE_REPLACE, /* only if present; -ENOENT otherwise */
+	CACHE_APPEND,  /* value += data; keeps flags and expiry; -ENOTSUP if absent */
+	CACHE_PREPEND, /* value = data + value; likewise */
+	CACHE_CAS,     /* only if present (-ENOENT) with this cas (-EEXIST) */
+};
+
+/* Stores key with the len bytes at offset off of src (src is not consumed;
+ * the bytes are copied once). cas != 0 makes SET/REPLACE/APPEND/PREPEND
+ * conditional like CACHE_CAS; CACHE_CAS requires cas != 0 (-EINVAL).
+ * *cas_out (may be NULL) gets the new item's CAS. Returns 0 or -EEXIST,
+ * -ENOENT, -ENOTSUP, -EINVAL, -E2BIG, -ENOMEM (see the table above). */
+int cache_store(struct cache *c, enum cache_mode mode, const void *key,
+                size_t klen, struct bp_chain *src, size_t off, size_t len,
+                uint32_t flags, int64_t exptime, uint64_t cas,
+                uint64_t *cas_out);
+
+/* Same, with the value gathered from iovecs. */
+int cache_storev(struct cache *c, enum cache_mode mode, const void *key,
+                 size_t klen, const struct iovec *iov, int iovcnt,
+                 uint32_t flags, int64_t exptime, uint64_t cas,
+                 uint64_t *cas_out);
+
+/* Convenience: CACHE_SET of one buffer. */
+int cache_set(struct cache *c, const void *key, size_t klen, const void *val,
+              size_t vlen, uint32_t flags, int64_t exptime);
+
+/* Deletes key; cas != 0 deletes only that version (-EEXIST otherwise).
+ * 0 or -ENOENT, -EEXIST, -EINVAL. */
+int cache_delete(struct cache *c, const void *key, size_t klen, uint64_t cas);
+
+/* What INCR/DECR do on a miss. */
+struct cache_arith_init {
+	uint64_t initial;  /* value stored when the key is missing */
+	int64_t exptime;   /* its expiration */
+	uint32_t flags;
+};
+
+/* INCR (decr = false) or DECR by delta, memcached's rules: the value must
+ * be a decimal number of at most 20 digits (-EINVAL otherwise), INCR wraps
+ * at 2^64, DECR stops at 0, the result may be longer ("99" + 1 = "100") or
+ * shorter than before. The new value is a new item version (new CAS; a
+ * reader holding the old value keeps it). On a miss: -ENOENT, or when init
+ * is not NULL, init->initial is stored. cas != 0: only that version
+ * (-EEXIST). *value and *cas_out (may be NULL) get the result. */
+int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
+                uint64_t delta, const struct cache_arith_init *init,
+                uint64_t cas, uint64_t *value, uint64_t *cas_out);
+
+/* Invalidates every item stored before now + delay seconds (delay <= 0:
+ * now), at that moment; a later flush_all replaces a pending one. The
+ * memory is reclaimed proactively (cache_expire). Returns 0. */
+int cache_flush_all(struct cache *c, int64_t delay);
+
+/* Proactive reclaim: frees segments whose items have all expired or were
+ * flushed, visiting segment headers (not the hash table). The store calls
+ * it itself whenever a segment fills; a server may also call it from a
+ * periodic timer. Returns the number of segments freed. */
+int cache_expire(struct cache *c);
+
+/* ------------------------------------------------------------------------
+ * Embedding ("group"): get-or-load with singleflight
+ *
+ * On a miss, cache_get_or_load starts the loader through the caller's
+ * executor; concurrent misses of the same key join the load in flight
+ * instead of starting another. When the loader returns, its value is stored
+ * (copied once) and every waiter's `done` runs, on the executor's thread,
+ * with its own referenced value (which `done` must release) or an error.
+ * ---------------------------------------------------------------------- */
+
+/* Runs fn(arg) some time later, on any thread. Returns 0, or a negative
+ * errno when it refuses (then fn never runs). */
+struct cache_executor {
+	int (*submit)(void *exec_arg, void (*fn)(void *arg), void *arg);
+	void *exec_arg;
+};
+
+/* Fills the value for key: appends it to `out` (a chain of the store's
+ * pool) and sets *flags and *exptime. Returns 0 or a negative errno (then
+ * nothing is stored and every waiter gets that error). */
+typedef int (*cache_loader_fn)(void *loader_arg, const void *key, size_t klen,
+                               struct bp_chain *out, uint32_t *flags,
+                               int64_t *exptime);
+
+/* rc is 0 (v valid, owned by the callee) or negative (v NULL). */
+typedef void (*cache_done_fn)(void *done_arg, int rc, struct cache_value *v);
+
+struct cache_loader {
+	cache_loader_fn load;
+	void *load_arg;
+	const struct cache_executor *exec;
+};
+
+/* Hit: fills *out and returns 0 (done is not called). Miss: returns
+ * -EINPROGRESS and done(done_arg, ...) runs exactly once later. Other
+ * errors (-EINVAL, -ENOMEM, or the executor's refusal) are returned
+ * directly and done never runs. */
+int cache_get_or_load(struct cache *c, const void *key, size_t klen,
+                      const struct cache_loader *loader, cache_done_fn done,
+                      void *done_arg, struct cache_value *out);
+
+/* ------------------------------------------------------------------------
+ * Counters (one table: stats and /metrics print it)
+ * ---------------------------------------------------------------------- */
+
+#define CACHE_COUNTERS(X)                                                       \
+	X(curr_items, GAUGE, "items stored (including expired, not yet reclaimed)") \
+	X(bytes_payload, GAUGE, "key + value bytes of stored items")             \
+	X(bytes_items, GAUGE, "bytes of stored items incl. their headers")       \
+	X(bytes_total, GAUGE, "bytes the store holds: segments, tables, metadata") \
+	X(limit_bytes, GAUGE, "memory limit")                                    \
+	X(segments, GAUGE, "segments held by the store")                         \
+	X(hash_slots, GAUGE, "hash table slots")                                 \
+	X(get_hits, COUNTER, "reads that found the key")                         \
+	X(get_misses, COUNTER, "reads that did not")                             \
+	X(get_expired, COUNTER, "reads that found an expired or flushed item")   \
+	X(evictions, COUNTER, "live items evicted for memory")                   \
+	X(expired_reclaimed, COUNTER, "expired or flushed items reclaimed")      \
+	X(segs_expired, COUNTER, "segments reclaimed whole by cache_expire")     \
+	X(relocations, COUNTER, "items kept by eviction (copied to main)")       \
+	X(table_evictions, COUNTER, "items evicted because both buckets were full") \
+	X(table_grows, COUNTER, "hash table resizes")                            \
+	X(cmd_get, COUNTER, "get and gat calls")                                 \
+	X(cmd_set, COUNTER, "set calls")                                         \
+	X(cmd_add, COUNTER, "add calls")                                         \
+	X(cmd_replace, COUNTER, "replace calls")                                 \
+	X(cmd_append, COUNTER, "append and prepend calls")                       \
+	X(cmd_cas, COUNTER, "cas calls")                                         \
+	X(cmd_delete, COUNTER, "delete calls")                                   \
+	X(cmd_arith, COUNTER, "incr and decr calls")                             \
+	X(cmd_touch, COUNTER, "touch and gat calls")                             \
+	X(cmd_flush, COUNTER, "flush_all calls")                                 \
+	X(cas_mismatch, COUNTER, "writes refused by a CAS mismatch")             \
+	X(enomem, COUNTER, "writes refused: nothing could be evicted")           \
+	X(loads, COUNTER, "loader runs started by get_or_load")                  \
+	X(load_joins, COUNTER, "get_or_load misses that joined a load in flight")
+
+enum cache_counter_kind { CACHE_COUNTER, CACHE_GAUGE };
+
+struct cache_stats {
+#define CACHE_X_FIELD(name, kind, help) uint64_t name;
+	CACHE_COUNTERS(CACHE_X_FIELD)
+#undef CACHE_X_FIELD
+};
+
+struct cache_counter_desc {
+	const char *name;
+	enum cache_counter_kind kind;
+	const char *help;
+	size_t offset; /* of the uint64_t in struct cache_stats */
+};
+
+extern const struct cache_counter_desc cache_counters[];
+extern const size_t cache_ncounters;
+
+/* Sums the shards' counters (takes each shard's lock shared in turn). */
+void cache_stats_get(struct cache *c, struct cache_stats *out);
+
+static inline uint64_t cache_stats_value(const struct cache_stats *s, size_t i)
+{
+	return *(const uint64_t *)((const char *)s + cache_counters[i].offset);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GEECACHE_CACHE_H */

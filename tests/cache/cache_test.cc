@@ -1,0 +1,743 @@
+// The store (cache/cache.c): every operation and its memcached edge cases,
+// expiry on a fake clock, flush, reader references that outlive the item,
+// the memory limit under random storms, eviction, table growth, counters,
+// and a multi-threaded stress run (for TSan).
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "tests/cache/cache_test_util.h"
+
+namespace {
+
+class CacheTest : public ::testing::Test {
+protected:
+	FakeClock clk;
+	struct cache *c = nullptr;
+
+	void make(size_t limit = 8u << 20, size_t seg = 64 * 1024, unsigned shards = 2,
+	          enum cache_policy pol = CACHE_S3FIFO, size_t slots = 0)
+	{
+		cache_destroy(&c);
+		struct cache_opts o = {};
+		o.limit = limit;
+		o.seg_size = seg;
+		o.nshards = shards;
+		o.policy = pol;
+		o.hash_slots = slots;
+		o.clock = FakeClock::read;
+		o.clock_arg = &clk;
+		c = cache_create(&o);
+		ASSERT_NE(c, nullptr);
+	}
+	void SetUp() override { make(); }
+	void TearDown() override { cache_destroy(&c); }
+};
+
+TEST_F(CacheTest, CreateRejectsBadOptions)
+{
+	struct cache_opts o = {};
+	EXPECT_EQ(cache_create(&o), nullptr); // no limit
+	o.limit = 1 << 20;
+	o.nshards = 3;
+	EXPECT_EQ(cache_create(&o), nullptr);
+	o.nshards = 1;
+	o.seg_size = 100;
+	EXPECT_EQ(cache_create(&o), nullptr);
+	o.seg_size = 0;
+	o.limit = 4096; // cannot hold its own metadata
+	EXPECT_EQ(cache_create(&o), nullptr);
+	struct cache *none = nullptr;
+	cache_destroy(&none);
+	cache_destroy(nullptr);
+}
+
+TEST_F(CacheTest, SetGetMissAndFlags)
+{
+	EXPECT_EQ(get(c, "a").rc, -ENOENT);
+	ASSERT_EQ(set(c, "a", "hello", 42), 0);
+	Got g = get(c, "a");
+	ASSERT_EQ(g.rc, 0);
+	EXPECT_EQ(g.val, "hello");
+	EXPECT_EQ(g.flags, 42u);
+	EXPECT_EQ(g.exptime, 0u);
+	EXPECT_NE(g.cas, 0u);
+	ASSERT_EQ(set(c, "a", ""), 0); // empty value
+	g = get(c, "a");
+	EXPECT_EQ(g.rc, 0);
+	EXPECT_EQ(g.val, "");
+	EXPECT_EQ(g.flags, 0u);
+	struct cache_stats s = stats(c);
+	EXPECT_EQ(s.curr_items, 1u);
+	EXPECT_EQ(s.get_hits, 2u);
+	EXPECT_EQ(s.get_misses, 1u);
+	EXPECT_EQ(s.cmd_set, 2u);
+	EXPECT_EQ(s.bytes_payload, 1u);
+}
+
+TEST_F(CacheTest, KeyLimits)
+{
+	std::string k250(250, 'k'), k251(251, 'k');
+	EXPECT_EQ(set(c, k250, "v"), 0);
+	EXPECT_EQ(get(c, k250).val, "v");
+	EXPECT_EQ(set(c, k251, "v"), -EINVAL);
+	EXPECT_EQ(get(c, k251).rc, -EINVAL);
+	EXPECT_EQ(cache_set(c, "", 0, "v", 1, 0, 0), -EINVAL);
+	EXPECT_EQ(cache_delete(c, "", 0, 0), -EINVAL);
+	// Binary keys: NUL bytes and keys sharing a prefix.
+	std::string b1("a\0b", 3), b2("a\0c", 3);
+	EXPECT_EQ(set(c, b1, "1"), 0);
+	EXPECT_EQ(set(c, b2, "2"), 0);
+	EXPECT_EQ(get(c, b1).val, "1");
+	EXPECT_EQ(get(c, b2).val, "2");
+}
+
+TEST_F(CacheTest, CasValuesAreUniqueAndChangeOnWrite)
+{
+	std::set<uint64_t> seen;
+	for (int i = 0; i < 1000; i++) {
+		uint64_t cas = 0;
+		ASSERT_EQ(store(c, CACHE_SET, "k" + std::to_string(i % 10), "v", 0, &cas), 0);
+		EXPECT_TRUE(seen.insert(cas).second) << "duplicate cas " << cas;
+		EXPECT_EQ(get(c, "k" + std::to_string(i % 10)).cas, cas);
+	}
+}
+
+TEST_F(CacheTest, AddReplace)
+{
+	EXPECT_EQ(store(c, CACHE_REPLACE, "k", "v"), -ENOENT);
+	EXPECT_EQ(get(c, "k").rc, -ENOENT);
+	EXPECT_EQ(store(c, CACHE_ADD, "k", "v1"), 0);
+	EXPECT_EQ(store(c, CACHE_ADD, "k", "v2"), -EEXIST);
+	EXPECT_EQ(get(c, "k").val, "v1");
+	EXPECT_EQ(store(c, CACHE_REPLACE, "k", "v3"), 0);
+	EXPECT_EQ(get(c, "k").val, "v3");
+	struct cache_stats s = stats(c);
+	EXPECT_EQ(s.cmd_add, 2u);
+	EXPECT_EQ(s.cmd_replace, 2u);
+}
+
+TEST_F(CacheTest, AppendPrepend)
+{
+	EXPECT_EQ(store(c, CACHE_APPEND, "k", "x"), -ENOTSUP);
+	EXPECT_EQ(store(c, CACHE_PREPEND, "k", "x"), -ENOTSUP);
+	EXPECT_EQ(get(c, "k").rc, -ENOENT);
+	ASSERT_EQ(set(c, "k", "mid", 7, 100), 0);
+	ASSERT_EQ(store(c, CACHE_APPEND, "k", "_end", 0, nullptr, 99, 5), 0);
+	ASSERT_EQ(store(c, CACHE_PREPEND, "k", "start_", 0, nullptr, 98, 6), 0);
+	Got g = get(c, "k");
+	EXPECT_EQ(g.val, "start_mid_end");
+	EXPECT_EQ(g.flags, 7u); // append keeps flags and expiry
+	EXPECT_EQ(g.exptime, uint32_t(clk.now + 100));
+	// A conditional append.
+	EXPECT_EQ(store(c, CACHE_APPEND, "k", "!", g.cas + 1), -EEXIST);
+	EXPECT_EQ(store(c, CACHE_APPEND, "k", "!", g.cas), 0);
+	EXPECT_EQ(get(c, "k").val, "start_mid_end!");
+}
+
+TEST_F(CacheTest, CasOperation)
+{
+	EXPECT_EQ(store(c, CACHE_CAS, "k", "v", 12345), -ENOENT);
+	EXPECT_EQ(store(c, CACHE_CAS, "k", "v", 0), -EINVAL);
+	uint64_t cas1 = 0, cas2 = 0;
+	ASSERT_EQ(store(c, CACHE_SET, "k", "v1", 0, &cas1), 0);
+	EXPECT_EQ(store(c, CACHE_CAS, "k", "v2", cas1 + 1), -EEXIST);
+	EXPECT_EQ(stats(c).cas_mismatch, 1u);
+	EXPECT_EQ(get(c, "k").val, "v1");
+	ASSERT_EQ(store(c, CACHE_CAS, "k", "v2", cas1, &cas2), 0);
+	EXPECT_NE(cas1, cas2);
+	EXPECT_EQ(store(c, CACHE_CAS, "k", "v3", cas1), -EEXIST); // stale
+	EXPECT_EQ(get(c, "k").val, "v2");
+	// SET with a cas behaves like CAS.
+	EXPECT_EQ(store(c, CACHE_SET, "k", "v4", cas1), -EEXIST);
+	EXPECT_EQ(store(c, CACHE_SET, "k", "v4", cas2), 0);
+}
+
+TEST_F(CacheTest, Delete)
+{
+	EXPECT_EQ(cache_delete(c, "k", 1, 0), -ENOENT);
+	uint64_t cas = 0;
+	ASSERT_EQ(store(c, CACHE_SET, "k", "v", 0, &cas), 0);
+	EXPECT_EQ(cache_delete(c, "k", 1, cas + 1), -EEXIST);
+	EXPECT_EQ(get(c, "k").val, "v");
+	EXPECT_EQ(cache_delete(c, "k", 1, cas), 0);
+	EXPECT_EQ(get(c, "k").rc, -ENOENT);
+	EXPECT_EQ(cache_delete(c, "k", 1, 0), -ENOENT);
+	EXPECT_EQ(stats(c).curr_items, 0u);
+}
+
+static int arith(struct cache *c, const std::string &k, bool decr, uint64_t d,
+                 uint64_t *out, const struct cache_arith_init *init = nullptr,
+                 uint64_t cas = 0, uint64_t *cas_out = nullptr)
+{
+	return cache_arith(c, k.data(), k.size(), decr, d, init, cas, out, cas_out);
+}
+
+TEST_F(CacheTest, IncrDecrRules)
+{
+	uint64_t v = 0;
+	EXPECT_EQ(arith(c, "n", false, 1, &v), -ENOENT);
+	ASSERT_EQ(set(c, "n", "99", 5, 1000), 0);
+	ASSERT_EQ(arith(c, "n", false, 1, &v), 0);
+	EXPECT_EQ(v, 100u);
+	Got g = get(c, "n");
+	EXPECT_EQ(g.val, "100"); // grew by one digit
+	EXPECT_EQ(g.flags, 5u);  // flags and expiry kept
+	EXPECT_EQ(g.exptime, uint32_t(clk.now + 1000));
+	ASSERT_EQ(arith(c, "n", true, 1, &v), 0);
+	EXPECT_EQ(get(c, "n").val, "99"); // and shrank (no padding)
+	ASSERT_EQ(arith(c, "n", true, 1000, &v), 0);
+	EXPECT_EQ(v, 0u); // decr floors at 0
+	EXPECT_EQ(get(c, "n").val, "0");
+	ASSERT_EQ(set(c, "n", "18446744073709551615"), 0);
+	ASSERT_EQ(arith(c, "n", false, 2, &v), 0);
+	EXPECT_EQ(v, 1u); // incr wraps at 2^64
+	EXPECT_EQ(get(c, "n").val, "1");
+	// Non-numeric values.
+	for (const char *bad : {"abc", "12a", "", " 1", "-1", "18446744073709551616",
+	                        "000000000000000000001"}) {
+		ASSERT_EQ(set(c, "n", bad), 0);
+		EXPECT_EQ(arith(c, "n", false, 1, &v), -EINVAL) << bad;
+		EXPECT_EQ(get(c, "n").val, bad);
+	}
+	EXPECT_EQ(stats(c).cmd_arith, 12u);
+}
+
+TEST_F(CacheTest, IncrInitialCasAndNewVersion)
+{
+	uint64_t v = 0, cas = 0, cas2 = 0;
+	struct cache_arith_init init = {10, 0, 3};
+	ASSERT_EQ(arith(c, "n", false, 5, &v, &init, 0, &cas), 0);
+	EXPECT_EQ(v, 10u); // created with the initial value, delta not applied
+	EXPECT_EQ(get(c, "n").flags, 3u);
+	EXPECT_EQ(arith(c, "n", false, 1, &v, nullptr, cas + 1), -EEXIST);
+	// A reader holding the value keeps the old bytes: incr makes a new version.
+	struct cache_value held;
+	ASSERT_EQ(cache_get(c, "n", 1, &held), 0);
+	ASSERT_EQ(arith(c, "n", false, 90, &v, nullptr, cas, &cas2), 0);
+	EXPECT_EQ(v, 100u);
+	EXPECT_NE(cas2, cas);
+	EXPECT_EQ(slice_str(held.data), "10");
+	EXPECT_EQ(get(c, "n").val, "100");
+	EXPECT_EQ(get(c, "n").cas, cas2);
+	cache_value_release(&held);
+	// An initial value with an expiry already past is "stored" and gone.
+	struct cache_arith_init gone = {1, -1, 0};
+	ASSERT_EQ(arith(c, "m", false, 1, &v, &gone), 0);
+	EXPECT_EQ(get(c, "m").rc, -ENOENT);
+}
+
+TEST_F(CacheTest, ExpirationRules)
+{
+	int64_t t0 = clk.now;
+	ASSERT_EQ(set(c, "rel", "v", 0, 10), 0);
+	ASSERT_EQ(set(c, "max_rel", "v", 0, CACHE_REALTIME_MAXDELTA), 0);
+	ASSERT_EQ(set(c, "abs", "v", 0, t0 + 20), 0);
+	ASSERT_EQ(set(c, "abs_past", "v", 0, CACHE_REALTIME_MAXDELTA + 1), 0);
+	ASSERT_EQ(set(c, "neg", "v", 0, -1), 0);
+	ASSERT_EQ(set(c, "never", "v", 0, 0), 0);
+	EXPECT_EQ(get(c, "rel").exptime, uint32_t(t0 + 10));
+	EXPECT_EQ(get(c, "max_rel").exptime, uint32_t(t0 + CACHE_REALTIME_MAXDELTA));
+	EXPECT_EQ(get(c, "abs").exptime, uint32_t(t0 + 20));
+	EXPECT_EQ(get(c, "abs_past").rc, -ENOENT); // 30 days + 1 s is 1970
+	EXPECT_EQ(get(c, "neg").rc, -ENOENT);
+	clk.now = t0 + 9;
+	EXPECT_EQ(get(c, "rel").rc, 0);
+	clk.now = t0 + 10; // expires at exactly now + ttl
+	EXPECT_EQ(get(c, "rel").rc, -ENOENT);
+	EXPECT_EQ(get(c, "abs").rc, 0);
+	clk.now = t0 + 20;
+	EXPECT_EQ(get(c, "abs").rc, -ENOENT);
+	clk.now = t0 + CACHE_REALTIME_MAXDELTA;
+	EXPECT_EQ(get(c, "max_rel").rc, -ENOENT);
+	EXPECT_EQ(get(c, "never").rc, 0);
+	EXPECT_GE(stats(c).get_expired, 3u);
+	// Writers see expired items as absent.
+	ASSERT_EQ(set(c, "x", "v", 0, 5), 0);
+	clk.now += 5;
+	EXPECT_EQ(store(c, CACHE_ADD, "x", "new"), 0);
+	EXPECT_EQ(get(c, "x").val, "new");
+}
+
+TEST_F(CacheTest, TouchAndGat)
+{
+	int64_t t0 = clk.now;
+	EXPECT_EQ(cache_touch(c, "k", 1, 10), -ENOENT);
+	uint64_t cas = 0;
+	ASSERT_EQ(store(c, CACHE_SET, "k", "v", 0, &cas, 0, 10), 0);
+	ASSERT_EQ(cache_touch(c, "k", 1, 100), 0);
+	Got g = get(c, "k");
+	EXPECT_EQ(g.exptime, uint32_t(t0 + 100));
+	EXPECT_EQ(g.cas, cas); // touch keeps the CAS
+	clk.now = t0 + 50;
+	EXPECT_EQ(get(c, "k").rc, 0);
+	// GAT: value and new expiry in one call.
+	struct cache_value v;
+	ASSERT_EQ(cache_gat(c, "k", 1, 0, &v), 0);
+	EXPECT_EQ(slice_str(v.data), "v");
+	EXPECT_EQ(v.exptime, 0u);
+	EXPECT_EQ(v.cas, cas);
+	cache_value_release(&v);
+	clk.now = t0 + 1000;
+	EXPECT_EQ(get(c, "k").rc, 0);
+	// An item stored without expiry is rewritten to get one, same CAS.
+	uint64_t cas2 = 0;
+	ASSERT_EQ(store(c, CACHE_SET, "n", "never", 0, &cas2, 9), 0);
+	ASSERT_EQ(cache_touch(c, "n", 1, 5), 0);
+	g = get(c, "n");
+	EXPECT_EQ(g.val, "never");
+	EXPECT_EQ(g.flags, 9u);
+	EXPECT_EQ(g.cas, cas2);
+	EXPECT_EQ(store(c, CACHE_CAS, "n", "cas ok", cas2), 0);
+	ASSERT_EQ(cache_touch(c, "n", 1, 5), 0);
+	clk.now += 5;
+	EXPECT_EQ(get(c, "n").rc, -ENOENT);
+	// Touch / GAT with a past expiry removes the item.
+	ASSERT_EQ(set(c, "p", "v"), 0);
+	EXPECT_EQ(cache_gat(c, "p", 1, -1, &v), -ENOENT);
+	EXPECT_EQ(get(c, "p").rc, -ENOENT);
+	EXPECT_EQ(cache_gat(c, "zz", 2, 10, &v), -ENOENT);
+	EXPECT_EQ(get(c, "k").rc, 0); // made permanent by the GAT above
+	EXPECT_EQ(stats(c).curr_items, 2u); // k, and n awaiting reclaim
+}
+
+TEST_F(CacheTest, FlushAllNowAndDelayed)
+{
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(set(c, "k" + std::to_string(i), "v"), 0);
+	ASSERT_EQ(cache_flush_all(c, 0), 0);
+	for (int i = 0; i < 100; i++)
+		EXPECT_EQ(get(c, "k" + std::to_string(i)).rc, -ENOENT);
+	ASSERT_EQ(set(c, "after", "v"), 0);
+	EXPECT_EQ(get(c, "after").rc, 0);
+	cache_expire(c);
+	EXPECT_EQ(stats(c).curr_items, 1u); // flushed memory was reclaimed
+
+	// Delayed: items stay until the moment, then everything stored before
+	// it goes; items stored after it survive.
+	ASSERT_EQ(set(c, "old", "v"), 0);
+	ASSERT_EQ(cache_flush_all(c, 10), 0);
+	ASSERT_EQ(set(c, "mid", "v"), 0);
+	clk.now += 9;
+	EXPECT_EQ(get(c, "old").rc, 0);
+	EXPECT_EQ(get(c, "mid").rc, 0);
+	clk.now += 1;
+	EXPECT_EQ(get(c, "old").rc, -ENOENT);
+	EXPECT_EQ(get(c, "mid").rc, -ENOENT);
+	EXPECT_EQ(get(c, "after").rc, -ENOENT);
+	ASSERT_EQ(set(c, "new", "v"), 0);
+	EXPECT_EQ(get(c, "new").rc, 0);
+	clk.now += 100;
+	EXPECT_EQ(get(c, "new").rc, 0);
+	EXPECT_EQ(stats(c).cmd_flush, 2u);
+}
+
+TEST_F(CacheTest, ExpiredMemoryIsReclaimedProactively)
+{
+	make(8u << 20, 64 * 1024, 1);
+	std::string val(200, 'x');
+	for (int i = 0; i < 3000; i++) // ~10 segments of short-lived items
+		ASSERT_EQ(set(c, "t" + std::to_string(i), val, 0, 60), 0);
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(set(c, "keep" + std::to_string(i), val, 0, 0), 0);
+	struct cache_stats s0 = stats(c);
+	EXPECT_EQ(s0.curr_items, 3100u);
+	clk.now += 61;
+	int freed = cache_expire(c);
+	EXPECT_GE(freed, 9);
+	struct cache_stats s1 = stats(c);
+	EXPECT_EQ(s1.curr_items, 100u);
+	EXPECT_GE(s1.expired_reclaimed, 2900u);
+	EXPECT_LT(s1.segments, s0.segments);
+	EXPECT_EQ(get(c, "keep7").val, val);
+	// Writes also sweep: each time a segment fills, the shard's expired
+	// segments go (no call to cache_expire).
+	for (int i = 0; i < 3000; i++)
+		ASSERT_EQ(set(c, "u" + std::to_string(i), val, 0, 60), 0);
+	clk.now += 61;
+	for (int i = 0; i < 400; i++)
+		ASSERT_EQ(set(c, "w" + std::to_string(i), val, 0, 0), 0);
+	EXPECT_LE(stats(c).curr_items, 100u + 400u + 300u);
+	EXPECT_EQ(stats(c).evictions, 0u);
+}
+
+TEST_F(CacheTest, TooLargeIsE2BIG)
+{
+	std::string big(64 * 1024, 'b');
+	EXPECT_EQ(set(c, "big", big), -E2BIG);
+	std::string fits(60 * 1024, 'f');
+	EXPECT_EQ(set(c, "fits", fits), 0);
+	EXPECT_EQ(get(c, "fits").val, fits);
+	// Appending past the limit fails and leaves the item alone.
+	EXPECT_EQ(store(c, CACHE_APPEND, "fits", std::string(8 * 1024, 'a')), -E2BIG);
+	EXPECT_EQ(get(c, "fits").val, fits);
+}
+
+// SET copies the value once from the chain; GET copies nothing and hands
+// out a slice of the segment.
+TEST_F(CacheTest, SetCopiesOnceGetCopiesNothing)
+{
+	struct bp_pool_opts po = {"input", 0};
+	struct bp_pool *in = bp_pool_create(&po);
+	ASSERT_NE(in, nullptr);
+	struct bp_chain ch;
+	bp_chain_init(&ch, in);
+	std::string hdr = "set key 0 0 3000\r\n", val(3000, 'v');
+	for (size_t i = 0; i < val.size(); i++)
+		val[i] = char('a' + i % 26);
+	ASSERT_EQ(bp_chain_append(&ch, hdr.data(), hdr.size()), 0);
+	ASSERT_EQ(bp_chain_append(&ch, val.data(), val.size()), 0);
+	struct bp_stats a, b;
+	bp_pool_stats(in, &a);
+	uint64_t cas = 0;
+	ASSERT_EQ(cache_store(c, CACHE_SET, "key", 3, &ch, hdr.size(), val.size(), 1,
+	                      0, 0, &cas), 0);
+	bp_pool_stats(in, &b);
+	EXPECT_EQ(b.copied_out_bytes - a.copied_out_bytes, val.size());
+	EXPECT_EQ(bp_chain_len(&ch), hdr.size() + val.size()); // not consumed
+	EXPECT_EQ(cache_store(c, CACHE_SET, "key", 3, &ch, hdr.size(), ch.len, 1, 0, 0,
+	                      nullptr), -EINVAL); // range past the end
+
+	struct bp_stats s0 = pstats(c);
+	struct cache_value v;
+	ASSERT_EQ(cache_get(c, "key", 3, &v), 0);
+	struct bp_stats s1 = pstats(c);
+	EXPECT_EQ(s1.copied_out_bytes + s1.copied_view_bytes + s1.copied_append_bytes,
+	          s0.copied_out_bytes + s0.copied_view_bytes + s0.copied_append_bytes);
+	EXPECT_EQ(s1.block_gets, s0.block_gets); // no allocation either
+	EXPECT_EQ(v.data.len, val.size());
+	EXPECT_EQ(memcmp(bp_slice_ptr(&v.data), val.data(), val.size()), 0);
+	EXPECT_EQ(v.cas, cas);
+	// The response path appends it by reference.
+	struct bp_chain out;
+	bp_chain_init(&out, in);
+	ASSERT_EQ(bp_chain_append_ref(&out, &v.data), 0);
+	bp_pool_stats(in, &a);
+	EXPECT_EQ(a.copied_append_bytes, b.copied_append_bytes);
+	bp_chain_deinit(&out);
+	cache_value_release(&v);
+	bp_chain_deinit(&ch);
+	bp_pool_destroy(&in);
+}
+
+// A value held by a reader survives replacement, deletion, flush and the
+// eviction of its whole segment; its memory goes back to the pool only at
+// the reader's unref.
+TEST_F(CacheTest, HeldValueSurvivesReplaceDeleteEvict)
+{
+	for (size_t seg : {size_t(64 * 1024), size_t(512 * 1024)}) { // pooled, mmap'd
+		make(4u << 20, seg, 1);
+		std::string val(1000, 'A');
+		ASSERT_EQ(set(c, "held", val), 0);
+		struct cache_value v;
+		ASSERT_EQ(cache_get(c, "held", 4, &v), 0);
+		EXPECT_EQ(bp_block_refs(v.data.blk), 2u); // store + reader
+		ASSERT_EQ(set(c, "held", std::string(1000, 'B')), 0);
+		EXPECT_EQ(get(c, "held").val, std::string(1000, 'B'));
+		ASSERT_EQ(cache_delete(c, "held", 4, 0), 0);
+		std::string filler(1000, 'f');
+		for (int i = 0; i < 20000; i++) // 5x the limit: evicts everything
+			ASSERT_EQ(set(c, "f" + std::to_string(i), filler), 0);
+		EXPECT_GT(stats(c).evictions, 0u);
+		EXPECT_EQ(bp_block_refs(v.data.blk), 1u); // the store let go
+		EXPECT_EQ(slice_str(v.data), val);
+		struct bp_stats before = pstats(c);
+		cache_value_release(&v);
+		struct bp_stats after = pstats(c);
+		EXPECT_EQ(after.block_puts, before.block_puts + 1);
+		EXPECT_EQ(after.blocks_in_use, before.blocks_in_use - 1);
+		if (seg > BP_MAX_CLASS_SIZE) { // a mapping: its charge returns too
+			EXPECT_EQ(after.charged_bytes, before.charged_bytes - seg);
+		}
+		EXPECT_LE(after.charged_bytes, after.limit_bytes);
+	}
+}
+
+// Random operation storms never take the store over its limit, and every
+// hit returns the last value written for its key.
+TEST_F(CacheTest, LimitHoldsUnderRandomStorm)
+{
+	for (size_t seg : {size_t(32 * 1024), size_t(320 * 1024)}) {
+		const size_t limit = 3u << 20;
+		make(limit, seg, 2);
+		std::mt19937_64 rng(seg);
+		std::map<std::string, std::string> model;
+		std::vector<struct cache_value> held;
+		for (int op = 0; op < 60000; op++) {
+			std::string k = "key" + std::to_string(rng() % 5000);
+			unsigned r = rng() % 100;
+			size_t len = rng() % 8 == 0 ? rng() % 20000 : rng() % 300;
+			std::string v(len, char('a' + rng() % 26));
+			if (r < 45) {
+				if (set(c, k, v) == 0)
+					model[k] = v;
+			} else if (r < 80) {
+				Got g = get(c, k);
+				if (g.rc == 0) {
+					ASSERT_TRUE(model.count(k));
+					ASSERT_EQ(g.val, model[k]);
+				}
+			} else if (r < 85) {
+				int rc = cache_delete(c, k.data(), k.size(), 0);
+				ASSERT_TRUE(rc == 0 || rc == -ENOENT);
+				model.erase(k);
+			} else if (r < 92) {
+				int rc = store(c, CACHE_APPEND, k, v.substr(0, 50));
+				if (rc == 0)
+					model[k] += v.substr(0, 50);
+				else
+					ASSERT_TRUE(rc == -ENOTSUP || rc == -E2BIG || rc == -ENOMEM) << rc;
+			} else if (r < 96) {
+				// hold a few values for a while (pins segments)
+				struct cache_value hv;
+				if (cache_get(c, k.data(), k.size(), &hv) == 0)
+					held.push_back(hv);
+				if (held.size() > 8) {
+					cache_value_release(&held.front());
+					held.erase(held.begin());
+				}
+			} else {
+				uint64_t nv;
+				int rc = cache_arith(c, k.data(), k.size(), false, 1, nullptr, 0,
+				                     &nv, nullptr);
+				if (rc == 0)
+					model[k] = std::to_string(nv);
+			}
+			if (op % 997 == 0) {
+				struct bp_stats ps = pstats(c);
+				ASSERT_LE(ps.charged_bytes, limit);
+				ASSERT_EQ(ps.limit_bytes, limit);
+				struct cache_stats cs = stats(c);
+				ASSERT_LE(cs.bytes_total, limit);
+				ASSERT_LE(cs.segments * seg, limit);
+			}
+		}
+		for (auto &hv : held)
+			cache_value_release(&hv);
+		struct cache_stats cs = stats(c);
+		EXPECT_GT(cs.evictions, 0u);
+		EXPECT_LE(pstats(c).charged_bytes, limit);
+	}
+}
+
+// When every segment is pinned by readers, writes get -ENOMEM (counted);
+// once readers let go, writes work again.
+TEST_F(CacheTest, EnomemWhenEverythingIsReferenced)
+{
+	make(2u << 20, 320 * 1024, 1);
+	std::vector<struct cache_value> held;
+	std::string val(8000, 'z');
+	int rc = 0, i = 0;
+	for (; i < 10000; i++) {
+		std::string k = "k" + std::to_string(i);
+		rc = set(c, k, val);
+		if (rc != 0)
+			break;
+		struct cache_value v;
+		ASSERT_EQ(cache_get(c, k.data(), k.size(), &v), 0);
+		held.push_back(v);
+	}
+	EXPECT_EQ(rc, -ENOMEM);
+	EXPECT_GE(stats(c).enomem, 1u);
+	EXPECT_LE(pstats(c).charged_bytes, 2u << 20);
+	for (auto &v : held) {
+		EXPECT_EQ(slice_str(v.data), val);
+		cache_value_release(&v);
+	}
+	EXPECT_EQ(set(c, "again", val), 0);
+	EXPECT_EQ(get(c, "again").val, val);
+}
+
+// S3-FIFO keeps a hot working set through a one-pass scan that FIFO
+// loses.
+TEST_F(CacheTest, S3FifoSurvivesScanFifoDoesNot)
+{
+	auto hot_after_scan = [&](enum cache_policy pol) {
+		make(2u << 20, 32 * 1024, 1, pol);
+		std::string val(100, 'h');
+		for (int round = 0; round < 3; round++)
+			for (int i = 0; i < 2000; i++) {
+				std::string k = "hot" + std::to_string(i);
+				if (get(c, k).rc != 0) {
+					EXPECT_EQ(set(c, k, val), 0);
+				}
+			}
+		for (int i = 0; i < 40000; i++) // one-time scan, 3x the cache
+			EXPECT_EQ(set(c, "scan" + std::to_string(i), val), 0);
+		int hits = 0;
+		for (int i = 0; i < 2000; i++)
+			hits += get(c, "hot" + std::to_string(i)).rc == 0;
+		return hits;
+	};
+	int s3 = hot_after_scan(CACHE_S3FIFO);
+	int fifo = hot_after_scan(CACHE_FIFO);
+	EXPECT_GT(s3, 1800);
+	EXPECT_LT(fifo, 100);
+	EXPECT_GT(stats(c).evictions, 0u);
+}
+
+// Under steady eviction with relocation, the segments stay full of live
+// items (a segment lost between the queues would show up as dead space).
+TEST_F(CacheTest, SegmentsStayUsedUnderEviction)
+{
+	make(1u << 20, 16384, 1, CACHE_S3FIFO, 40000);
+	std::mt19937_64 rng(5);
+	std::string val(32, 'v');
+	for (int i = 0; i < 300000; i++) {
+		// skewed: half the requests to 2000 keys
+		uint64_t id = rng() % 2 ? rng() % 2000 : rng() % 200000;
+		std::string k = "key:" + std::to_string(id);
+		if (get(c, k).rc != 0) {
+			ASSERT_EQ(set(c, k, val), 0);
+		}
+	}
+	struct cache_stats s = stats(c);
+	EXPECT_GT(s.relocations, 1000u);
+	EXPECT_GT(s.evictions, 10000u);
+	double used = double(s.bytes_items) / double(s.segments * (16384 - 8));
+	EXPECT_GT(used, 0.85) << s.bytes_items << " of " << s.segments << " segments";
+}
+
+TEST_F(CacheTest, TableGrowsAndKeepsItems)
+{
+	make(32u << 20, 64 * 1024, 2, CACHE_S3FIFO, 64);
+	const int n = 50000;
+	for (int i = 0; i < n; i++)
+		ASSERT_EQ(set(c, "g" + std::to_string(i), std::to_string(i)), 0);
+	struct cache_stats s = stats(c);
+	EXPECT_GT(s.table_grows, 5u);
+	EXPECT_GE(s.hash_slots, uint64_t(n));
+	EXPECT_EQ(s.curr_items, uint64_t(n));
+	EXPECT_EQ(s.evictions + s.table_evictions, 0u);
+	for (int i = 0; i < n; i++)
+		ASSERT_EQ(get(c, "g" + std::to_string(i)).val, std::to_string(i));
+}
+
+// A table that cannot grow (pooled segments fill the limit first) evicts
+// within its buckets and stays correct.
+TEST_F(CacheTest, FullTableEvictsInBuckets)
+{
+	make(1u << 20, 32 * 1024, 1, CACHE_S3FIFO, 64);
+	for (int i = 0; i < 30000; i++)
+		ASSERT_EQ(set(c, "b" + std::to_string(i), "v"), 0);
+	struct cache_stats s = stats(c);
+	EXPECT_LE(s.curr_items, s.hash_slots);
+	EXPECT_GT(s.evictions + s.table_evictions, 0u);
+	int found = 0;
+	for (int i = 0; i < 30000; i++)
+		found += get(c, "b" + std::to_string(i)).rc == 0;
+	EXPECT_EQ(uint64_t(found), stats(c).curr_items);
+}
+
+TEST_F(CacheTest, WarmStoreMakesNoSystemAllocations)
+{
+	for (size_t seg : {size_t(64 * 1024), size_t(1u << 20)}) {
+		make(8u << 20, seg, 2);
+		std::string val(100, 'w');
+		auto run = [&](int base) {
+			for (int i = 0; i < 100000; i++) {
+				std::string k = "w" + std::to_string((base + i) % 200000);
+				if (get(c, k).rc != 0) {
+					ASSERT_EQ(set(c, k, val), 0);
+				}
+			}
+		};
+		run(0); // fill and start evicting
+		run(100000);
+		uint64_t before = pstats(c).sys_alloc_calls;
+		run(0);
+		EXPECT_EQ(pstats(c).sys_alloc_calls, before) << "seg " << seg;
+		EXPECT_GT(stats(c).evictions, 0u);
+	}
+}
+
+TEST_F(CacheTest, CounterTable)
+{
+	EXPECT_EQ(cache_ncounters * sizeof(uint64_t), sizeof(struct cache_stats));
+	ASSERT_EQ(set(c, "k", "v"), 0);
+	get(c, "k");
+	struct cache_stats s = stats(c);
+	std::set<std::string> names;
+	for (size_t i = 0; i < cache_ncounters; i++) {
+		EXPECT_TRUE(names.insert(cache_counters[i].name).second);
+		EXPECT_NE(cache_counters[i].help[0], '\0');
+	}
+	EXPECT_TRUE(names.count("get_hits"));
+	for (size_t i = 0; i < cache_ncounters; i++)
+		if (std::string(cache_counters[i].name) == "get_hits") {
+			EXPECT_EQ(cache_stats_value(&s, i), 1u);
+		}
+	EXPECT_EQ(s.limit_bytes, 8u << 20);
+	EXPECT_GT(s.bytes_total, 0u);
+	EXPECT_EQ(s.bytes_total, pstats(c).charged_bytes);
+}
+
+// Many threads on few keys under memory pressure (run it under TSan).
+// Values are self-describing so torn or mixed bytes are detected.
+TEST_F(CacheTest, ThreadedStress)
+{
+	make(2u << 20, 32 * 1024, 4);
+	const int nthreads = 4, ops = 20000;
+	std::atomic<int> bad{0};
+	std::vector<std::thread> ts;
+	for (int t = 0; t < nthreads; t++) {
+		ts.emplace_back([&, t] {
+			std::mt19937 rng(t);
+			for (int i = 0; i < ops; i++) {
+				int kn = rng() % 3000;
+				std::string k = "s" + std::to_string(kn);
+				unsigned r = rng() % 100;
+				if (r < 50) {
+					struct cache_value v;
+					if (cache_get(c, k.data(), k.size(), &v) == 0) {
+						std::string s = slice_str(v.data);
+						// value = key repeated, or a number (after incr)
+						// digits (incr) then whole copies of the key
+						size_t d = s.find_first_not_of("0123456789");
+						std::string rest = d == std::string::npos ? "" : s.substr(d);
+						bool ok = rest.size() % k.size() == 0;
+						for (size_t j = 0; ok && j < rest.size(); j += k.size())
+							ok = rest.compare(j, k.size(), k) == 0;
+						if (!ok)
+							bad++;
+						cache_value_release(&v);
+					}
+				} else if (r < 80) {
+					std::string v;
+					for (int j = rng() % 20; j >= 0; j--)
+						v += k;
+					set(c, k, v, 0, rng() % 4 == 0 ? 1 : 0);
+				} else if (r < 88) {
+					cache_delete(c, k.data(), k.size(), 0);
+				} else if (r < 94) {
+					store(c, CACHE_APPEND, k, k);
+				} else if (r < 97) {
+					cache_touch(c, k.data(), k.size(), 100);
+				} else {
+					uint64_t nv;
+					struct cache_arith_init init = {1, 0, 0};
+					cache_arith(c, k.data(), k.size(), false, 1, &init, 0, &nv, nullptr);
+				}
+				if (t == 0 && i % 5000 == 0) {
+					clk.now += 1;
+					cache_expire(c);
+					if (i == 10000)
+						cache_flush_all(c, 0);
+				}
+			}
+		});
+	}
+	for (auto &th : ts)
+		th.join();
+	EXPECT_EQ(bad.load(), 0);
+	EXPECT_LE(pstats(c).charged_bytes, 2u << 20);
+	struct cache_stats s = stats(c);
+	EXPECT_EQ(s.cmd_get, uint64_t(s.get_hits + s.get_misses));
+}
+
+} // namespace
