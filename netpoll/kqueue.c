@@ -1,0 +1,343 @@
+/*
+ * The kqueue backend (FreeBSD, macOS).
+ *
+ * COMPILE-CHECKED ONLY: this file has never run. GeeCache is developed and
+ * tested on Linux, where kqueue does not exist, so CI can only compile it
+ * for a FreeBSD target against a small header shim
+ * (tests/kqueue_shim/check.sh: clang --target=x86_64-unknown-freebsd14.0
+ * -fsyntax-only). That catches drift from np_internal.h and plain C
+ * mistakes; it proves nothing about behaviour. Note also that loop.c is
+ * Linux-only today (eventfd, accept4) and does not yet pick this backend.
+ *
+ * It mirrors epoll.c: level-triggered (no EV_CLEAR), a bounded read per
+ * connection per wakeup (READ_BUDGET), interest changed only on the same
+ * transitions (write interest while output waits, read interest off under
+ * backpressure). kqueue keeps one filter per direction, so where epoll.c
+ * changes an event mask this file enables/disables EVFILT_READ and
+ * EVFILT_WRITE, both in one kevent() call; a connection that is readable
+ * and writable arrives as two events, each dispatched on its own.
+ *
+ * udata carries the 64-bit tag of np__tag(), so 64-bit targets only.
+ */
+#if defined(__FreeBSD__) || defined(__APPLE__) || defined(GEECACHE_KQUEUE_CHECK)
+
+#include "netpoll/np_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <sys/event.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define READ_BUDGET (256u * 1024u) /* bytes per connection per wakeup */
+
+_Static_assert(sizeof(void *) >= sizeof(uint64_t),
+               "kevent udata carries the 64-bit event tag");
+#ifdef IOV_MAX
+_Static_assert(NP_IOV_MAX <= IOV_MAX, "writev takes at most IOV_MAX iovecs");
+#endif
+
+struct kq {
+	int kqfd;
+	struct kevent ev[MAX_EVENTS];
+	struct iovec iov[NP_IOV_MAX];
+};
+
+/* What an event says, in epoll.c's terms, so that dispatch reads the same. */
+enum { KQ_IN = 1u << 0, KQ_OUT = 1u << 1, KQ_HUP = 1u << 2, KQ_ERR = 1u << 3 };
+
+static void *tag_udata(uint64_t tag) { return (void *)(uintptr_t)tag; }
+static uint64_t udata_tag(void *udata) { return (uint64_t)(uintptr_t)udata; }
+
+/* Applies n changes at once. 0 or a negative errno (the first change that
+ * failed; with no event list the kernel stops there). */
+static int kq_apply(struct np_loop *l, const struct kevent *ch, int n)
+{
+	struct kq *k = l->be;
+	np__ctr(&l->st.syscalls, 1);
+	return kevent(k->kqfd, ch, n, NULL, 0, NULL) < 0 ? -errno : 0;
+}
+
+/* Sets both filters of a connection from its flags (epoll.c's conn_events):
+ * connecting: write only; else read unless READ_OFF, write if WANT_WRITE.
+ * EV_ADD every time: it creates the knote on the first call, updates it
+ * afterwards, and has the filter re-evaluated, so a re-enabled filter whose
+ * level is already up fires at the next kevent(). */
+static int conn_apply(struct np_loop *l, struct np_conn *c)
+{
+	bool rd = !(c->flags & (NP_C_CONNECTING | NP_C_READ_OFF));
+	bool wr = c->flags & (NP_C_CONNECTING | NP_C_WANT_WRITE);
+	void *ud = tag_udata(np__tag(NP_TAG_CONN, c->slot, c->gen));
+	struct kevent ch[2];
+	EV_SET(&ch[0], (uintptr_t)c->fd, EVFILT_READ,
+	       EV_ADD | (rd ? EV_ENABLE : EV_DISABLE), 0, 0, ud);
+	EV_SET(&ch[1], (uintptr_t)c->fd, EVFILT_WRITE,
+	       EV_ADD | (wr ? EV_ENABLE : EV_DISABLE), 0, 0, ud);
+	return kq_apply(l, ch, 2);
+}
+
+static int kq_init(struct np_loop *l)
+{
+	struct kq *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->kqfd = kqueue();
+	if (k->kqfd < 0) {
+		int err = -errno;
+		free(k);
+		return err;
+	}
+	l->be = k;
+	/* loop.c owns wake_fd (an eventfd today) and reads it in
+	 * np__wake_drain; here it is just a readable descriptor. EVFILT_USER
+	 * would need no descriptor, but the post path in loop.c writes it. */
+	struct kevent ch;
+	EV_SET(&ch, (uintptr_t)l->wake_fd, EVFILT_READ, EV_ADD, 0, 0,
+	       tag_udata(np__tag(NP_TAG_WAKE, 0, 0)));
+	return kq_apply(l, &ch, 1);
+}
+
+static void kq_deinit(struct np_loop *l)
+{
+	struct kq *k = l->be;
+	close(k->kqfd); /* drops every knote */
+	free(k);
+	l->be = NULL;
+}
+
+static int kq_add_listener(struct np_loop *l, int fd)
+{
+	struct kevent ch;
+	EV_SET(&ch, (uintptr_t)fd, EVFILT_READ, EV_ADD, 0, 0,
+	       tag_udata(np__tag(NP_TAG_LISTEN, (uint32_t)fd, 0)));
+	return kq_apply(l, &ch, 1);
+}
+
+static void kq_pause_listener(struct np_loop *l, int fd, bool paused)
+{
+	struct kevent ch;
+	EV_SET(&ch, (uintptr_t)fd, EVFILT_READ,
+	       EV_ADD | (paused ? EV_DISABLE : EV_ENABLE), 0, 0,
+	       tag_udata(np__tag(NP_TAG_LISTEN, (uint32_t)fd, 0)));
+	kq_apply(l, &ch, 1);
+}
+
+static int kq_conn_add(struct np_loop *l, struct np_conn *c)
+{
+	/* writev has no MSG_NOSIGNAL: without this a write to a peer that
+	 * has gone raises SIGPIPE in the embedding program. Both FreeBSD and
+	 * macOS have SO_NOSIGPIPE; macOS has no documented MSG_NOSIGNAL. */
+	int one = 1;
+	np__ctr(&l->st.syscalls, 1);
+	if (setsockopt(c->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one)) < 0)
+		return -errno;
+	return conn_apply(l, c);
+}
+
+static void kq_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
+{
+	(void)on; /* c->flags already says */
+	conn_apply(l, c);
+}
+
+static void kq_conn_del(struct np_loop *l, struct np_conn *c)
+{
+	/* close() would drop the knotes too; deleting them here keeps the
+	 * contract of conn_del (no more events) whoever closes the fd. */
+	struct kevent ch[2];
+	EV_SET(&ch[0], (uintptr_t)c->fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], (uintptr_t)c->fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+	kq_apply(l, ch, 2);
+}
+
+static void want_write(struct np_loop *l, struct np_conn *c, bool on)
+{
+	if (on == !!(c->flags & NP_C_WANT_WRITE))
+		return;
+	if (on)
+		c->flags |= NP_C_WANT_WRITE;
+	else
+		c->flags &= ~NP_C_WANT_WRITE;
+	conn_apply(l, c);
+}
+
+/* Writes as much of the output chain as the socket takes. 0, or a negative
+ * errno for a fatal socket error (the caller closes). np__conn_sent may
+ * close the connection (draining): nothing touches c's socket after it
+ * says so. */
+static int kq_conn_flush(struct np_loop *l, struct np_conn *c)
+{
+	struct kq *k = l->be;
+	while (bp_chain_len(&c->out)) {
+		size_t bytes;
+		int n = bp_chain_write_iov(&c->out, k->iov, NP_IOV_MAX, &bytes);
+		ssize_t w = writev(c->fd, k->iov, n);
+		np__ctr(&l->st.write_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				want_write(l, c, true);
+				return 0;
+			}
+			return -errno;
+		}
+		np__conn_sent(c, (size_t)w);
+		if (c->flags & NP_C_CLOSED)
+			return 0;
+		if ((size_t)w < bytes) { /* the socket buffer is full */
+			want_write(l, c, true);
+			return 0;
+		}
+	}
+	want_write(l, c, false);
+	return 0;
+}
+
+/* Reads up to READ_BUDGET into the input chain, then hands it over. Level
+ * triggering reports what is left at the next kevent(). */
+static void kq_read(struct np_loop *l, struct np_conn *c)
+{
+	size_t total = 0;
+	int err = 0;
+	bool eof = false;
+	while (total < READ_BUDGET) {
+		struct iovec iov[2];
+		int k = bp_chain_read_iov(&c->in, iov, 2);
+		if (k < 0) {
+			err = k;
+			break;
+		}
+		size_t offered = 0;
+		for (int i = 0; i < k; i++)
+			offered += iov[i].iov_len;
+		ssize_t r = readv(c->fd, iov, k);
+		np__ctr(&l->st.read_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
+		if (r > 0) {
+			bp_chain_read_commit(&c->in, (size_t)r);
+			total += (size_t)r;
+			if ((size_t)r < offered)
+				break; /* drained for now */
+			continue;
+		}
+		bp_chain_read_commit(&c->in, 0);
+		if (r == 0)
+			eof = true;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN)
+			err = -errno;
+		break;
+	}
+	if (total) {
+		np__ctr(&l->st.bytes_read, total);
+		np__conn_input(c);
+	}
+	if (c->flags & NP_C_CLOSED)
+		return;
+	if (err)
+		np__conn_error(c, err);
+	else if (eof)
+		np__conn_eof(c);
+}
+
+static int sock_error(int fd)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	return e;
+}
+
+/* Translates one kevent into epoll.c's terms. EVFILT_READ is "readable"
+ * (its EV_EOF, the peer's FIN, is found by the read itself, as epoll.c
+ * finds EPOLLRDHUP). EV_EOF on EVFILT_WRITE means we can send no more (RST,
+ * or the connection is gone): epoll's EPOLLHUP. A socket error in fflags is
+ * EPOLLERR. EV_ERROR cannot come back from a kevent() without changes;
+ * treated as an error all the same. */
+static unsigned ev_mask(const struct kevent *ev)
+{
+	if (ev->flags & EV_ERROR)
+		return KQ_ERR;
+	unsigned m = 0;
+	if (ev->filter == EVFILT_READ)
+		m |= KQ_IN;
+	else if (ev->filter == EVFILT_WRITE)
+		m |= KQ_OUT | ((ev->flags & EV_EOF) ? KQ_HUP : 0);
+	if ((ev->flags & EV_EOF) && ev->fflags)
+		m |= KQ_ERR;
+	return m;
+}
+
+static int kq_wait(struct np_loop *l, int timeout_ms)
+{
+	struct kq *k = l->be;
+	struct timespec ts, *tsp = NULL;
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tsp = &ts;
+	}
+	int n = kevent(k->kqfd, NULL, 0, k->ev, MAX_EVENTS, tsp);
+	np__ctr(&l->st.wait_calls, 1);
+	np__ctr(&l->st.syscalls, 1);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = udata_tag(k->ev[i].udata);
+		unsigned ev = ev_mask(&k->ev[i]);
+		switch ((enum np_tag)(tag & 3)) {
+		case NP_TAG_WAKE:
+			np__wake_drain(l);
+			continue;
+		case NP_TAG_LISTEN:
+			np__listener_ready(l, (int)((tag >> 2) & 0x3fffffff));
+			continue;
+		case NP_TAG_CONN:
+			break;
+		}
+		struct np_conn *c = np__conn_lookup(l, tag);
+		if (!c)
+			continue; /* stale: the slot was closed or reused */
+		np_conn_ref(c);
+		if (c->flags & NP_C_CONNECTING) {
+			/* Only EVFILT_WRITE is enabled while connecting. */
+			int err = sock_error(c->fd);
+			np__conn_connected(c, -err);
+		} else {
+			if ((ev & (KQ_IN | KQ_HUP | KQ_ERR)) && !(c->flags & NP_C_READ_OFF))
+				kq_read(l, c);
+			else if ((ev & (KQ_HUP | KQ_ERR)) && !(c->flags & NP_C_CLOSED)) {
+				int err = sock_error(c->fd);
+				np__conn_error(c, err ? -err : -ECONNRESET);
+			}
+			if ((ev & KQ_OUT) && !(c->flags & NP_C_CLOSED))
+				np__conn_writable(c);
+		}
+		np_conn_unref(c);
+	}
+	return n;
+}
+
+const struct np_backend_ops np__kqueue_ops = {
+	.name = "kqueue",
+	.init = kq_init,
+	.deinit = kq_deinit,
+	.add_listener = kq_add_listener,
+	.pause_listener = kq_pause_listener,
+	.conn_add = kq_conn_add,
+	.conn_set_read = kq_conn_set_read,
+	.conn_flush = kq_conn_flush,
+	.conn_del = kq_conn_del,
+	.wait = kq_wait,
+};
+
+#endif /* __FreeBSD__ || __APPLE__ || GEECACHE_KQUEUE_CHECK */

@@ -1,0 +1,11 @@
+/* Declarations for a compile check of netpoll/kqueue.c only; not a libc.
+ * Values and types are those of FreeBSD 14 on amd64. See check.sh. */
+#ifndef GEECACHE_SHIM_SYS_TYPES_H
+#define GEECACHE_SHIM_SYS_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef int64_t ssize_t;
+
+#endif
