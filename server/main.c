@@ -1,13 +1,198 @@
 /*
- * geecached — placeholder until the server issue lands. It prints its
- * version and says plainly that the server is not implemented yet.
+ * geecached: a memcached-compatible cache server on GeeCache's runtime.
+ *
+ * Start-up (which may allocate and may fail loudly): parse the options,
+ * fit RLIMIT_NOFILE to the connection limit, make the store, the buffer
+ * pool and the loops, listen. Then the main thread waits for SIGINT or
+ * SIGTERM (blocked in every thread, taken with sigwait) and stops
+ * gracefully: stop accepting, finish what was read, flush every output
+ * (bounded by a drain time), exit 0. SIGPIPE is ignored.
  */
-#include <stdio.h>
+#include "server/srv.h"
 
-int main(void)
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define DRAIN_MS 5000
+#define EXPIRE_EVERY_MS 1000
+
+static int fit_fd_limit(long want)
 {
-	printf("geecached %s\n", GEECACHE_VERSION);
-	fprintf(stderr, "geecached: not yet implemented (the server issue has not landed; "
-	                "see README.md)\n");
-	return 1;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -errno;
+	if ((long)rl.rlim_cur >= want)
+		return 0;
+	if (rl.rlim_max != RLIM_INFINITY && (long)rl.rlim_max < want) {
+		if (geteuid() == 0) {
+			rl.rlim_max = (rlim_t)want;
+			rl.rlim_cur = (rlim_t)want;
+			if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+				return 0;
+		}
+		return -EMFILE;
+	}
+	rl.rlim_cur = (rlim_t)want;
+	return setrlimit(RLIMIT_NOFILE, &rl) == 0 ? 0 : -errno;
+}
+
+static void expire_tick(void *arg)
+{
+	struct srv *s = arg;
+	cache_expire(s->cache);
+}
+
+static void start_timers(void *arg)
+{
+	struct srv *s = arg;
+	np_timer_add(np_group_loop(s->group, 0), EXPIRE_EVERY_MS, EXPIRE_EVERY_MS,
+	             expire_tick, s);
+}
+
+static void srv_free(struct srv *s)
+{
+	np_group_destroy(&s->metrics);
+	np_group_destroy(&s->group);
+	bp_objpool_destroy(&s->conn_pool);
+	cache_destroy(&s->cache);
+	bp_pool_destroy(&s->pool);
+	free(s->ctr);
+}
+
+int main(int argc, char **argv)
+{
+	static struct srv S;
+	struct srv *s = &S;
+	int r = srv_options_parse(&s->o, argc, argv, stderr);
+	if (r)
+		return r;
+	if (s->o.help) {
+		srv_options_help(stdout);
+		return 0;
+	}
+	if (s->o.help_markdown) {
+		srv_options_markdown(stdout);
+		return 0;
+	}
+	if (s->o.version) {
+		printf("geecached %s\n", GEECACHE_VERSION);
+		return 0;
+	}
+	atomic_store(&s->verbosity, (int)s->o.verbose);
+	s->started = time(NULL);
+
+	/* Every thread made from here on inherits this mask; the main thread
+	 * takes the signals with sigwait. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	long fds = (long)s->o.conn_limit + 64;
+	if ((r = fit_fd_limit(fds)) < 0) {
+		struct rlimit rl;
+		getrlimit(RLIMIT_NOFILE, &rl);
+		fprintf(stderr, "geecached: -c %lld needs %ld file descriptors; the limit is %llu "
+		        "(raise it with ulimit -n, or lower -c)\n", (long long)s->o.conn_limit,
+		        fds, (unsigned long long)rl.rlim_max);
+		return 2;
+	}
+
+	/* An item lives in one segment: segments grow (to 4 MiB at most) when
+	 * -I asks for items near or above the default 1 MiB segment. */
+	size_t seg = 0;
+	if ((size_t)s->o.max_item_size > CACHE_SEG_SIZE_DEFAULT - 4096)
+		for (seg = CACHE_SEG_SIZE_DEFAULT; seg < (size_t)s->o.max_item_size + 4096; seg *= 2)
+			;
+	struct cache_opts co = {
+		.name = "store",
+		.limit = (size_t)s->o.memory_limit * 1024 * 1024,
+		.seg_size = seg,
+		.max_item = (size_t)s->o.max_item_size,
+	};
+	s->cache = cache_create(&co);
+	if (!s->cache) {
+		fprintf(stderr, "geecached: cannot create the store with -m %lld: %s\n",
+		        (long long)s->o.memory_limit, strerror(errno));
+		return 1;
+	}
+	struct bp_pool_opts po = {.name = "net"};
+	s->pool = bp_pool_create(&po);
+	s->conn_pool = s->pool ? bp_objpool_create(s->pool, "srv_conn", sizeof(struct srv_conn)) : NULL;
+	if (!s->conn_pool) {
+		fprintf(stderr, "geecached: out of memory at start\n");
+		srv_free(s);
+		return 1;
+	}
+	enum np_backend be = NP_BACKEND_AUTO;
+	np_backend_parse(s->o.backend_str, &be);
+	struct np_opts no = {
+		.nloops = (int)s->o.threads,
+		.backend = be,
+		.pool = s->pool,
+		.in_max = (size_t)s->o.max_item_size + 64 * 1024,
+		.idle_timeout_ms = (uint32_t)s->o.idle_timeout * 1000,
+		.max_conns = (uint32_t)s->o.conn_limit,
+		.udata = s,
+	};
+	s->group = np_group_create(&no, &srv_mc_handler);
+	if (!s->group) {
+		fprintf(stderr, "geecached: cannot start the %s backend: %s\n", s->o.backend_str,
+		        strerror(errno));
+		srv_free(s);
+		return 1;
+	}
+	s->ctr = calloc((size_t)np_group_nloops(s->group), sizeof(*s->ctr));
+	s->port = np_group_listen(s->group, s->o.listen_str, (uint16_t)s->o.port);
+	if (!s->ctr || s->port < 0) {
+		fprintf(stderr, "geecached: cannot listen on %s:%lld: %s\n", s->o.listen_str,
+		        (long long)s->o.port, strerror(s->port < 0 ? -s->port : ENOMEM));
+		srv_free(s);
+		return 1;
+	}
+	if (s->o.metrics_port) {
+		struct np_opts mo = {.nloops = 1, .backend = NP_BACKEND_EPOLL, .pool = s->pool,
+		                     .max_conns = 64, .in_max = 64 * 1024,
+		                     .idle_timeout_ms = 60000, .udata = s};
+		s->metrics = np_group_create(&mo, &srv_http_handler);
+		s->metrics_port = s->metrics ? np_group_listen(s->metrics, s->o.listen_str,
+		                                               (uint16_t)s->o.metrics_port) : -ENOMEM;
+		if (s->metrics_port < 0) {
+			fprintf(stderr, "geecached: cannot listen for /metrics on %s:%lld: %s\n",
+			        s->o.listen_str, (long long)s->o.metrics_port, strerror(-s->metrics_port));
+			srv_free(s);
+			return 1;
+		}
+	}
+	if (np_group_start(s->group) < 0 || (s->metrics && np_group_start(s->metrics) < 0)) {
+		fprintf(stderr, "geecached: cannot start threads\n");
+		srv_free(s);
+		return 1;
+	}
+	np_loop_post(np_group_loop(s->group, 0), start_timers, s);
+	/* One line on stdout says where we are (tests read it for port 0). */
+	printf("geecached %s listening on %s:%d (%s, %d loops, %lld MiB)", GEECACHE_VERSION,
+	       s->o.listen_str, s->port, np_backend_name(np_group_backend(s->group)),
+	       np_group_nloops(s->group), (long long)s->o.memory_limit);
+	if (s->metrics)
+		printf(", metrics on http://%s:%d/metrics", s->o.listen_str, s->metrics_port);
+	printf("\n");
+	fflush(stdout);
+
+	int sig = 0;
+	sigwait(&set, &sig);
+	if (s->o.verbose)
+		fprintf(stderr, "geecached: %s, stopping\n", strsignal(sig));
+	np_group_stop(s->group, DRAIN_MS);
+	if (s->metrics)
+		np_group_stop(s->metrics, 1000);
+	srv_free(s);
+	return 0;
 }

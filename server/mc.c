@@ -1,0 +1,410 @@
+/*
+ * The memcached handler: parse requests in place from the connection's
+ * input chain, call the store, encode the answers into the output chain.
+ *
+ * Values travel by reference both ways: a SET's value is copied once, from
+ * the input chain into the store (cache_store); a GET's value is appended
+ * to the output chain as a slice of the store's memory (the encoders take
+ * their own reference), never copied. Replies of a pipeline accumulate in
+ * the output chain and netpoll writes them once per event batch.
+ */
+#include "server/srv.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- store result -> protocol status ---------------------------------- */
+
+static bool is_text(const struct mc_request *r)
+{
+	return r->proto == MC_PROTO_TEXT;
+}
+
+static enum mc_status store_status(const struct mc_request *r, int rc)
+{
+	switch (rc) {
+	case 0:
+		return MC_ST_OK;
+	case -EEXIST:
+		/* ADD on an existing key: text NOT_STORED, binary EEXISTS. */
+		if ((r->cmd == MC_CMD_ADD || (r->cmd == MC_CMD_MS && r->meta.mode == 'E')) &&
+		    (is_text(r)))
+			return MC_ST_NOT_STORED;
+		return MC_ST_EXISTS;
+	case -ENOENT:
+		/* REPLACE of a missing key: text NOT_STORED. */
+		if (is_text(r) && (r->cmd == MC_CMD_REPLACE ||
+		                   (r->cmd == MC_CMD_MS && r->meta.mode == 'R')))
+			return MC_ST_NOT_STORED;
+		return MC_ST_NOT_FOUND;
+	case -ENOTSUP:
+		return MC_ST_NOT_STORED;
+	case -E2BIG:
+		return MC_ST_E2BIG;
+	case -ENOMEM:
+		return MC_ST_ENOMEM;
+	default:
+		return MC_ST_EINVAL;
+	}
+}
+
+static enum cache_mode store_mode(const struct mc_request *r)
+{
+	switch (r->cmd) {
+	case MC_CMD_ADD: return CACHE_ADD;
+	case MC_CMD_REPLACE: return CACHE_REPLACE;
+	case MC_CMD_APPEND: return CACHE_APPEND;
+	case MC_CMD_PREPEND: return CACHE_PREPEND;
+	case MC_CMD_CAS: return CACHE_CAS;
+	case MC_CMD_MS:
+		switch (r->meta.mode) {
+		case 'E': case 'e': return CACHE_ADD;
+		case 'R': case 'r': return CACHE_REPLACE;
+		case 'A': case 'a': return CACHE_APPEND;
+		case 'P': case 'p': return CACHE_PREPEND;
+		default: return CACHE_SET;
+		}
+	default:
+		return CACHE_SET;
+	}
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+struct ctx {
+	struct srv *s;
+	struct srv_conn *sc;
+	struct np_conn *c;
+	struct bp_chain *in, *out;
+	struct srv_counters *ctr;
+};
+
+static int do_store(struct ctx *x, const struct mc_request *r)
+{
+	uint64_t cas_out = 0;
+	uint64_t cas = r->cmd == MC_CMD_MS ? (r->meta.flags & MC_MF('C') ? r->cas : 0) : r->cas;
+	enum cache_mode mode = store_mode(r);
+	if (mode == CACHE_CAS && cas == 0)
+		mode = CACHE_CAS; /* text cas 0: never matches (cache: -EINVAL) */
+	int rc = cache_store(x->s->cache, mode, r->key, r->key_len, x->in,
+	                     r->value_off, r->value_len, r->flags, r->exptime, cas,
+	                     &cas_out);
+	if (rc == -EINVAL && mode == CACHE_CAS)
+		rc = -EEXIST;
+	if (rc == -E2BIG)
+		srv_ctr(&x->ctr->oversized, 1);
+	if (rc == -ENOMEM)
+		srv_ctr(&x->ctr->out_of_memory, 1);
+	return mc_encode_status(x->out, r, store_status(r, rc), cas_out);
+}
+
+static int do_get_one(struct ctx *x, const struct mc_request *r, const char *key,
+                      size_t klen, bool gat)
+{
+	struct cache_value v;
+	int rc = gat ? cache_gat(x->s->cache, key, klen, r->exptime, &v)
+	             : cache_get(x->s->cache, key, klen, &v);
+	if (rc < 0) {
+		if (is_text(r))
+			return 0; /* a text miss is the absence of a VALUE line */
+		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+	}
+	int w = is_text(r)
+		? mc_text_encode_value(x->out, r, key, klen, v.flags, v.cas,
+		                       v.data.len ? &v.data : NULL)
+		: mc_bin_encode_get_hit(x->out, r, v.flags, v.cas,
+		                        v.data.len ? &v.data : NULL);
+	srv_ctr(&x->ctr->get_refs, 1);
+	cache_value_release(&v); /* the output chain holds its own reference */
+	return w;
+}
+
+static int do_get(struct ctx *x, const struct mc_request *r)
+{
+	bool gat = r->cmd == MC_CMD_GAT;
+	if (!is_text(r))
+		return do_get_one(x, r, r->key, r->key_len, gat);
+	size_t pos = 0;
+	const char *key;
+	size_t klen;
+	while (mc_req_next_key(&x->sc->parser, x->in, r, &pos, &key, &klen) == 1) {
+		int w = do_get_one(x, r, key, klen, gat);
+		if (w < 0)
+			return w;
+	}
+	return mc_text_encode_end(x->out);
+}
+
+static int do_touch(struct ctx *x, const struct mc_request *r)
+{
+	int rc = cache_touch(x->s->cache, r->key, r->key_len, r->exptime);
+	if (rc == 0 && !is_text(r)) {
+		/* Binary TOUCH answers like a GET without the value. */
+		struct cache_value v;
+		if (cache_get(x->s->cache, r->key, r->key_len, &v) == 0) {
+			int w = mc_bin_encode_get_hit(x->out, r, v.flags, v.cas, NULL);
+			cache_value_release(&v);
+			return w;
+		}
+	}
+	return mc_encode_status(x->out, r, rc == 0 ? MC_ST_OK : store_status(r, rc), 0);
+}
+
+static int do_delete(struct ctx *x, const struct mc_request *r)
+{
+	uint64_t cas = r->cmd == MC_CMD_MD ? (r->meta.flags & MC_MF('C') ? r->cas : 0) : r->cas;
+	int rc = cache_delete(x->s->cache, r->key, r->key_len, cas);
+	return mc_encode_status(x->out, r, store_status(r, rc), 0);
+}
+
+static int do_arith(struct ctx *x, const struct mc_request *r)
+{
+	bool decr = r->cmd == MC_CMD_DECR;
+	struct cache_arith_init init = {.initial = r->initial, .exptime = r->exptime};
+	const struct cache_arith_init *ip = NULL;
+	uint64_t cas = 0;
+	if (r->cmd == MC_CMD_MA) {
+		decr = r->meta.mode == 'D' || r->meta.mode == 'd' || r->meta.mode == '-';
+		if (r->meta.flags & MC_MF('N')) {
+			init.exptime = r->meta.vivify;
+			ip = &init;
+		}
+		if (r->meta.flags & MC_MF('C'))
+			cas = r->cas;
+	} else if (!is_text(r) && !r->no_create) {
+		ip = &init;
+	}
+	uint64_t value = 0, cas_out = 0;
+	int rc = cache_arith(x->s->cache, r->key, r->key_len, decr, r->delta, ip, cas,
+	                     &value, &cas_out);
+	if (rc == 0) {
+		if (r->cmd == MC_CMD_MA) {
+			struct mc_item_info info = {.cas = cas_out, .ttl = -1};
+			return mc_meta_encode_arith(x->out, r, &info, value);
+		}
+		return is_text(r) ? mc_text_encode_number(x->out, r, value)
+		                  : mc_bin_encode_incr(x->out, r, value, cas_out);
+	}
+	if (rc == -EINVAL)
+		return mc_encode_status(x->out, r, MC_ST_DELTA_BADVAL, 0);
+	return mc_encode_status(x->out, r, store_status(r, rc), 0);
+}
+
+/* mg: a get with return flags; T touches, N vivifies a miss. */
+static int do_mg(struct ctx *x, const struct mc_request *r)
+{
+	struct cache_value v;
+	const struct mc_meta *m = &r->meta;
+	int rc = m->flags & MC_MF('T')
+		? cache_gat(x->s->cache, r->key, r->key_len, r->exptime, &v)
+		: cache_get(x->s->cache, r->key, r->key_len, &v);
+	bool won = false;
+	if (rc == -ENOENT && (m->flags & MC_MF('N'))) {
+		/* Vivify: an empty placeholder; this client wins the right
+		 * to fill it. */
+		uint64_t cas_out;
+		cache_storev(x->s->cache, CACHE_ADD, r->key, r->key_len, NULL, 0, 0,
+		             m->vivify, 0, &cas_out);
+		rc = cache_get(x->s->cache, r->key, r->key_len, &v);
+		won = rc == 0;
+	}
+	if (rc < 0)
+		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+	int64_t now = cache_now(x->s->cache);
+	struct mc_item_info info = {
+		.flags = v.flags,
+		.size = v.data.len,
+		.cas = v.cas,
+		.ttl = v.exptime ? (int64_t)v.exptime - now : -1,
+		.won = won,
+	};
+	if (info.ttl < -1)
+		info.ttl = -1;
+	int w = mc_meta_encode_hit(x->out, r, &info, v.data.len ? &v.data : NULL);
+	srv_ctr(&x->ctr->get_refs, 1);
+	cache_value_release(&v);
+	return w;
+}
+
+/* me: memcached's debug line for one item. */
+static int do_me(struct ctx *x, const struct mc_request *r)
+{
+	struct cache_value v;
+	if (cache_get(x->s->cache, r->key, r->key_len, &v) < 0)
+		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+	char line[512];
+	int64_t now = cache_now(x->s->cache);
+	int n = snprintf(line, sizeof(line), "ME %.*s exp=%" PRId64 " la=0 cas=%" PRIu64
+	                 " fetch=no cls=1 size=%u", (int)r->key_len, r->key,
+	                 v.exptime ? (int64_t)v.exptime - now : (int64_t)-1, v.cas,
+	                 v.data.len + (unsigned)r->key_len);
+	cache_value_release(&v);
+	return mc_text_encode_line(x->out, line, (size_t)n);
+}
+
+struct stat_out {
+	struct ctx *x;
+	const struct mc_request *r;
+	int err;
+};
+
+static int emit_stat(void *arg, const char *name, const char *value)
+{
+	struct stat_out *so = arg;
+	if (so->err)
+		return so->err;
+	size_t nl = strlen(name), vl = strlen(value);
+	so->err = is_text(so->r)
+		? mc_text_encode_stat(so->x->out, name, nl, value, vl)
+		: mc_bin_encode_stat(so->x->out, so->r, name, nl, value, vl);
+	return so->err;
+}
+
+static int do_stats(struct ctx *x, const struct mc_request *r)
+{
+	struct stat_out so = {x, r, 0};
+	int rc = srv_stats(x->s, r->key ? r->key : "", r->key_len, emit_stat, &so);
+	if (rc == -ENOENT) {
+		if (is_text(r)) {
+			static const char e[] = "ERROR";
+			return mc_text_encode_line(x->out, e, sizeof(e) - 1);
+		}
+		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+	}
+	if (so.err)
+		return so.err;
+	return is_text(r) ? mc_text_encode_end(x->out) : mc_bin_encode_stat_end(x->out, r);
+}
+
+/* Handles one parsed request. Returns 0, 1 to close after what is queued
+ * (quit), or a negative errno (the output could not be written: close). */
+static int dispatch(struct ctx *x, const struct mc_request *r)
+{
+	srv_ctr(&x->ctr->requests, 1);
+	switch (r->cmd) {
+	case MC_CMD_GET:
+	case MC_CMD_GAT:
+		return do_get(x, r);
+	case MC_CMD_TOUCH:
+		return do_touch(x, r);
+	case MC_CMD_SET:
+	case MC_CMD_ADD:
+	case MC_CMD_REPLACE:
+	case MC_CMD_APPEND:
+	case MC_CMD_PREPEND:
+	case MC_CMD_CAS:
+	case MC_CMD_MS:
+		return do_store(x, r);
+	case MC_CMD_DELETE:
+	case MC_CMD_MD:
+		return do_delete(x, r);
+	case MC_CMD_INCR:
+	case MC_CMD_DECR:
+	case MC_CMD_MA:
+		return do_arith(x, r);
+	case MC_CMD_MG:
+		return do_mg(x, r);
+	case MC_CMD_ME:
+		return do_me(x, r);
+	case MC_CMD_FLUSH:
+		cache_flush_all(x->s->cache, r->has_exptime ? r->exptime : 0);
+		return mc_encode_status(x->out, r, MC_ST_OK, 0);
+	case MC_CMD_NOOP:
+	case MC_CMD_MN:
+		return mc_encode_status(x->out, r, MC_ST_OK, 0);
+	case MC_CMD_VERSION:
+		return is_text(r) ? mc_text_encode_version(x->out, SRV_PROTO_VERSION)
+		                  : mc_bin_encode_version(x->out, r, SRV_PROTO_VERSION);
+	case MC_CMD_VERBOSITY:
+		atomic_store(&x->s->verbosity, (int)r->level);
+		return mc_encode_status(x->out, r, MC_ST_OK, 0);
+	case MC_CMD_STATS:
+		return do_stats(x, r);
+	case MC_CMD_QUIT: {
+		int w = is_text(r) ? 0 : mc_encode_status(x->out, r, MC_ST_OK, 0);
+		return w < 0 ? w : 1;
+	}
+	default:
+		return mc_encode_status(x->out, r, MC_ST_UNKNOWN_COMMAND, 0);
+	}
+}
+
+/* ---- the handler ------------------------------------------------------ */
+
+static int mc_open(struct np_conn *c)
+{
+	struct srv *s = np_group_udata(np_loop_group(np_conn_loop(c)));
+	struct srv_conn *sc = bp_objpool_get(s->conn_pool);
+	if (!sc)
+		return -ENOMEM;
+	sc->s = s;
+	struct mc_parser_opts po = {
+		.proto = MC_PROTO_AUTO,
+		.item_max = (uint32_t)s->o.max_item_size,
+	};
+	mc_parser_init(&sc->parser, &po);
+	np_conn_set_udata(c, sc);
+	if (atomic_load_explicit(&s->verbosity, memory_order_relaxed) >= 2)
+		fprintf(stderr, "<%d new connection\n", np_conn_fd(c));
+	return 0;
+}
+
+static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
+{
+	struct srv_conn *sc = np_conn_udata(c);
+	struct srv *s = sc->s;
+	struct ctx x = {s, sc, c, in, np_conn_out(c),
+	                &s->ctr[np_loop_index(np_conn_loop(c))]};
+	for (;;) {
+		struct mc_request req;
+		int r = mc_parse(&sc->parser, in, &req);
+		if (!sc->counted && mc_parser_proto(&sc->parser) != MC_PROTO_AUTO) {
+			sc->counted = true;
+			srv_ctr(mc_parser_proto(&sc->parser) == MC_PROTO_BINARY
+			        ? &x.ctr->binary_conns : &x.ctr->text_conns, 1);
+		}
+		if (r == -EAGAIN)
+			return (ssize_t)sc->parser.need;
+		if (r < 0) {
+			srv_ctr(&x.ctr->proto_errors, 1);
+			if (req.err == MC_ERR_E2BIG) {
+				srv_ctr(&x.ctr->oversized, 1);
+				/* memcached drops the item a too-large SET would
+				 * have replaced. */
+				if (req.key_len && req.cmd >= MC_CMD_SET && req.cmd <= MC_CMD_CAS)
+					cache_delete(s->cache, req.key, req.key_len, 0);
+			}
+			if (mc_encode_error(x.out, &req) < 0 || req.close)
+				return -EBADMSG;
+			mc_parser_consume(&sc->parser, in, &req);
+			continue;
+		}
+		int d = dispatch(&x, &req);
+		mc_parser_consume(&sc->parser, in, &req);
+		if (d < 0)
+			return d;
+		if (d == 1)
+			return -ECONNRESET; /* quit: close once the replies are out */
+	}
+}
+
+static void mc_close(struct np_conn *c, int err)
+{
+	struct srv_conn *sc = np_conn_udata(c);
+	if (!sc)
+		return;
+	if (atomic_load_explicit(&sc->s->verbosity, memory_order_relaxed) >= 2)
+		fprintf(stderr, "<%d connection closed (%s)\n", np_conn_fd(c),
+		        err ? strerror(-err) : "ok");
+	struct bp_objpool *op = sc->s->conn_pool;
+	np_conn_set_udata(c, NULL);
+	bp_objpool_put(op, &sc);
+}
+
+const struct np_handler srv_mc_handler = {
+	.on_open = mc_open,
+	.on_data = mc_data,
+	.on_close = mc_close,
+};

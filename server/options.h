@@ -1,0 +1,85 @@
+/*
+ * geecached's options, declared once. SRV_OPTIONS drives the command-line
+ * parser, --help, `stats settings` and the table in docs/server.md.
+ *
+ *   X(field, short, long, type, default, min, max, stats name, help)
+ *
+ * Types: INT (decimal), SIZE (bytes, with an optional k/m/g suffix), MIB
+ * (mebibytes, memcached's -m), STR, BACKEND (auto|epoll|io_uring), COUNT
+ * (repeatable flag: -v, -vv), FLAG (no argument). A short of 0 means long
+ * only. Parsing is strict: a bad flag or value is one line on stderr and
+ * exit status 2.
+ */
+#ifndef GEECACHE_SRV_OPTIONS_H
+#define GEECACHE_SRV_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SRV_OPTIONS(X)                                                          \
+	X(port, 'p', "port", INT, "11211", 0, 65535, "tcpport",                 \
+	  "TCP port to listen on (0: any free port, printed at start)")         \
+	X(listen, 'l', "listen", STR, "127.0.0.1", 0, 0, "interface",           \
+	  "IPv4 address to listen on")                                          \
+	X(threads, 't', "threads", INT, "0", 0, 256, "num_threads",             \
+	  "event loops (0: one per CPU)")                                       \
+	X(memory_limit, 'm', "memory-limit", MIB, "64", 1, 1048576, "maxbytes", \
+	  "memory for items in MiB (everything the store holds)")               \
+	X(conn_limit, 'c', "conn-limit", INT, "1024", 1, 1048576, "maxconns",   \
+	  "max simultaneous connections")                                       \
+	X(max_item_size, 'I', "max-item-size", SIZE, "1m", 1024, 4190208,       \
+	  "item_size_max", "largest item accepted (k/m suffix; at most 4m-4k)") \
+	X(backend, 0, "backend", BACKEND, "auto", 0, 0, "backend",              \
+	  "event backend: auto, epoll or io_uring")                             \
+	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
+	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
+	X(idle_timeout, 0, "idle-timeout", INT, "0", 0, 2147483, "idle_timeout", \
+	  "close connections idle this many seconds (0: never)")                \
+	X(verbose, 'v', "verbose", COUNT, "0", 0, 2, "verbosity",               \
+	  "log more (-vv: every connection)")                                   \
+	X(version, 'V', "version", FLAG, "0", 0, 1, NULL,                       \
+	  "print the version and exit")                                         \
+	X(help, 'h', "help", FLAG, "0", 0, 1, NULL, "print this help and exit") \
+	X(help_markdown, 0, "help-markdown", FLAG, "0", 0, 1, NULL,             \
+	  "print the options as the Markdown table of docs/server.md")
+
+enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_STR, SRV_BACKEND, SRV_COUNT, SRV_FLAG };
+
+struct srv_options {
+#define SRV_X_FIELD(f, s, l, type, def, lo, hi, st, help) int64_t f; const char *f##_str;
+	SRV_OPTIONS(SRV_X_FIELD)
+#undef SRV_X_FIELD
+};
+
+struct srv_opt_desc {
+	const char *field;
+	char shrt;
+	const char *lng;
+	enum srv_opt_type type;
+	const char *def;
+	int64_t min, max;
+	const char *stat;
+	const char *help;
+	size_t off, off_str;
+};
+
+extern const struct srv_opt_desc srv_opts[];
+extern const size_t srv_nopts;
+
+/* Parses argv into *o (defaults first). Returns 0, or 2 after printing one
+ * line to `err` for a bad flag or value. */
+int srv_options_parse(struct srv_options *o, int argc, char **argv, FILE *err);
+
+/* Prints --help to f. */
+void srv_options_help(FILE *f);
+
+/* Prints the options as a Markdown table (docs/server.md holds its output;
+ * a test keeps them equal). */
+void srv_options_markdown(FILE *f);
+
+/* The value of option i as text (what `stats settings` prints). */
+void srv_options_value(const struct srv_options *o, size_t i, char *buf,
+                       size_t len);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * Statistics: memcached's names where they mean the same, GeeCache's own
+ * beside them; the same numbers as Prometheus text on /metrics. Every table
+ * printed here is one of the X-macro counter tables of a module (bufpool,
+ * netpoll, cache, server), so a counter added there shows up here.
+ */
+#include "server/srv.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static const struct {
+	const char *name;
+	int is_gauge;
+	const char *help;
+	size_t off;
+} srv_counter_desc[] = {
+#define SRV_X_DESC(n, kind, help) {#n, sizeof(#kind) == sizeof("GAUGE"), help, offsetof(struct srv_counters, n)},
+	SRV_COUNTERS(SRV_X_DESC)
+#undef SRV_X_DESC
+};
+#define SRV_NCOUNTERS (sizeof(srv_counter_desc) / sizeof(srv_counter_desc[0]))
+
+void srv_counters_sum(struct srv *s, struct srv_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	int n = np_group_nloops(s->group);
+	for (int i = 0; i < n; i++) {
+		const uint64_t *src = (const uint64_t *)&s->ctr[i];
+		uint64_t *dst = (uint64_t *)out;
+		for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
+			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+	}
+}
+
+struct snap {
+	struct cache_stats c;
+	struct bp_stats bp_net, bp_store;
+	struct np_stats np;
+	struct srv_counters sv;
+};
+
+static void snapshot(struct srv *s, struct snap *t)
+{
+	cache_stats_get(s->cache, &t->c);
+	bp_pool_stats(s->pool, &t->bp_net);
+	bp_pool_stats(cache_pool(s->cache), &t->bp_store);
+	np_group_stats(s->group, &t->np);
+	srv_counters_sum(s, &t->sv);
+}
+
+static int num(srv_stat_fn emit, void *arg, const char *name, uint64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return emit(arg, name, buf);
+}
+
+#define EMIT(name, v)                                                         \
+	do {                                                                  \
+		int r_ = num(emit, arg, (name), (v));                         \
+		if (r_)                                                       \
+			return r_;                                            \
+	} while (0)
+
+static int general(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	struct snap t;
+	snapshot(s, &t);
+	time_t now = time(NULL);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	char buf[64];
+	EMIT("pid", (uint64_t)getpid());
+	EMIT("uptime", (uint64_t)(now - s->started));
+	EMIT("time", (uint64_t)now);
+	int r = emit(arg, "version", GEECACHE_VERSION);
+	if (r)
+		return r;
+	EMIT("pointer_size", 8 * sizeof(void *));
+	snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
+	if ((r = emit(arg, "rusage_user", buf)))
+		return r;
+	snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
+	if ((r = emit(arg, "rusage_system", buf)))
+		return r;
+	EMIT("max_connections", (uint64_t)s->o.conn_limit);
+	EMIT("curr_connections", t.np.conns_current);
+	EMIT("total_connections", t.np.conns_accepted);
+	EMIT("rejected_connections", t.np.conns_rejected);
+	EMIT("connection_structures", t.np.conns_current);
+	EMIT("cmd_get", t.c.cmd_get);
+	EMIT("cmd_set", t.c.cmd_set + t.c.cmd_add + t.c.cmd_replace + t.c.cmd_append + t.c.cmd_cas);
+	EMIT("cmd_flush", t.c.cmd_flush);
+	EMIT("cmd_touch", t.c.cmd_touch);
+	EMIT("get_hits", t.c.get_hits);
+	EMIT("get_misses", t.c.get_misses);
+	EMIT("get_expired", t.c.get_expired);
+	EMIT("cas_badval", t.c.cas_mismatch);
+	EMIT("bytes_read", t.np.bytes_read);
+	EMIT("bytes_written", t.np.bytes_written);
+	EMIT("limit_maxbytes", (uint64_t)s->o.memory_limit * 1024 * 1024);
+	EMIT("threads", (uint64_t)np_group_nloops(s->group));
+	EMIT("curr_items", t.c.curr_items);
+	EMIT("bytes", t.c.bytes_items);
+	EMIT("evictions", t.c.evictions);
+	EMIT("reclaimed", t.c.expired_reclaimed);
+	EMIT("idle_kicks", t.np.idle_closed);
+	/* GeeCache's own. */
+	if ((r = emit(arg, "backend", np_backend_name(np_group_backend(s->group)))))
+		return r;
+	EMIT("allocator_calls", t.bp_net.sys_alloc_calls + t.bp_store.sys_alloc_calls);
+	EMIT("bytes_copied", t.bp_net.copied_view_bytes + t.bp_net.copied_append_bytes +
+	                     t.bp_net.copied_out_bytes + t.bp_store.copied_view_bytes +
+	                     t.bp_store.copied_append_bytes + t.bp_store.copied_out_bytes);
+	uint64_t gets = t.bp_net.block_gets + t.bp_store.block_gets;
+	uint64_t hits = t.bp_net.pool_hits + t.bp_store.pool_hits;
+	snprintf(buf, sizeof(buf), "%.4f", gets ? (double)hits / (double)gets : 1.0);
+	if ((r = emit(arg, "pool_hit_ratio", buf)))
+		return r;
+	EMIT("syscalls", t.np.syscalls);
+	EMIT("requests", t.sv.requests);
+	EMIT("values_sent_by_ref", t.sv.get_refs);
+	EMIT("store_bytes_total", t.c.bytes_total);
+	return 0;
+}
+
+static int settings(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	char buf[64];
+	for (size_t i = 0; i < srv_nopts; i++) {
+		if (!srv_opts[i].stat)
+			continue;
+		/* What is in effect, where it differs from what was asked. */
+		const char *f = srv_opts[i].field;
+		if (strcmp(f, "port") == 0)
+			snprintf(buf, sizeof(buf), "%d", s->port);
+		else if (strcmp(f, "threads") == 0)
+			snprintf(buf, sizeof(buf), "%d", np_group_nloops(s->group));
+		else if (strcmp(f, "backend") == 0)
+			snprintf(buf, sizeof(buf), "%s", np_backend_name(np_group_backend(s->group)));
+		else if (strcmp(f, "metrics_port") == 0)
+			snprintf(buf, sizeof(buf), "%d", s->metrics ? s->metrics_port : 0);
+		else if (strcmp(f, "verbose") == 0)
+			snprintf(buf, sizeof(buf), "%d", atomic_load(&s->verbosity));
+		else
+			srv_options_value(&s->o, i, buf, sizeof(buf));
+		int r = emit(arg, srv_opts[i].stat, buf);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int items(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	struct cache_stats c;
+	cache_stats_get(s->cache, &c);
+	EMIT("items:1:number", c.curr_items);
+	EMIT("items:1:evicted", c.evictions);
+	EMIT("items:1:reclaimed", c.expired_reclaimed);
+	return 0;
+}
+
+static int slabs(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	struct cache_stats c;
+	cache_stats_get(s->cache, &c);
+	EMIT("active_slabs", c.segments);
+	EMIT("total_malloced", c.bytes_total);
+	return 0;
+}
+
+static int conns(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	struct np_stats st;
+	np_group_stats(s->group, &st);
+	EMIT("curr_connections", st.conns_current);
+	EMIT("total_connections", st.conns_accepted);
+	EMIT("rejected_connections", st.conns_rejected);
+	EMIT("idle_closed", st.idle_closed);
+	return 0;
+}
+
+int srv_stats(struct srv *s, const char *group, size_t glen, srv_stat_fn emit,
+              void *arg)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct srv *, srv_stat_fn, void *);
+	} groups[] = {
+		{"", general}, {"settings", settings}, {"items", items},
+		{"slabs", slabs}, {"conns", conns},
+	};
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (strlen(groups[i].name) == glen && memcmp(groups[i].name, group, glen) == 0)
+			return groups[i].fn(s, emit, arg);
+	return -ENOENT;
+}
+
+/* ---- Prometheus ------------------------------------------------------- */
+
+static int put(struct bp_chain *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int put(struct bp_chain *out, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	return bp_chain_append(out, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static int metric(struct bp_chain *out, const char *prefix, const char *name,
+                  int is_gauge, const char *help, const char *labels, uint64_t v)
+{
+	const char *suffix = is_gauge ? "" : "_total";
+	int r = put(out, "# HELP geecache_%s%s%s %s\n# TYPE geecache_%s%s%s %s\n",
+	            prefix, name, suffix, help, prefix, name, suffix,
+	            is_gauge ? "gauge" : "counter");
+	if (r)
+		return r;
+	return put(out, "geecache_%s%s%s%s %" PRIu64 "\n", prefix, name, suffix,
+	           labels, v);
+}
+
+/* bufpool's counters, one family per counter, a sample per pool. */
+static int pool_metrics(struct bp_chain *out, const struct bp_stats *net,
+                        const struct bp_stats *store)
+{
+	for (size_t i = 0; i < bp_ncounters; i++) {
+		const char *suffix = bp_counters[i].kind == BP_GAUGE ? "" : "_total";
+		const char *type = bp_counters[i].kind == BP_GAUGE ? "gauge" : "counter";
+		const char *n = bp_counters[i].name;
+		int r = put(out, "# HELP geecache_bufpool_%s%s %s\n# TYPE geecache_bufpool_%s%s %s\n"
+		            "geecache_bufpool_%s%s{pool=\"net\"} %" PRIu64 "\n"
+		            "geecache_bufpool_%s%s{pool=\"store\"} %" PRIu64 "\n",
+		            n, suffix, bp_counters[i].help, n, suffix, type,
+		            n, suffix, bp_stats_value(net, i), n, suffix, bp_stats_value(store, i));
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int srv_metrics(struct srv *s, struct bp_chain *out)
+{
+	struct snap t;
+	snapshot(s, &t);
+	int r;
+	for (size_t i = 0; i < cache_ncounters; i++)
+		if ((r = metric(out, "cache_", cache_counters[i].name,
+		                cache_counters[i].kind == CACHE_GAUGE,
+		                cache_counters[i].help, "", cache_stats_value(&t.c, i))))
+			return r;
+	for (size_t i = 0; i < np_ncounters; i++) {
+		uint64_t v = *(const uint64_t *)((const char *)&t.np + np_counters[i].offset);
+		if ((r = metric(out, "netpoll_", np_counters[i].name, np_counters[i].is_gauge,
+		                np_counters[i].help, "", v)))
+			return r;
+	}
+	for (size_t i = 0; i < SRV_NCOUNTERS; i++) {
+		uint64_t v = *(const uint64_t *)((const char *)&t.sv + srv_counter_desc[i].off);
+		if ((r = metric(out, "server_", srv_counter_desc[i].name,
+		                srv_counter_desc[i].is_gauge, srv_counter_desc[i].help, "", v)))
+			return r;
+	}
+	if ((r = pool_metrics(out, &t.bp_net, &t.bp_store)))
+		return r;
+	return metric(out, "", "uptime_seconds", 1, "seconds since start", "",
+	              (uint64_t)(time(NULL) - s->started));
+}
