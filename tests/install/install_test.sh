@@ -7,7 +7,7 @@ trap 'rm -rf "$tmp"' EXIT
 cmake -S "$tree" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DGEECACHE_TESTS=OFF \
       -DGEECACHE_BENCH=OFF >/dev/null
 cmake --build "$tmp/build" -j "$(nproc)" --target geecache geecache_static >/dev/null
-cmake --install "$tmp/build" --prefix "$tmp/prefix" >/dev/null
+cmake --install "$tmp/build" --prefix "$tmp/prefix" --component runtime >/dev/null
 pc=$(find "$tmp/prefix" -name geecache.pc)
 export PKG_CONFIG_PATH=$(dirname "$pc")
 # pkg-config, shared library
