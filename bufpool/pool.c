@@ -397,6 +397,52 @@ static void huge_put(struct bp_pool *pool, struct bp_block *b)
 
 /* ---- blocks ----------------------------------------------------------- */
 
+#ifdef BP_NAIVE_ALLOC
+/* The "naive" build (-DGEECACHE_NAIVE_ALLOC=ON), for the seed's comparison
+ * table only: every block is its own malloc and every last unref its free,
+ * as a data path without pools would do. Counters and the limit still work
+ * (each call is counted in sys_alloc_calls / sys_free_calls). */
+static struct bp_block *naive_get(struct bp_pool *pool, struct bp_tcache *tc, int cls)
+{
+	size_t sz = bp__class_size[cls];
+	if (!charge(pool, sz)) {
+		atomic_fetch_add(&pool->enomem, 1);
+		return NULL;
+	}
+	atomic_fetch_add(&pool->sys_alloc_calls, 1);
+	struct bp_block *blk = malloc(sz);
+	if (!blk) {
+		atomic_fetch_sub(&pool->charged, sz);
+		atomic_fetch_add(&pool->enomem, 1);
+		return NULL;
+	}
+	init_free(pool, blk, cls);
+	atomic_store_explicit(&blk->refs, 1, memory_order_relaxed);
+	struct tbin *bin = &tc->bins[cls];
+	bp__ctr_add(&bin->gets, 1);
+	bp__ctr_add(&bin->misses, 1);
+	pthread_mutex_lock(&pool->lock);
+	pool->depot[cls].carved++;
+	pthread_mutex_unlock(&pool->lock);
+	return blk;
+}
+
+static void naive_put(struct bp_pool *pool, struct bp_tcache *tc, struct bp_block *blk)
+{
+	int cls = blk->cls;
+	if (tc)
+		bp__ctr_add(&tc->bins[cls].puts, 1);
+	pthread_mutex_lock(&pool->lock);
+	if (!tc)
+		pool->retired.puts[cls]++;
+	pool->depot[cls].carved--;
+	pthread_mutex_unlock(&pool->lock);
+	atomic_fetch_sub(&pool->charged, bp__class_size[cls]);
+	atomic_fetch_add(&pool->sys_free_calls, 1);
+	free(blk);
+}
+#endif
+
 struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls)
 {
 	struct bp_tcache *tc = tcache(pool);
@@ -404,6 +450,9 @@ struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls)
 		atomic_fetch_add(&pool->enomem, 1);
 		return NULL;
 	}
+#ifdef BP_NAIVE_ALLOC
+	return naive_get(pool, tc, cls);
+#endif
 	struct tbin *bin = &tc->bins[cls];
 	void *b = bin->head;
 	if (BP_UNLIKELY(b == NULL)) {
@@ -439,6 +488,10 @@ static void block_free(struct bp_block *blk)
 		huge_put(pool, blk);
 		return;
 	}
+#ifdef BP_NAIVE_ALLOC
+	naive_put(pool, tls_tc[pool->id], blk);
+	return;
+#endif
 	int cls = blk->cls;
 	size_t cap = bp__class_size[cls] - BP_BLOCK_HDR;
 	BP_POISON(bp_block_data(blk) + FREE_WORDS * sizeof(void *),
