@@ -41,8 +41,8 @@
 
 #define SQ_ENTRIES 1024
 #define CQ_ENTRIES 8192
-#define NBUFS 512                    /* provided buffers per loop (2^n) */
-#define BUF_CAP (16384u - BP_BLOCK_HDR) /* one 16 KiB block each */
+#define NBUFS 1024                   /* provided buffers per loop (2^n) */
+#define BUF_CAP (4096u - BP_BLOCK_HDR) /* one 4 KiB block each */
 #define BGID 7
 #define SEND_IOV 256                 /* iovecs per sendmsg */
 
