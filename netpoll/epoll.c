@@ -2,7 +2,8 @@
  * The epoll backend (Linux).
  *
  * Level-triggered, on purpose: a wakeup reads a bounded amount from each
- * ready connection (READ_BUDGET) so that one busy peer cannot starve the
+ * ready connection (NP_READ_BUDGET; np__read_ready in loop.c) so that one
+ * busy peer cannot starve the
  * others, and level triggering reports the rest at the next epoll_wait
  * without a ready list of our own. Interest changes (EPOLLOUT while a
  * write is pending, EPOLLIN off under backpressure) cost an epoll_ctl
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #define MAX_EVENTS 256
-#define READ_BUDGET (256u * 1024u) /* bytes per connection per wakeup */
 
 struct ep {
 	int epfd;
@@ -105,103 +105,21 @@ static void ep_conn_del(struct np_loop *l, struct np_conn *c)
 	epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 }
 
-/* Writes as much of the output chain as the socket takes. */
+static void ep_want_write(struct np_loop *l, struct np_conn *c, bool on)
+{
+	if (on == !!(c->flags & NP_C_WANT_WRITE))
+		return;
+	if (on)
+		c->flags |= NP_C_WANT_WRITE;
+	else
+		c->flags &= ~NP_C_WANT_WRITE;
+	ep_conn_update(l, c);
+}
+
 static int ep_conn_flush(struct np_loop *l, struct np_conn *c)
 {
 	struct ep *e = l->be;
-	while (bp_chain_len(&c->out)) {
-		size_t bytes;
-		int n = bp_chain_write_iov(&c->out, e->iov, NP_IOV_MAX, &bytes);
-		/* sendmsg rather than writev: MSG_NOSIGNAL spares the embedding
-		 * program a SIGPIPE when the peer has gone. */
-		struct msghdr msg = {.msg_iov = e->iov, .msg_iovlen = (size_t)n};
-		ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-		np__ctr(&l->st.write_calls, 1);
-		np__ctr(&l->st.syscalls, 1);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				if (!(c->flags & NP_C_WANT_WRITE)) {
-					c->flags |= NP_C_WANT_WRITE;
-					ep_conn_update(l, c);
-				}
-				return 0;
-			}
-			return -errno;
-		}
-		np__conn_sent(c, (size_t)w);
-		if (c->flags & NP_C_CLOSED)
-			return 0;
-		if ((size_t)w < bytes) { /* the socket buffer is full */
-			if (!(c->flags & NP_C_WANT_WRITE)) {
-				c->flags |= NP_C_WANT_WRITE;
-				ep_conn_update(l, c);
-			}
-			return 0;
-		}
-	}
-	if (c->flags & NP_C_WANT_WRITE) {
-		c->flags &= ~NP_C_WANT_WRITE;
-		ep_conn_update(l, c);
-	}
-	return 0;
-}
-
-/* Reads up to READ_BUDGET into the input chain, then hands it over. */
-static void ep_read(struct np_loop *l, struct np_conn *c)
-{
-	size_t total = 0;
-	int err = 0;
-	bool eof = false;
-	while (total < READ_BUDGET) {
-		struct iovec iov[2];
-		int k = bp_chain_read_iov(&c->in, iov, 2);
-		if (k < 0) {
-			err = k;
-			break;
-		}
-		size_t offered = 0;
-		for (int i = 0; i < k; i++)
-			offered += iov[i].iov_len;
-		ssize_t r = readv(c->fd, iov, k);
-		np__ctr(&l->st.read_calls, 1);
-		np__ctr(&l->st.syscalls, 1);
-		if (r > 0) {
-			bp_chain_read_commit(&c->in, (size_t)r);
-			total += (size_t)r;
-			if ((size_t)r < offered)
-				break; /* drained for now */
-			continue;
-		}
-		bp_chain_read_commit(&c->in, 0);
-		if (r == 0)
-			eof = true;
-		else if (errno == EINTR)
-			continue;
-		else if (errno != EAGAIN)
-			err = -errno;
-		break;
-	}
-	if (total) {
-		np__ctr(&l->st.bytes_read, total);
-		np__conn_input(c);
-	}
-	if (c->flags & NP_C_CLOSED)
-		return;
-	if (err)
-		np__conn_error(c, err);
-	else if (eof)
-		np__conn_eof(c);
-}
-
-static int sock_error(int fd)
-{
-	int e = 0;
-	socklen_t len = sizeof(e);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-		e = errno;
-	return e;
+	return np__write_ready(l, c, e->iov, ep_want_write);
 }
 
 static int ep_wait(struct np_loop *l, int timeout_ms)
@@ -230,14 +148,14 @@ static int ep_wait(struct np_loop *l, int timeout_ms)
 			continue; /* stale: the slot was closed or reused */
 		np_conn_ref(c);
 		if (c->flags & NP_C_CONNECTING) {
-			int err = sock_error(c->fd);
+			int err = np__sock_error(c->fd);
 			np__conn_connected(c, -err);
 		} else {
 			if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
 			    !(c->flags & NP_C_READ_OFF))
-				ep_read(l, c);
+				np__read_ready(l, c);
 			else if ((ev & (EPOLLHUP | EPOLLERR)) && !(c->flags & NP_C_CLOSED)) {
-				int err = sock_error(c->fd);
+				int err = np__sock_error(c->fd);
 				np__conn_error(c, err ? -err : -ECONNRESET);
 			}
 			if ((ev & EPOLLOUT) && !(c->flags & NP_C_CLOSED))

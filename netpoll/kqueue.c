@@ -10,7 +10,8 @@
  * Linux-only today (eventfd, accept4) and does not yet pick this backend.
  *
  * It mirrors epoll.c: level-triggered (no EV_CLEAR), a bounded read per
- * connection per wakeup (READ_BUDGET), interest changed only on the same
+ * connection per wakeup (NP_READ_BUDGET: the read and write paths are
+ * loop.c's np__read_ready/np__write_ready), interest changed only on the same
  * transitions (write interest while output waits, read interest off under
  * backpressure). kqueue keeps one filter per direction, so where epoll.c
  * changes an event mask this file enables/disables EVFILT_READ and
@@ -34,12 +35,11 @@
 #include <unistd.h>
 
 #define MAX_EVENTS 256
-#define READ_BUDGET (256u * 1024u) /* bytes per connection per wakeup */
 
 _Static_assert(sizeof(void *) >= sizeof(uint64_t),
                "kevent udata carries the 64-bit event tag");
 #ifdef IOV_MAX
-_Static_assert(NP_IOV_MAX <= IOV_MAX, "writev takes at most IOV_MAX iovecs");
+_Static_assert(NP_IOV_MAX <= IOV_MAX, "sendmsg takes at most IOV_MAX iovecs");
 #endif
 
 struct kq {
@@ -129,9 +129,9 @@ static void kq_pause_listener(struct np_loop *l, int fd, bool paused)
 
 static int kq_conn_add(struct np_loop *l, struct np_conn *c)
 {
-	/* writev has no MSG_NOSIGNAL: without this a write to a peer that
-	 * has gone raises SIGPIPE in the embedding program. Both FreeBSD and
-	 * macOS have SO_NOSIGPIPE; macOS has no documented MSG_NOSIGNAL. */
+	/* The shared write path sends with MSG_NOSIGNAL; macOS documents only
+	 * SO_NOSIGPIPE, so set that too: a write to a peer that has gone must
+	 * not raise SIGPIPE in the embedding program. */
 	int one = 1;
 	np__ctr(&l->st.syscalls, 1);
 	if (setsockopt(c->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one)) < 0)
@@ -166,95 +166,12 @@ static void want_write(struct np_loop *l, struct np_conn *c, bool on)
 	conn_apply(l, c);
 }
 
-/* Writes as much of the output chain as the socket takes. 0, or a negative
- * errno for a fatal socket error (the caller closes). np__conn_sent may
- * close the connection (draining): nothing touches c's socket after it
- * says so. */
+/* The write path is loop.c's (np__write_ready): sendmsg with MSG_NOSIGNAL
+ * (FreeBSD has it; SO_NOSIGPIPE, set in conn_add, covers macOS too). */
 static int kq_conn_flush(struct np_loop *l, struct np_conn *c)
 {
 	struct kq *k = l->be;
-	while (bp_chain_len(&c->out)) {
-		size_t bytes;
-		int n = bp_chain_write_iov(&c->out, k->iov, NP_IOV_MAX, &bytes);
-		ssize_t w = writev(c->fd, k->iov, n);
-		np__ctr(&l->st.write_calls, 1);
-		np__ctr(&l->st.syscalls, 1);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				want_write(l, c, true);
-				return 0;
-			}
-			return -errno;
-		}
-		np__conn_sent(c, (size_t)w);
-		if (c->flags & NP_C_CLOSED)
-			return 0;
-		if ((size_t)w < bytes) { /* the socket buffer is full */
-			want_write(l, c, true);
-			return 0;
-		}
-	}
-	want_write(l, c, false);
-	return 0;
-}
-
-/* Reads up to READ_BUDGET into the input chain, then hands it over. Level
- * triggering reports what is left at the next kevent(). */
-static void kq_read(struct np_loop *l, struct np_conn *c)
-{
-	size_t total = 0;
-	int err = 0;
-	bool eof = false;
-	while (total < READ_BUDGET) {
-		struct iovec iov[2];
-		int k = bp_chain_read_iov(&c->in, iov, 2);
-		if (k < 0) {
-			err = k;
-			break;
-		}
-		size_t offered = 0;
-		for (int i = 0; i < k; i++)
-			offered += iov[i].iov_len;
-		ssize_t r = readv(c->fd, iov, k);
-		np__ctr(&l->st.read_calls, 1);
-		np__ctr(&l->st.syscalls, 1);
-		if (r > 0) {
-			bp_chain_read_commit(&c->in, (size_t)r);
-			total += (size_t)r;
-			if ((size_t)r < offered)
-				break; /* drained for now */
-			continue;
-		}
-		bp_chain_read_commit(&c->in, 0);
-		if (r == 0)
-			eof = true;
-		else if (errno == EINTR)
-			continue;
-		else if (errno != EAGAIN)
-			err = -errno;
-		break;
-	}
-	if (total) {
-		np__ctr(&l->st.bytes_read, total);
-		np__conn_input(c);
-	}
-	if (c->flags & NP_C_CLOSED)
-		return;
-	if (err)
-		np__conn_error(c, err);
-	else if (eof)
-		np__conn_eof(c);
-}
-
-static int sock_error(int fd)
-{
-	int e = 0;
-	socklen_t len = sizeof(e);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-		e = errno;
-	return e;
+	return np__write_ready(l, c, k->iov, want_write);
 }
 
 /* Translates one kevent into epoll.c's terms. EVFILT_READ is "readable"
@@ -310,13 +227,13 @@ static int kq_wait(struct np_loop *l, int timeout_ms)
 		np_conn_ref(c);
 		if (c->flags & NP_C_CONNECTING) {
 			/* Only EVFILT_WRITE is enabled while connecting. */
-			int err = sock_error(c->fd);
+			int err = np__sock_error(c->fd);
 			np__conn_connected(c, -err);
 		} else {
 			if ((ev & (KQ_IN | KQ_HUP | KQ_ERR)) && !(c->flags & NP_C_READ_OFF))
-				kq_read(l, c);
+				np__read_ready(l, c);
 			else if ((ev & (KQ_HUP | KQ_ERR)) && !(c->flags & NP_C_CLOSED)) {
-				int err = sock_error(c->fd);
+				int err = np__sock_error(c->fd);
 				np__conn_error(c, err ? -err : -ECONNRESET);
 			}
 			if ((ev & KQ_OUT) && !(c->flags & NP_C_CLOSED))

@@ -487,6 +487,96 @@ void np_conn_set_udata(struct np_conn *c, void *u) { c->udata = u; }
 int np_conn_fd(const struct np_conn *c) { return c->fd; }
 bool np_conn_is_closed(const struct np_conn *c) { return c->flags & NP_C_CLOSED; }
 
+/* ---- readiness backends' read and write paths ------------------------- */
+
+void np__read_ready(struct np_loop *l, struct np_conn *c)
+{
+	size_t total = 0;
+	int err = 0;
+	bool eof = false;
+	while (total < NP_READ_BUDGET) {
+		struct iovec iov[2];
+		int k = bp_chain_read_iov(&c->in, iov, 2);
+		if (k < 0) {
+			err = k;
+			break;
+		}
+		size_t offered = 0;
+		for (int i = 0; i < k; i++)
+			offered += iov[i].iov_len;
+		ssize_t r = readv(c->fd, iov, k);
+		np__ctr(&l->st.read_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
+		if (r > 0) {
+			bp_chain_read_commit(&c->in, (size_t)r);
+			total += (size_t)r;
+			if ((size_t)r < offered)
+				break; /* drained for now */
+			continue;
+		}
+		bp_chain_read_commit(&c->in, 0);
+		if (r == 0)
+			eof = true;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN)
+			err = -errno;
+		break;
+	}
+	if (total) {
+		np__ctr(&l->st.bytes_read, total);
+		np__conn_input(c);
+	}
+	if (c->flags & NP_C_CLOSED)
+		return;
+	if (err)
+		np__conn_error(c, err);
+	else if (eof)
+		np__conn_eof(c);
+}
+
+int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
+                    void (*want_write)(struct np_loop *l, struct np_conn *c, bool on))
+{
+	while (bp_chain_len(&c->out)) {
+		size_t bytes;
+		int n = bp_chain_write_iov(&c->out, iov, NP_IOV_MAX, &bytes);
+		/* sendmsg rather than writev: MSG_NOSIGNAL spares the embedding
+		 * program a SIGPIPE when the peer has gone. */
+		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		np__ctr(&l->st.write_calls, 1);
+		np__ctr(&l->st.syscalls, 1);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				want_write(l, c, true);
+				return 0;
+			}
+			return -errno;
+		}
+		np__conn_sent(c, (size_t)w);
+		if (c->flags & NP_C_CLOSED)
+			return 0;
+		if ((size_t)w < bytes) { /* the socket buffer is full */
+			want_write(l, c, true);
+			return 0;
+		}
+	}
+	want_write(l, c, false);
+	return 0;
+}
+
+int np__sock_error(int fd)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	return e;
+}
+
 /* ---- accept ----------------------------------------------------------- */
 
 static void accept_resume(void *arg)

@@ -166,6 +166,20 @@ void np__wake_done(struct np_loop *l);              /* eventfd already read */
 struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag);
 void np__conn_release(struct np_conn *c);        /* backend's last ref */
 
+/* For readiness backends (epoll, kqueue): the shared read and write paths.
+ * np__read_ready reads up to NP_READ_BUDGET bytes from a readable socket
+ * into the input chain (so that one busy peer cannot starve the loop; level
+ * triggering reports the rest at the next wait) and hands them over.
+ * np__write_ready gathers the output chain into one sendmsg (MSG_NOSIGNAL)
+ * or writev per call until the socket is full, and tells the backend with
+ * want_write whether to watch for writability. It returns 0, or a negative
+ * errno for a fatal socket error (the caller closes). Either may close c. */
+#define NP_READ_BUDGET (256u * 1024u)
+void np__read_ready(struct np_loop *l, struct np_conn *c);
+int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
+                    void (*want_write)(struct np_loop *l, struct np_conn *c, bool on));
+int np__sock_error(int fd); /* pending SO_ERROR, as a positive errno */
+
 static inline void np__ctr(uint64_t *c, uint64_t n)
 {
 	/* Loop-thread-only counters, read by np_group_stats under relaxed

@@ -415,15 +415,6 @@ static void ur_conn_del(struct np_loop *l, struct np_conn *c)
 		cancel(l, ud(c, OP_POLL));
 }
 
-static int sock_error(int fd)
-{
-	int e = 0;
-	socklen_t len = sizeof(e);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-		e = errno;
-	return e;
-}
-
 static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flags)
 {
 	struct ur *u = l->be;
@@ -524,7 +515,7 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 		c->poll_armed = 0;
 		u->inflight--;
 		if (!(c->flags & NP_C_CLOSED)) {
-			int err = cqe->res < 0 ? -cqe->res : sock_error(c->fd);
+			int err = cqe->res < 0 ? -cqe->res : np__sock_error(c->fd);
 			np__conn_connected(c, -err);
 			if (!(c->flags & NP_C_CLOSED) && !c->recv_armed)
 				arm_recv(l, c);
