@@ -1,5 +1,7 @@
 // The examples, run as the programs they are: start, talk to them over
 // loopback, stop them with SIGTERM and check they exit 0.
+#include "tests/netpoll/np_test_util.h"
+
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -51,51 +53,11 @@ struct Proc {
 	~Proc() { stop(); }
 };
 
-int dial(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	sockaddr_in a{};
-	a.sin_family = AF_INET;
-	a.sin_port = htons(static_cast<uint16_t>(port));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	timeval tv{10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
+int dial(int port) { return nptest::connect_to(port); }
 
-bool send_all(int fd, const std::string &s)
-{
-	size_t off = 0;
-	while (off < s.size()) {
-		ssize_t w = write(fd, s.data() + off, s.size() - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		off += static_cast<size_t>(w);
-	}
-	return true;
-}
+bool send_all(int fd, const std::string &s) { return nptest::write_all(fd, s.data(), s.size()); }
 
-std::string recv_n(int fd, size_t n)
-{
-	std::string s(n, '\0');
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, &s[got], n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += static_cast<size_t>(r);
-	}
-	s.resize(got);
-	return s;
-}
+std::string recv_n(int fd, size_t n) { return nptest::read_n(fd, n); }
 
 std::string frame(const std::string &payload)
 {

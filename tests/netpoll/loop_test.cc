@@ -3,6 +3,7 @@
 // RST, backpressure, idle timeout, timers, posts, graceful stop, accept
 // under a low fd limit, and the client side.
 #include "netpoll/netpoll.h"
+#include "tests/netpoll/np_test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -25,6 +26,10 @@
 #include <vector>
 
 namespace {
+
+using nptest::connect_to;
+using nptest::read_n;
+using nptest::write_all;
 
 struct Counts {
 	std::atomic<int> opens{0}, closes{0}, close_errs{0}, last_err{0};
@@ -53,54 +58,6 @@ void count_close(np_conn *c, int err)
 		k->close_errs++;
 		k->last_err = err;
 	}
-}
-
-int connect_to(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	sockaddr_in a{};
-	a.sin_family = AF_INET;
-	a.sin_port = htons(static_cast<uint16_t>(port));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	timeval tv{10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-bool write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= static_cast<size_t>(w);
-	}
-	return true;
-}
-
-std::string read_n(int fd, size_t n)
-{
-	std::string s(n, '\0');
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, &s[got], n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += static_cast<size_t>(r);
-	}
-	s.resize(got);
-	return s;
 }
 
 std::string pattern(size_t n, unsigned seed)

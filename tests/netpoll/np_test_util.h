@@ -1,0 +1,66 @@
+// Blocking loopback client helpers shared by the netpoll tests. Reads and
+// writes retry on EINTR, as a real client must (see docs/netpoll.md on the
+// io_uring probe).
+#pragma once
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace nptest {
+
+// A connected socket to 127.0.0.1:port (TCP_NODELAY, 10 s receive
+// timeout), or -1.
+inline int connect_to(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(static_cast<uint16_t>(port));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	timeval tv{10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+inline bool write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= static_cast<size_t>(w);
+	}
+	return true;
+}
+
+inline std::string read_n(int fd, size_t n)
+{
+	std::string s(n, '\0');
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, &s[got], n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += static_cast<size_t>(r);
+	}
+	s.resize(got);
+	return s;
+}
+
+} // namespace nptest
