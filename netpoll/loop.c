@@ -339,7 +339,8 @@ void np_conn_close(struct np_conn *c, bool flush)
 	}
 	if (!(c->flags & NP_C_DRAINING)) {
 		c->flags |= NP_C_DRAINING;
-		c->drain_deadline = l->now + (l->g->drain_ms ? l->g->drain_ms : 5000);
+		uint32_t d = atomic_load_explicit(&l->g->drain_ms, memory_order_relaxed);
+		c->drain_deadline = l->now + (d ? d : 5000);
 	}
 	if (!(c->flags & NP_C_IN_DISPATCH))
 		set_read(l, c, false);
@@ -875,7 +876,7 @@ static void idle_sweep(void *arg)
 static void stop_begin(struct np_loop *l)
 {
 	l->stopping = true;
-	l->stop_deadline = l->now + l->g->drain_ms;
+	l->stop_deadline = l->now + atomic_load_explicit(&l->g->drain_ms, memory_order_relaxed);
 	for (int i = 0; i < l->nlisten; i++) {
 		l->ops->pause_listener(l, l->listen_fd[i], true);
 		close(l->listen_fd[i]);
@@ -1071,7 +1072,7 @@ struct np_group *np_group_create(const struct np_opts *opts,
 		g->o.max_conns = 1024;
 	if (!g->o.max_timers)
 		g->o.max_timers = 4096;
-	g->drain_ms = 5000;
+	atomic_init(&g->drain_ms, 5000);
 	enum np_backend b = g->o.backend;
 	const struct np_backend_ops *ops = pick_backend(&b);
 	int err = ENOSYS;
@@ -1126,7 +1127,7 @@ void np_group_stop(struct np_group *g, uint32_t drain_ms)
 {
 	if (atomic_exchange(&g->stopped, 1))
 		return;
-	g->drain_ms = drain_ms;
+	atomic_store_explicit(&g->drain_ms, drain_ms, memory_order_relaxed);
 	for (int i = 0; i < g->nloops; i++) {
 		atomic_store(&g->loops[i].stop_req, 1);
 		wake(&g->loops[i]);

@@ -121,7 +121,7 @@ struct np_group {
 	struct np_loop *loops;
 	_Atomic uint32_t nconns;
 	_Atomic int stopped;
-	uint32_t drain_ms;
+	_Atomic uint32_t drain_ms; /* set by np_group_stop, read by the loops */
 	pthread_mutex_t stats_lock;
 };
 

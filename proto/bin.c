@@ -110,13 +110,16 @@ int mc__bin_parse(struct mc_parser *p, struct bp_chain *in,
 		return mc__fail(req, MC_ERR_EINVAL, total);
 	vlen = bodylen - keylen - extlen;
 	if (vlen > p->item_max) {
-		/* The key, when it has arrived, lets the server drop the
-		 * stale item as memcached does for a SET that is too large. */
-		if (len >= (size_t)MC_BIN_HDR_LEN + extlen + keylen) {
-			req->key = (const char *)bp_chain_view(
-				in, MC_BIN_HDR_LEN + extlen, keylen, p->scratch);
-			req->key_len = keylen;
+		/* Wait for the key (at most 250 bytes past the header): it lets
+		 * the server drop the stale item, as memcached does for a SET
+		 * that is too large, however the bytes arrive. */
+		if (len < (size_t)MC_BIN_HDR_LEN + extlen + keylen) {
+			p->need = (size_t)MC_BIN_HDR_LEN + extlen + keylen;
+			return -EAGAIN;
 		}
+		req->key = (const char *)bp_chain_view(in, MC_BIN_HDR_LEN + extlen,
+		                                       keylen, p->scratch);
+		req->key_len = keylen;
 		return mc__fail(req, MC_ERR_E2BIG, total);
 	}
 	if (len < total) {

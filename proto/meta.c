@@ -122,6 +122,7 @@ int mc__meta_parse(struct mc_parser *p, struct bp_chain *in,
 	if (err == MC_ERR_NONE && req->cmd == MC_CMD_MS) {
 		switch (req->meta.mode) {
 		case 0: case 'E': case 'A': case 'P': case 'R': case 'S':
+		case 'e': case 'a': case 'p': case 'r': case 's':
 			break;
 		default:
 			err = MC_ERR_META_MS_MODE;
@@ -129,7 +130,7 @@ int mc__meta_parse(struct mc_parser *p, struct bp_chain *in,
 	}
 	if (err == MC_ERR_NONE && req->cmd == MC_CMD_MA) {
 		switch (req->meta.mode) {
-		case 0: case 'I': case '+': case 'D': case '-':
+		case 0: case 'I': case 'i': case '+': case 'D': case 'd': case '-':
 			break;
 		default:
 			err = MC_ERR_META_MA_MODE;
@@ -156,6 +157,7 @@ key:
 		}
 	}
 	if (err != MC_ERR_NONE && err != MC_ERR_META_TOO_MANY &&
+	    err != MC_ERR_META_MA_MODE &&
 	    (req->cmd == MC_CMD_MD || req->cmd == MC_CMD_MA))
 		err = MC_ERR_META_INVALID_OR_DUP;
 

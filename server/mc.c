@@ -97,6 +97,11 @@ static int do_store(struct ctx *x, const struct mc_request *r)
 		srv_ctr(&x->ctr->oversized, 1);
 	if (rc == -ENOMEM)
 		srv_ctr(&x->ctr->out_of_memory, 1);
+	/* memcached drops the item a refused SET would have replaced (too
+	 * large, or no memory), so that a client never reads the old value
+	 * back after a SET it was told failed. */
+	if ((rc == -E2BIG || rc == -ENOMEM) && mode == CACHE_SET)
+		cache_delete(x->s->cache, r->key, r->key_len, 0);
 	return mc_encode_status(x->out, r, store_status(r, rc), cas_out);
 }
 

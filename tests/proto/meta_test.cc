@@ -138,7 +138,7 @@ TEST_F(Meta, Errors)
 	          "CLIENT_ERROR options flags are too long\r\n");
 	EXPECT_EQ(error_of("md k v v\r\n"), "CLIENT_ERROR invalid or duplicate flag\r\n");
 	EXPECT_EQ(error_of("ma k Dx\r\n"), "CLIENT_ERROR invalid or duplicate flag\r\n");
-	EXPECT_EQ(error_of("ma k MX\r\n"), "CLIENT_ERROR invalid or duplicate flag\r\n");
+	EXPECT_EQ(error_of("ma k MX\r\n"), "CLIENT_ERROR invalid mode for ma M token\r\n");
 	EXPECT_EQ(error_of("ms k\r\n"), bad);
 	EXPECT_EQ(error_of("ms k x\r\n"), bad);
 	EXPECT_EQ(error_of("ms k -1\r\n"), bad);

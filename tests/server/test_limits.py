@@ -1,0 +1,196 @@
+"""Bad input and limits.
+
+- A bad flag or value: exit status 2, exactly one line on stderr, nothing
+  on stdout, nothing served.
+- An oversized value: binary E2BIG / text SERVER_ERROR, the connection
+  keeps working and what was stored is unharmed.
+- A malformed binary header: the connection is closed (after the error
+  answer), other connections and the store are unharmed.
+- Max connections (-c): connections beyond it are closed at once and
+  counted (stats rejected_connections); once some close, new ones are
+  served again.
+- --idle-timeout closes idle connections (and counts them), not busy ones.
+- SIGINT stops the server like SIGTERM: exit status 0.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gcutil as g  # noqa: E402
+
+BAD_ARGS = [
+    ["--nosuch"], ["-x"], ["-p", "abc"], ["-p", "70000"], ["-p"], ["-I", "10m"],
+    ["-I", "12q"], ["--backend", "foo"], ["extra"], ["-m", "1", "-I", "1m"],
+    ["--idle-timeout", "-1"], ["--metrics-port=x"], ["-c", "0"], ["-t", "1000"],
+    ["-m", "0"], ["--help=yes"], ["-l", ""],
+]
+
+
+class BadFlags(g.ServerTest):
+    def test_bad_flags_exit_2_one_line(self):
+        for args in BAD_ARGS:
+            with self.subTest(args=args):
+                p = subprocess.run([g.GEECACHED] + args + ["-p", "0"] if args != ["-p"]
+                                   else [g.GEECACHED, "-p"], capture_output=True,
+                                   timeout=20 * g.SLOW, stdin=subprocess.DEVNULL)
+                self.assertEqual(p.returncode, 2, (args, p.stderr))
+                self.assertEqual(p.stdout, b"", args)
+                err = p.stderr.decode()
+                self.assertTrue(err.endswith("\n") and err.count("\n") == 1,
+                                "not one line: %r" % err)
+                self.assertTrue(err.startswith("geecached: "), err)
+
+    def test_help_and_version(self):
+        p = subprocess.run([g.GEECACHED, "--help"], capture_output=True, timeout=20 * g.SLOW)
+        self.assertEqual(p.returncode, 0)
+        for flag in ("--port", "--listen", "--threads", "--memory-limit", "--conn-limit",
+                     "--max-item-size", "--backend", "--metrics-port", "--idle-timeout"):
+            self.assertIn(flag.encode(), p.stdout)
+        p = subprocess.run([g.GEECACHED, "-V"], capture_output=True, timeout=20 * g.SLOW)
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout, rb"^geecached \d+\.\d+\.\d+\n$")
+
+
+class Limits(g.ServerTest):
+    def test_oversized_values_keep_the_connection(self):
+        srv = self.server("-I", "64k")
+        with g.connect(srv.port) as s:
+            self.assertEqual(g.text_cmd(s, b"set keep 0 0 4\r\nkeep\r\n"), b"STORED\r\n")
+            big = b"x" * (100 * 1024)
+            self.assertEqual(g.text_cmd(s, b"set big 0 0 %d\r\n%s\r\n" % (len(big), big)),
+                             b"SERVER_ERROR object too large for cache\r\n")
+            self.assertEqual(g.text_cmd(s, b"get keep big\r\n", b"END\r\n"),
+                             b"VALUE keep 0 4\r\nkeep\r\nEND\r\n")
+            ok = b"y" * (60 * 1024)
+            self.assertEqual(g.text_cmd(s, b"set ok 0 0 %d\r\n%s\r\n" % (len(ok), ok)),
+                             b"STORED\r\n")
+        with g.connect(srv.port) as s:
+            s.sendall(g.bin_set(b"big", b"z" * (100 * 1024), opaque=1)
+                      + g.bin_req(0x00, b"keep", opaque=2) + g.bin_req(0x00, b"ok", opaque=3))
+            r = [g.bin_recv(s) for _ in range(3)]
+            self.assertEqual([(x.opaque, x.status) for x in r], [(1, 0x03), (2, 0), (3, 0)])
+            self.assertEqual(r[0].value, b"Too large.")
+            self.assertEqual((r[1].value, len(r[2].value)), (b"keep", 60 * 1024))
+        st = srv.stats()
+        self.assertEqual(int(st["curr_items"]), 2)
+        # both clients are gone (released just after their close)
+        g.wait_for(lambda: int(srv.stats()["curr_connections"]) == 1,
+                   "curr_connections back to 1 (the stats connection)")
+
+    def test_malformed_binary_header_closes(self):
+        srv = self.server()
+        with g.connect(srv.port) as keep:
+            keep.sendall(g.bin_set(b"k", b"v"))
+            self.assertEqual(g.bin_recv(keep).status, 0)
+            cases = [
+                g.bin_req(0x01, b"k", b"\0" * 4, b"v"),       # SET with 4-byte extras
+                g.bin_req(0x00, b"k", b"\0" * 8),             # GET with extras
+                g.bin_req(0x00, b"k" * 251),                  # key too long
+                g.bin_req(0x0A) + g.bin_req(0x0A, magic=0x42),  # bad magic
+                g.bin_req(0x00, b"k", bodylen=0),             # key longer than body
+            ]
+            for req in cases:
+                with self.subTest(req=req[:8]):
+                    with g.connect(srv.port) as s:
+                        s.sendall(req + g.bin_req(0x0A, opaque=77))
+                        got = b""
+                        s.settimeout(5 * g.SLOW)
+                        try:
+                            while True:
+                                b = s.recv(65536)
+                                if not b:
+                                    break
+                                got += b
+                        except ConnectionResetError:
+                            pass
+                        pk, rest = g.parse_bin(got)
+                        # answered (or not, for a bad magic), never the NOOP
+                        self.assertNotIn(77, [p.opaque for p in pk])
+                        self.assertTrue(all(p.status != 0 for p in pk
+                                            if p.opcode != 0x0A), pk)
+            # the other connection and the store are unharmed
+            keep.sendall(g.bin_req(0x00, b"k"))
+            r = g.bin_recv(keep)
+            self.assertEqual((r.status, r.value), (0, b"v"))
+
+    def test_max_connections(self):
+        limit = 5
+        srv = self.server("-c", limit, "-t", "2")
+        held = [g.connect(srv.port) for _ in range(limit)]
+        for s in held:
+            self.assertEqual(g.text_cmd(s, b"mn\r\n"), b"MN\r\n")
+        # every further connection is closed at once, unserved
+        for i in range(3):
+            s = socket.create_connection(("127.0.0.1", srv.port), 5)
+            try:
+                s.sendall(b"mn\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.assertTrue(g.is_closed(s, 5), "a connection over -c was served")
+            s.close()
+        # (netpoll counts a refused connection just after closing it, so
+        # the count may lag the EOF by a moment)
+        g.wait_for(lambda: int(stats_on(held[0])["rejected_connections"]) >= 3,
+                   "3 refused connections counted")
+        st = stats_on(held[0])
+        self.assertEqual(int(st["rejected_connections"]), 3)
+        self.assertEqual(int(st["max_connections"]), limit)
+        self.assertEqual(int(st["curr_connections"]), limit)
+        # after one closes, a new one is served again
+        held.pop().close()
+        deadline = time.monotonic() + 10 * g.SLOW
+        while True:
+            s = g.connect(srv.port)
+            try:
+                self.assertEqual(g.text_cmd(s, b"mn\r\n"), b"MN\r\n")
+                break
+            except (EOFError, ConnectionResetError):
+                self.assertLess(time.monotonic(), deadline, "slot not released")
+                time.sleep(0.1)
+            finally:
+                s.close()
+        st = stats_on(held[0])
+        self.assertGreaterEqual(int(st["rejected_connections"]), 3)
+        for s in held:
+            self.assertEqual(g.text_cmd(s, b"mn\r\n"), b"MN\r\n")
+            s.close()
+
+    def test_idle_timeout(self):
+        srv = self.server("--idle-timeout", "1", "-t", "2")
+        idle = g.connect(srv.port)
+        self.assertEqual(g.text_cmd(idle, b"mn\r\n"), b"MN\r\n")
+        idle_fresh = g.connect(srv.port)          # never sends anything
+        busy = g.connect(srv.port)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:
+            self.assertEqual(g.text_cmd(busy, b"mn\r\n"), b"MN\r\n")
+            time.sleep(0.3)
+        self.assertTrue(g.is_closed(idle, 1), "an idle connection was not closed")
+        self.assertTrue(g.is_closed(idle_fresh, 1), "a silent new connection was not closed")
+        self.assertEqual(g.text_cmd(busy, b"mn\r\n"), b"MN\r\n")
+        st = srv.stats()
+        self.assertGreaterEqual(int(st["idle_kicks"]), 2)
+        self.assertEqual(srv.stats("settings")["idle_timeout"], "1")
+        for s in (idle, idle_fresh, busy):
+            s.close()
+
+    def test_sigint_exits_0(self):
+        srv = self.server()
+        with g.connect(srv.port) as s:
+            self.assertEqual(g.text_cmd(s, b"set a 0 0 1\r\na\r\n"), b"STORED\r\n")
+        srv.proc.send_signal(signal.SIGINT)
+        srv.signalled = True
+        srv.stop()
+
+
+def stats_on(s):
+    out = g.text_cmd(s, b"stats\r\n", b"END\r\n").decode()
+    return dict(l.split(" ", 2)[1:] for l in out.split("\r\n") if l.startswith("STAT "))
+
+
+if __name__ == "__main__":
+    g.main()

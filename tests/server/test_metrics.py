@@ -1,0 +1,229 @@
+"""/metrics: Prometheus text exposition over HTTP.
+
+Every line is checked against the text format (version 0.0.4): HELP and
+TYPE comments, sample lines with a valid metric name, optional labels and a
+numeric value; one TYPE (and at most one HELP) per family, before its
+samples; a family's samples together; no sample twice. Known metrics move
+(cmd_get after gets, items after sets, connections); another path is 404,
+another method 405; two requests travel on one kept-alive connection.
+"""
+import http.client
+import math
+import os
+import re
+import socket
+import sys
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gcutil as g  # noqa: E402
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+SAMPLE = re.compile(r"^(%s)(\{(?:%s(?:,%s)*,?)?\})? (\S+)(?: (-?\d+))?$" % (NAME, LABEL, LABEL))
+HELP = re.compile(r"^# HELP (%s) (.*)$" % NAME)
+TYPE = re.compile(r"^# TYPE (%s) (counter|gauge|histogram|summary|untyped)$" % NAME)
+SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def parse_exposition(tc, text):
+    """Checks text line by line; returns {(name, labels): value} and
+    {family: type}."""
+    tc.assertTrue(text.endswith("\n"), "the exposition must end with a newline")
+    types, helps, samples = {}, {}, {}
+    seen_families = []     # in order of first sample
+    for n, line in enumerate(text[:-1].split("\n"), 1):
+        where = "line %d: %r" % (n, line)
+        tc.assertNotIn("\r", line, where)
+        if line.startswith("#"):
+            m = HELP.match(line)
+            if m:
+                tc.assertNotIn(m.group(1), helps, "second HELP, " + where)
+                tc.assertNotIn(m.group(1), seen_families, "HELP after samples, " + where)
+                tc.assertTrue(m.group(2).strip(), "empty HELP, " + where)
+                helps[m.group(1)] = m.group(2)
+                continue
+            m = TYPE.match(line)
+            tc.assertTrue(m, "a comment that is neither HELP nor TYPE, " + where)
+            tc.assertNotIn(m.group(1), types, "second TYPE, " + where)
+            tc.assertNotIn(m.group(1), seen_families, "TYPE after samples, " + where)
+            types[m.group(1)] = m.group(2)
+            continue
+        tc.assertTrue(line, "empty line inside the exposition, " + where)
+        m = SAMPLE.match(line)
+        tc.assertTrue(m, "not a sample line, " + where)
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        try:
+            v = float(value)
+        except ValueError:
+            tc.fail("value is not a number, " + where)
+        tc.assertTrue(value in ("NaN", "+Inf", "-Inf") or not math.isnan(v), where)
+        family = name
+        if name not in types:
+            for suf in SUFFIXES:
+                if name.endswith(suf) and name[:-len(suf)] in types:
+                    family = name[:-len(suf)]
+        tc.assertIn(family, types, "sample without a TYPE, " + where)
+        if seen_families and seen_families[-1] != family:
+            tc.assertNotIn(family, seen_families, "family's samples not together, " + where)
+        if not seen_families or seen_families[-1] != family:
+            seen_families.append(family)
+        if types[family] == "counter":
+            tc.assertGreaterEqual(v, 0, "negative counter, " + where)
+        key = (name, labels)
+        tc.assertNotIn(key, samples, "sample twice, " + where)
+        samples[key] = v
+    for fam in types:
+        tc.assertIn(fam, seen_families, "TYPE without samples: %s" % fam)
+    for fam in helps:
+        tc.assertIn(fam, types, "HELP without TYPE: %s" % fam)
+    return samples, types
+
+
+class Checker(unittest.TestCase):
+    """The format checker itself rejects what it must (else the scrape
+    tests would prove nothing)."""
+
+    GOOD = ("# HELP a_total a counter\n# TYPE a_total counter\na_total 3\n"
+            "# TYPE b gauge\nb{x=\"1\",y=\"a\\\"q\"} -1.5e3\nb{x=\"2\"} NaN\n")
+    BAD = [
+        "# TYPE a counter\na 1",                                  # no final newline
+        "# TYPE a counter\na one\n",                             # not a number
+        "# TYPE 1a counter\n1a 1\n",                             # bad name
+        "a 1\n",                                                  # no TYPE
+        "# TYPE a counter\n# TYPE a counter\na 1\n",              # TYPE twice
+        "# TYPE a counter\na 1\n# TYPE a gauge\n",                # TYPE after samples
+        "# TYPE a counter\n# TYPE b gauge\na 1\nb 1\na{l=\"x\"} 2\n",  # not together
+        "# TYPE a counter\na 1\na 2\n",                         # sample twice
+        "# TYPE a counter\na -1\n",                              # negative counter
+        "# TYPE a counter\na{l=x} 1\n",                          # unquoted label
+        "# TYPE a counter\n\na 1\n",                             # empty line
+        "# TYPE a counter\n# a comment\na 1\n",                  # stray comment
+        "# TYPE a kounter\na 1\n",                               # bad type
+        "# TYPE a counter\na 1\r\n",                             # CR
+        "# TYPE a counter\n",                                     # TYPE without samples
+    ]
+
+    def test_checker(self):
+        parse_exposition(self, self.GOOD)
+        for text in self.BAD:
+            with self.subTest(text=text):
+                with self.assertRaises(self.failureException):
+                    parse_exposition(self, text)
+
+
+class Metrics(g.ServerTest):
+    def scrape(self, srv):
+        url = "http://127.0.0.1:%d/metrics" % srv.metrics_port
+        with urllib.request.urlopen(url, timeout=10 * g.SLOW) as r:
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.headers["Content-Type"], "text/plain; version=0.0.4")
+            body = r.read()
+            self.assertEqual(len(body), int(r.headers["Content-Length"]))
+        return parse_exposition(self, body.decode("utf-8"))
+
+    def test_scrape_parse_and_counters_move(self):
+        srv = self.server("-t", "2", metrics=True)
+        s0, types = self.scrape(srv)
+        print("%d families, %d samples" % (len(types), len(s0)))
+        self.assertGreater(len(types), 20)
+        for fam, t in types.items():
+            self.assertTrue(fam.startswith("geecache_"), fam)
+            if t == "counter":
+                self.assertTrue(fam.endswith("_total"), "counter %s without _total" % fam)
+        for k in ("geecache_cache_cmd_get_total", "geecache_cache_curr_items",
+                  "geecache_cache_get_hits_total", "geecache_netpoll_conns_accepted_total",
+                  "geecache_uptime_seconds"):
+            self.assertIn((k, ""), s0, k)
+        self.assertEqual(types["geecache_cache_cmd_get_total"], "counter")
+        self.assertEqual(types["geecache_cache_curr_items"], "gauge")
+        self.assertTrue(any(n.startswith("geecache_bufpool_") and 'pool="net"' in lab
+                            for n, lab in s0), "per-pool bufpool samples")
+
+        with g.connect(srv.port) as c:
+            for i in range(10):
+                g.text_cmd(c, b"set m%d 0 0 1\r\nx\r\n" % i)
+            for i in range(25):
+                g.text_cmd(c, b"get m%d\r\n" % (i % 12), b"END\r\n")
+            s1, _ = self.scrape(srv)
+            self.assertEqual(s1[("geecache_netpoll_conns_current", "")], 1)
+        d = lambda k: s1[(k, "")] - s0[(k, "")]
+        self.assertEqual(d("geecache_cache_cmd_get_total"), 25)
+        self.assertEqual(d("geecache_cache_get_hits_total"), 21)
+        self.assertEqual(d("geecache_cache_get_misses_total"), 4)
+        self.assertEqual(s1[("geecache_cache_curr_items", "")], 10)
+        self.assertEqual(d("geecache_netpoll_conns_accepted_total"), 1)
+        self.assertEqual(d("geecache_server_text_conns_total"), 1)
+        self.assertGreater(s1[("geecache_cache_bytes_items", "")], 0)
+
+    def test_paths_methods_keepalive(self):
+        srv = self.server(metrics=True)
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen("http://127.0.0.1:%d/other" % srv.metrics_port,
+                                   timeout=10 * g.SLOW)
+        self.assertEqual(e.exception.code, 404)
+
+        conn = http.client.HTTPConnection("127.0.0.1", srv.metrics_port, timeout=10 * g.SLOW)
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Connection"), "keep-alive")
+        parse_exposition(self, r.read().decode())
+        sock = conn.sock
+        self.assertIsNotNone(sock, "the connection was not kept alive")
+        local = sock.getsockname()
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIs(conn.sock, sock, "a second connection was opened")
+        self.assertEqual(conn.sock.getsockname(), local)
+        r.read()
+        conn.request("GET", "/nope")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 404)
+        r.read()
+        conn.request("POST", "/metrics", body=b"x")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 405)
+        r.read()
+        conn.request("GET", "/metrics", headers={"Connection": "close"})
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Connection"), "close")
+        r.read()
+        conn.close()   # (the raw-socket pipeline below checks the close)
+
+        # HTTP/1.0 closes after the answer; a pipeline of two requests is
+        # answered in order; an oversized head gets 431 and a close.
+        with socket.create_connection(("127.0.0.1", srv.metrics_port), 10) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            data = read_to_eof(s)
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100])
+        with socket.create_connection(("127.0.0.1", srv.metrics_port), 10) as s:
+            s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            data = read_to_eof(s)
+            self.assertEqual(data.count(b"HTTP/1.1 404 Not Found\r\n"), 2, data)
+        with socket.create_connection(("127.0.0.1", srv.metrics_port), 10) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"x" * 20000 + b"\r\n\r\n")
+            data = read_to_eof(s)
+            self.assertTrue(data.startswith(b"HTTP/1.1 431 "), data[:100])
+
+
+def read_to_eof(s):
+    s.settimeout(10 * g.SLOW)
+    buf = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            return buf
+        if not b:
+            return buf
+        buf += b
+
+
+if __name__ == "__main__":
+    g.main()
