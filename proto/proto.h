@@ -376,6 +376,16 @@ static inline enum mc_proto mc_parser_proto(const struct mc_parser *p)
 	return (enum mc_proto)p->proto;
 }
 
+/* True when the parser holds nothing between requests: no request parsed
+ * and waiting for its value, nothing left to swallow, no line being
+ * scanned. A server may then give the parser back and, when more bytes
+ * come, init a new one with the protocol already chosen (opts.proto) —
+ * so that an idle connection keeps no parser state. */
+static inline int mc_parser_idle(const struct mc_parser *p)
+{
+	return !p->has_pending && !p->swallow && !p->scan;
+}
+
 /* The value as iovecs into the input chain (no copy): count, or -EMSGSIZE
  * when more than max_iov are needed. */
 int mc_req_value_iov(const struct mc_request *req, const struct bp_chain *in,

@@ -134,7 +134,7 @@ static int do_get(struct ctx *x, const struct mc_request *r)
 	size_t pos = 0;
 	const char *key;
 	size_t klen;
-	while (mc_req_next_key(&x->sc->parser, x->in, r, &pos, &key, &klen) == 1) {
+	while (mc_req_next_key(x->sc->parser, x->in, r, &pos, &key, &klen) == 1) {
 		int w = do_get_one(x, r, key, klen, gat);
 		if (w < 0)
 			return w;
@@ -345,33 +345,53 @@ static int mc_open(struct np_conn *c)
 	if (!sc)
 		return -ENOMEM;
 	sc->s = s;
-	struct mc_parser_opts po = {
-		.proto = MC_PROTO_AUTO,
-		.item_max = (uint32_t)s->o.max_item_size,
-	};
-	mc_parser_init(&sc->parser, &po);
+	sc->proto = MC_PROTO_AUTO;
 	np_conn_set_udata(c, sc);
 	if (atomic_load_explicit(&s->verbosity, memory_order_relaxed) >= 2)
 		fprintf(stderr, "<%d new connection\n", np_conn_fd(c));
 	return 0;
 }
 
+/* The connection's parser, made when bytes arrive. NULL: out of memory. */
+static struct mc_parser *parser_of(struct srv_conn *sc)
+{
+	if (sc->parser)
+		return sc->parser;
+	sc->parser = bp_objpool_get(sc->s->parser_pool);
+	if (sc->parser) {
+		struct mc_parser_opts po = {
+			.proto = (enum mc_proto)sc->proto,
+			.item_max = (uint32_t)sc->s->o.max_item_size,
+		};
+		mc_parser_init(sc->parser, &po);
+	}
+	return sc->parser;
+}
+
 static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 {
 	struct srv_conn *sc = np_conn_udata(c);
 	struct srv *s = sc->s;
+	struct mc_parser *p = parser_of(sc);
+	if (!p)
+		return -ENOMEM;
 	struct ctx x = {s, sc, c, in, np_conn_out(c),
 	                &s->ctr[np_loop_index(np_conn_loop(c))]};
 	for (;;) {
 		struct mc_request req;
-		int r = mc_parse(&sc->parser, in, &req);
-		if (!sc->counted && mc_parser_proto(&sc->parser) != MC_PROTO_AUTO) {
+		int r = mc_parse(p, in, &req);
+		if (!sc->counted && mc_parser_proto(p) != MC_PROTO_AUTO) {
 			sc->counted = true;
-			srv_ctr(mc_parser_proto(&sc->parser) == MC_PROTO_BINARY
+			sc->proto = (uint8_t)mc_parser_proto(p);
+			srv_ctr(mc_parser_proto(p) == MC_PROTO_BINARY
 			        ? &x.ctr->binary_conns : &x.ctr->text_conns, 1);
 		}
-		if (r == -EAGAIN)
-			return (ssize_t)sc->parser.need;
+		if (r == -EAGAIN) {
+			ssize_t need = (ssize_t)p->need;
+			if (!bp_chain_len(in) && mc_parser_idle(p))
+				bp_objpool_put(s->parser_pool, &sc->parser);
+			return need;
+		}
 		if (r < 0) {
 			srv_ctr(&x.ctr->proto_errors, 1);
 			if (req.err == MC_ERR_E2BIG) {
@@ -383,11 +403,11 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			}
 			if (mc_encode_error(x.out, &req) < 0 || req.close)
 				return -EBADMSG;
-			mc_parser_consume(&sc->parser, in, &req);
+			mc_parser_consume(p, in, &req);
 			continue;
 		}
 		int d = dispatch(&x, &req);
-		mc_parser_consume(&sc->parser, in, &req);
+		mc_parser_consume(p, in, &req);
 		if (d < 0)
 			return d;
 		if (d == 1)
@@ -403,9 +423,11 @@ static void mc_close(struct np_conn *c, int err)
 	if (atomic_load_explicit(&sc->s->verbosity, memory_order_relaxed) >= 2)
 		fprintf(stderr, "<%d connection closed (%s)\n", np_conn_fd(c),
 		        err ? strerror(-err) : "ok");
-	struct bp_objpool *op = sc->s->conn_pool;
+	struct srv *s = sc->s;
 	np_conn_set_udata(c, NULL);
-	bp_objpool_put(op, &sc);
+	if (sc->parser)
+		bp_objpool_put(s->parser_pool, &sc->parser);
+	bp_objpool_put(s->conn_pool, &sc);
 }
 
 const struct np_handler srv_mc_handler = {

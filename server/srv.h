@@ -58,16 +58,21 @@ struct srv {
 	struct np_group *group;       /* memcached protocol */
 	struct np_group *metrics;     /* HTTP /metrics, or NULL */
 	struct bp_objpool *conn_pool; /* struct srv_conn */
+	struct bp_objpool *parser_pool; /* struct mc_parser, while not idle */
 	struct srv_counters *ctr;     /* one per loop */
 	int port, metrics_port;       /* bound */
 	time_t started;
 	_Atomic int verbosity;
 };
 
-/* Per-connection state (the np_conn's udata). */
+/* Per-connection state (the np_conn's udata). The parser (520 bytes) is
+ * taken from parser_pool when bytes arrive and given back when the input is
+ * consumed and the parser idle, so that an idle connection holds only this
+ * and netpoll's connection object. */
 struct srv_conn {
 	struct srv *s;
-	struct mc_parser parser;
+	struct mc_parser *parser;     /* NULL while idle */
+	uint8_t proto;                /* enum mc_proto once chosen */
 	bool counted;                 /* protocol counted in the counters */
 };
 
