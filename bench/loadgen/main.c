@@ -126,7 +126,9 @@ static bool issue(struct lconn *cc, enum lg_op op, uint64_t k, uint64_t due)
 	if (lg_encode(np_conn_out(cc->c), G.cfg.proto, op, k, &G.values, r->opaque) < 0)
 		return false;
 	cc->tail++;
-	ctr(&cc->ll->sent, 1);
+	/* -n counts the measured phase only (not the prefill's SETs). */
+	if (atomic_load_explicit(&G.phase, memory_order_relaxed) == PH_RUN)
+		ctr(&cc->ll->sent, 1);
 	return true;
 }
 

@@ -1,0 +1,557 @@
+#!/usr/bin/env bash
+# bench/compare.sh — geecached against memcached on the same machine, the
+# same geecache-bench workload run against each ALTERNATELY for several
+# rounds (which server goes first swaps every round), because this kind of
+# VM swings 25-50% from one run to the next: only ratios taken within a
+# round, and their median over rounds, are worth quoting.
+#
+# Per round and server: throughput (req/s), latency percentiles, and
+# requests per server CPU-second (utime+stime of the server's PID from
+# /proc/PID/stat around the measured run: the steadier figure when client
+# and servers share the cores). With bench/alloccount preloaded into both
+# servers: allocator calls per 1000 requests counted from outside (a
+# SIGUSR2 snapshot before and after the measured run), next to geecached's
+# own allocator_calls, syscalls and bytes_copied stats.
+#
+# Both servers are started here on free loopback ports and stopped on exit.
+# No CPU pinning (pinning client and server apart makes the ping-pong
+# collapse on a 2-core VM).
+#
+#   bench/compare.sh --geecached build/geecached --bench build/geecache-bench \
+#       --preset b --backend io_uring --rounds 5 --seconds 5 [-- BENCH ARGS]
+#
+# Run with -h for every option. Exit status: 0 when every run answered with
+# no errors; 1 on errors or a dead server; 2 on bad arguments; 77 (ctest's
+# skip) when memcached is missing.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+py=/usr/bin/python3
+
+usage() {
+	cat <<EOF
+usage: bench/compare.sh [options] [-- geecache-bench options]
+
+  --geecached PATH    the server to measure (required)
+  --bench PATH        geecache-bench (default: next to geecached)
+  --memcached PATH    memcached (default: memcached on PATH)
+  --alloccount PATH   the LD_PRELOAD counter, or 'none' (default: alloccount.so
+                      next to geecached, when present)
+  --preset NAME       workload: a b c d (default a; --list-presets)
+  --backend B         geecached's event backend: epoll | io_uring (default epoll)
+  --rounds N          rounds; each runs both servers once (default 5)
+  --seconds S         measured seconds per run (default 5)
+  --threads N         -t for both servers (default: nproc = $(nproc))
+  --memory MIB        -m for both servers (default: the preset's)
+  --out-dir DIR       where results.json, results.csv and logs go
+                      (default: ./compare-<preset>-<backend>-<time>)
+  --plot              draw results.svg with bench/plot_compare.py
+  --smoke             1 round of 1 s over 1000 keys and 4 connections, for
+                      tests: proves the pipeline, measures nothing
+  --list-presets      print the presets and exit
+  -h, --help          this help
+
+Options after -- go to geecache-bench after the preset's, so they override
+it (e.g. -- -r 50000 for an open loop at 50k req/s, -- -P text, -- -t 2).
+EOF
+}
+
+list_presets() {
+	cat <<'EOF'
+a  50 conns, pipeline 1, 90% GET, 32 B values, 100k keys (uniform)     -m 64
+b  as a with pipeline 16 (the server-bound case)                       -m 64
+c  as a with 4 KiB values                                              -m 1024
+d  as a over 1M keys, Zipf 1.0, the cache at 10% of the data:
+   -m = ceil(0.1 x 1M x (12 B key + 32 B value) / 1 MiB) = 5
+EOF
+}
+
+geecached='' bench='' memcached='' alloccount=auto
+preset=a backend=epoll rounds=5 seconds=5 threads=$(nproc) memory='' outdir=''
+smoke=0 plot=0
+extra=()
+while (($#)); do
+	case $1 in
+	--geecached) geecached=$2; shift 2 ;;
+	--bench) bench=$2; shift 2 ;;
+	--memcached) memcached=$2; shift 2 ;;
+	--alloccount) alloccount=$2; shift 2 ;;
+	--preset) preset=$2; shift 2 ;;
+	--backend) backend=$2; shift 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
+	--seconds) seconds=$2; shift 2 ;;
+	--threads) threads=$2; shift 2 ;;
+	--memory) memory=$2; shift 2 ;;
+	--out-dir) outdir=$2; shift 2 ;;
+	--plot) plot=1; shift ;;
+	--smoke) smoke=1; shift ;;
+	--list-presets) list_presets; exit 0 ;;
+	-h | --help) usage; exit 0 ;;
+	--) shift; extra=("$@"); break ;;
+	*) echo "compare.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+
+die() { echo "compare.sh: $*" >&2; exit 2; }
+
+[[ -n $geecached ]] || die "--geecached PATH is required"
+[[ -x $geecached ]] || die "$geecached: not an executable"
+geecached=$(cd "$(dirname "$geecached")" && pwd)/$(basename "$geecached")
+[[ -n $bench ]] || bench=$(dirname "$geecached")/geecache-bench
+[[ -x $bench ]] || die "$bench: not an executable (--bench PATH)"
+[[ $backend == epoll || $backend == io_uring ]] || die "--backend: epoll or io_uring"
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds: a positive integer"
+[[ $seconds =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--seconds: a number"
+[[ $threads =~ ^[1-9][0-9]*$ ]] || die "--threads: a positive integer"
+[[ -x $py ]] || die "$py is needed for the summary (Debian: python3)"
+
+if [[ -z $memcached ]]; then
+	memcached=$(command -v memcached || true)
+fi
+if [[ -z $memcached || ! -x $memcached ]]; then
+	echo "compare.sh: SKIP: memcached not found (Debian: apt-get install memcached)" >&2
+	exit 77
+fi
+
+# The workload: geecache-bench arguments and the -m both servers get.
+case $preset in
+a) wl=(-c 50 -d 1 -g 0.9 -v 32 -k 100000); mem=64 ;;
+b) wl=(-c 50 -d 16 -g 0.9 -v 32 -k 100000); mem=64 ;;
+c) wl=(-c 50 -d 1 -g 0.9 -v 4096 -k 100000); mem=1024 ;;
+d) wl=(-c 50 -d 1 -g 0.9 -v 32 -k 1000000 -z 1.0)
+   mem=$(((1000000 * (12 + 32) / 10 + 1048575) / 1048576)) ;;
+*) die "--preset: one of a b c d (--list-presets)" ;;
+esac
+if ((smoke)); then
+	rounds=1 seconds=1 mem=16
+	wl=(-c 4 -d 2 -g 0.9 -v 32 -k 1000)
+fi
+[[ -n $memory ]] && mem=$memory
+
+if [[ $alloccount == auto ]]; then
+	alloccount=$(dirname "$geecached")/alloccount.so
+	[[ -f $alloccount ]] || alloccount=none
+fi
+if [[ $alloccount != none ]]; then
+	[[ -f $alloccount ]] || die "$alloccount: no such file (--alloccount PATH|none)"
+	alloccount=$(cd "$(dirname "$alloccount")" && pwd)/$(basename "$alloccount")
+fi
+# A sanitized geecached has the sanitizer's own malloc, which must come
+# first: it is not preloaded (memcached still is).
+gc_preload=$alloccount
+if [[ $alloccount != none ]] && ldd "$geecached" 2>/dev/null | grep -Eq 'lib(a|t|ub)san'; then
+	gc_preload=none
+fi
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+[[ -n $outdir ]] || outdir=./compare-$preset-$backend-$stamp
+mkdir -p "$outdir"
+outdir=$(cd "$outdir" && pwd)
+rm -f "$outdir"/runs.jsonl "$outdir"/*.alloc "$outdir"/results.json "$outdir"/results.csv
+clk_tck=$(getconf CLK_TCK)
+unset GEECACHE_BACKEND # it would override --backend
+
+# ---- servers ---------------------------------------------------------------
+
+gc_pid='' mc_pid='' gc_port='' mc_port=''
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+	local p
+	for p in $gc_pid $mc_pid; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in $gc_pid $mc_pid; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# with_preload LIB CMD...: runs CMD with LIB preloaded (unless 'none'),
+# counting into LIB's report file $ac_out.
+with_preload() {
+	local lib=$1
+	shift
+	if [[ $lib == none ]]; then
+		exec "$@"
+	else
+		LD_PRELOAD=$lib${LD_PRELOAD:+:$LD_PRELOAD} ALLOCCOUNT_OUT=$ac_out exec "$@"
+	fi
+}
+
+start_geecached() {
+	ac_out=$outdir/geecached.alloc
+	gc_cmd=("$geecached" -p 0 -t "$threads" -m "$mem" --backend "$backend")
+	(with_preload "$gc_preload" "${gc_cmd[@]}") >"$outdir/geecached.log" 2>&1 &
+	gc_pid=$!
+	local line=
+	for _ in $(seq 100); do
+		line=$(head -n 1 "$outdir/geecached.log" 2>/dev/null || true)
+		[[ $line == *listening* ]] && break
+		kill -0 "$gc_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	[[ $line =~ listening\ on\ 127\.0\.0\.1:([0-9]+)\ \(([a-z_]+), ]] ||
+		{ echo "compare.sh: geecached did not start:" >&2; cat "$outdir/geecached.log" >&2; exit 1; }
+	gc_port=${BASH_REMATCH[1]}
+	[[ ${BASH_REMATCH[2]} == "$backend" ]] ||
+		{ echo "compare.sh: geecached runs ${BASH_REMATCH[2]}, not $backend" >&2; exit 1; }
+}
+
+start_memcached() {
+	ac_out=$outdir/memcached.alloc
+	local user=()
+	[[ $(id -u) == 0 ]] && user=(-u root)
+	for _ in $(seq 20); do
+		local p=$((20000 + RANDOM % 40000))
+		port_open "$p" && continue
+		mc_cmd=("$memcached" "${user[@]}" -t "$threads" -m "$mem" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
+		(with_preload "$alloccount" "${mc_cmd[@]}") >"$outdir/memcached.log" 2>&1 &
+		mc_pid=$!
+		for _ in $(seq 100); do
+			port_open "$p" && { mc_port=$p; return 0; }
+			kill -0 "$mc_pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill "$mc_pid" 2>/dev/null || true
+		wait "$mc_pid" 2>/dev/null || true
+		mc_pid=
+	done
+	echo "compare.sh: memcached did not start:" >&2
+	cat "$outdir/memcached.log" >&2
+	exit 1
+}
+
+# ---- probes ----------------------------------------------------------------
+
+# utime + stime of PID in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# the command name in field 2 may hold spaces, so count after its ')').
+cpu_ticks() {
+	local s
+	s=$(<"/proc/$1/stat")
+	s=${s##*) }
+	local -a f
+	read -r -a f <<<"$s"
+	echo $((f[11] + f[12]))
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# alloc_snapshot PID FILE: asks PID's alloccount for a report (SIGUSR2)
+# and prints it once it has landed in FILE; fails after 2 s without one.
+alloc_snapshot() {
+	local pid=$1 file=$2 n0 n
+	lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
+	n0=$(lines "$file")
+	kill -USR2 "$pid"
+	for _ in $(seq 200); do
+		n=$(lines "$file")
+		if ((n > n0)); then
+			tail -n 1 "$file"
+			return 0
+		fi
+		sleep 0.01
+	done
+	echo "compare.sh: no alloccount report from $pid in 2 s" >&2
+	return 1
+}
+
+# One field (name=value) of an alloccount line.
+acf() { [[ $1 =~ (^| )$2=([0-9]+) ]] && echo "${BASH_REMATCH[2]}" || echo 0; }
+
+# gc_stats PORT: geecached's own counters, as "name value" lines.
+gc_stats() {
+	local line
+	exec 4<>"/dev/tcp/127.0.0.1/$1"
+	printf 'stats\r\n' >&4
+	while IFS= read -r -t 5 line <&4; do
+		line=${line%$'\r'}
+		[[ $line == END ]] && break
+		[[ $line == STAT\ * ]] && echo "${line#STAT }"
+	done
+	exec 4>&-
+}
+stat_of() { awk -v k="$2" '$1 == k {print $2}' <<<"$1"; }
+
+# ---- runs ------------------------------------------------------------------
+
+bench_cmd=("$bench" "${wl[@]}" -T "$seconds" "${extra[@]}" --json)
+
+# prefill PORT NAME: SETs every key once (pipeline 32), not measured. A
+# server error (a SET refused: out of memory) is reported and the rounds go
+# on, so that the tables show it; anything else (a wrong reply, a closed
+# connection, no result) stops here.
+prefill() {
+	local port=$1 name=$2 rc=0 out=$outdir/prefill-$2.json
+	# -n 0 -T 0.2 after the extras: a short run behind the prefill, never a
+	# request count (with --prefill it would count the prefill's SETs).
+	timeout 600 "$bench" "${wl[@]}" "${extra[@]}" -d 32 -n 0 -T 0.2 --prefill --json \
+		-p "$port" >"$out" 2>"$outdir/prefill-$name.err" || rc=$?
+	local res
+	res=$(tail -n 1 "$out")
+	if [[ $res =~ \"wrong\":0,\"server_errors\":([0-9]+),.*\"closed_early\":0, ]]; then
+		if ((BASH_REMATCH[1] > 0)); then
+			echo "compare.sh: WARNING: $name refused ${BASH_REMATCH[1]} requests during the prefill (server errors)" >&2
+		fi
+		return 0
+	fi
+	echo "compare.sh: prefill of $name failed (exit $rc):" >&2
+	cat "$out" "$outdir/prefill-$name.err" >&2
+	exit 1
+}
+
+# run_one ROUND ORDER NAME: one measured run; appends a JSON line.
+run_one() {
+	local round=$1 order=$2 name=$3 pid port acfile preload
+	if [[ $name == geecached ]]; then
+		pid=$gc_pid port=$gc_port acfile=$outdir/geecached.alloc preload=$gc_preload
+	else
+		pid=$mc_pid port=$mc_port acfile=$outdir/memcached.alloc preload=$alloccount
+	fi
+	kill -0 "$pid" 2>/dev/null || { echo "compare.sh: $name (pid $pid) has died" >&2; exit 1; }
+	local st0='' st1='' ac0='' ac1='' c0 c1 rc=0
+	[[ $name == geecached ]] && st0=$(gc_stats "$port")
+	c0=$(cpu_ticks "$pid")
+	[[ $preload != none ]] && ac0=$(alloc_snapshot "$pid" "$acfile")
+	local out=$outdir/run-$round-$name.json
+	timeout $((${seconds%.*} + 120)) "${bench_cmd[@]}" -p "$port" >"$out" 2>"$outdir/run-$round-$name.err" || rc=$?
+	[[ $preload != none ]] && ac1=$(alloc_snapshot "$pid" "$acfile")
+	c1=$(cpu_ticks "$pid")
+	[[ $name == geecached ]] && st1=$(gc_stats "$port")
+	kill -0 "$pid" 2>/dev/null || { echo "compare.sh: $name (pid $pid) died during round $round" >&2; exit 1; }
+	local res
+	res=$(tail -n 1 "$out")
+	[[ $res == \{* ]] || res='{}'
+	local gc='null'
+	if [[ -n $st0 && -n $st1 ]]; then
+		local k j=
+		for k in allocator_calls syscalls bytes_copied requests; do
+			j+="\"$k\":$(($(stat_of "$st1" "$k") - $(stat_of "$st0" "$k"))),"
+		done
+		gc="{${j%,}}"
+	fi
+	local ac='null'
+	if [[ -n $ac0 && -n $ac1 ]]; then
+		local k j=
+		for k in alloc_calls free_calls alloc_bytes malloc calloc realloc free posix_memalign aligned_alloc mmap munmap; do
+			j+="\"$k\":$(($(acf "$ac1" "$k") - $(acf "$ac0" "$k"))),"
+		done
+		ac="{${j%,}}"
+	fi
+	printf '{"round":%d,"order":%d,"server":"%s","bench_rc":%d,"cpu_ticks":%d,"clk_tck":%d,"rss_kb":%d,"alloccount":%s,"self":%s,"bench":%s}\n' \
+		"$round" "$order" "$name" "$rc" $((c1 - c0)) "$clk_tck" "$(rss_kb "$pid")" "$ac" "$gc" "$res" \
+		>>"$outdir/runs.jsonl"
+	printf '  round %d  %-9s  ' "$round" "$name"
+	"$py" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%9.0f req/s  p99 %8.1f us  errors %s" % (r.get("rps",0), r.get("p99_us",0), r.get("errors","?")))' "$res" || true
+	if ((rc != 0)); then
+		echo "compare.sh: geecache-bench exited $rc against $name:" >&2
+		cat "$outdir/run-$round-$name.err" >&2
+	fi
+}
+
+echo "compare.sh: preset $preset$( ((smoke)) && echo ' (smoke)'), $rounds rounds of $seconds s, -t $threads -m $mem, geecached on $backend"
+echo "  alloccount: geecached ${gc_preload}, memcached ${alloccount}"
+echo "  out: $outdir"
+start_memcached
+start_geecached
+echo "  memcached pid $mc_pid port $mc_port; geecached pid $gc_pid port $gc_port"
+prefill "$mc_port" memcached
+prefill "$gc_port" geecached
+
+for r in $(seq 1 "$rounds"); do
+	if ((r % 2)); then order=(geecached memcached); else order=(memcached geecached); fi
+	run_one "$r" 1 "${order[0]}"
+	run_one "$r" 2 "${order[1]}"
+done
+
+# ---- summary ---------------------------------------------------------------
+
+{
+	printf '{"date":"%s","preset":"%s","smoke":%s,"backend":"%s","rounds":%d,"seconds":%s,' \
+		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$preset" "$( ((smoke)) && echo true || echo false)" \
+		"$backend" "$rounds" "$seconds"
+	printf '"threads":%d,"memory_mib":%d,"nproc":%d,"cpu_model":"%s","kernel":"%s",' \
+		"$threads" "$mem" "$(nproc)" \
+		"$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo | sed 's/"/\\"/g')" "$(uname -r)"
+	printf '"memcached_version":"%s","geecached_version":"%s",' \
+		"$("$memcached" -V 2>&1 | head -n 1)" "$("$geecached" -V 2>&1 | head -n 1)"
+	printf '"alloccount_geecached":"%s","alloccount_memcached":"%s"}\n' "$gc_preload" "$alloccount"
+} >"$outdir/meta.json"
+printf '%s\n' "${mc_cmd[*]}" "${gc_cmd[*]}" "${bench_cmd[*]} -p PORT" >"$outdir/commands.txt"
+
+status=0
+"$py" - "$outdir" "$smoke" <<'PY' || status=$?
+# Merges meta.json and runs.jsonl into results.json and results.csv, prints
+# the per-round table and the medians of per-round ratios (also kept in
+# summary.md). Exit 1 when a run failed, had errors, or got no answers.
+import csv, json, os, statistics, sys
+
+outdir, smoke = sys.argv[1], sys.argv[2] == "1"
+meta = json.load(open(os.path.join(outdir, "meta.json")))
+meta["commands"] = open(os.path.join(outdir, "commands.txt")).read().splitlines()
+runs = [json.loads(l) for l in open(os.path.join(outdir, "runs.jsonl"))]
+SERVERS = ("geecached", "memcached")
+
+def req(r):
+    return r["bench"].get("requests", 0)
+
+for r in runs:
+    b = r["bench"]
+    cpu_s = r["cpu_ticks"] / r["clk_tck"]
+    r["cpu_s"] = cpu_s
+    r["req_per_cpu_s"] = req(r) / cpu_s if cpu_s > 0 else None
+    n = req(r)
+    ac = r.get("alloccount")
+    if ac and n:
+        r["alloc_calls_per_1k"] = 1000.0 * ac["alloc_calls"] / n
+        r["free_calls_per_1k"] = 1000.0 * ac["free_calls"] / n
+        r["alloc_bytes_per_req"] = ac["alloc_bytes"] / n
+    s = r.get("self")
+    if s and n:
+        r["self_allocator_calls_per_1k"] = 1000.0 * s["allocator_calls"] / n
+        r["self_syscalls_per_req"] = s["syscalls"] / n
+        r["self_bytes_copied_per_req"] = s["bytes_copied"] / n
+
+rounds = sorted({r["round"] for r in runs})
+by = {(r["round"], r["server"]): r for r in runs}
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+FIG = {"rps": lambda r: r["bench"].get("rps"),
+       "p99_us": lambda r: r["bench"].get("p99_us"),
+       "req_per_cpu_s": lambda r: r["req_per_cpu_s"]}
+per_round = []
+for n in rounds:
+    g, m = by.get((n, "geecached")), by.get((n, "memcached"))
+    if not g or not m:
+        continue
+    row = {"round": n, "first": "geecached" if g["order"] == 1 else "memcached"}
+    for k, f in FIG.items():
+        row[k + "_ratio"] = ratio(f(g), f(m))
+    per_round.append(row)
+
+summary = {"median_ratio": {k: med(row[k + "_ratio"] for row in per_round) for k in FIG},
+           "median": {}}
+PCT = ("rps", "p50_us", "p95_us", "p99_us", "p999_us", "max_us", "hit_ratio")
+for sv in SERVERS:
+    rs = [r for r in runs if r["server"] == sv]
+    d = {k: med(r["bench"].get(k) for r in rs) for k in PCT}
+    for k in ("req_per_cpu_s", "cpu_s", "rss_kb", "alloc_calls_per_1k", "free_calls_per_1k",
+              "alloc_bytes_per_req", "self_allocator_calls_per_1k", "self_syscalls_per_req",
+              "self_bytes_copied_per_req"):
+        d[k] = med(r.get(k) for r in rs)
+    d["errors"] = sum(r["bench"].get("errors", 0) for r in rs)
+    d["requests"] = sum(req(r) for r in rs)
+    summary["median"][sv] = d
+summary["per_round"] = per_round
+
+json.dump({"meta": meta, "runs": runs, "summary": summary},
+          open(os.path.join(outdir, "results.json"), "w"), indent=1)
+cols = ["round", "order", "server", "bench_rc", "rps", "requests", "errors", "hit_ratio",
+        "p50_us", "p95_us", "p99_us", "p999_us", "max_us", "cpu_s", "req_per_cpu_s", "rss_kb",
+        "alloc_calls_per_1k", "free_calls_per_1k", "self_allocator_calls_per_1k",
+        "self_syscalls_per_req", "self_bytes_copied_per_req"]
+with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(cols)
+    for r in runs:
+        w.writerow([r["bench"].get(c, r.get(c, "")) if c in r["bench"] else
+                    ("" if r.get(c) is None else r.get(c)) for c in cols])
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+out = []
+out.append("| round | first | geecached req/s | memcached req/s | ratio | geecached p99 us | "
+           "memcached p99 us | ratio | geecached req/CPU-s | memcached req/CPU-s | ratio |")
+out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for row in per_round:
+    g, m = by[(row["round"], "geecached")], by[(row["round"], "memcached")]
+    out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        row["round"], row["first"][:2],
+        fmt(g["bench"].get("rps"), ".0f"), fmt(m["bench"].get("rps"), ".0f"),
+        fmt(row["rps_ratio"], ".2f"),
+        fmt(g["bench"].get("p99_us"), ".0f"), fmt(m["bench"].get("p99_us"), ".0f"),
+        fmt(row["p99_us_ratio"], ".2f"),
+        fmt(g["req_per_cpu_s"], ".0f"), fmt(m["req_per_cpu_s"], ".0f"),
+        fmt(row["req_per_cpu_s_ratio"], ".2f")))
+mr = summary["median_ratio"]
+out.append("| **median of ratios** | | | | **%s** | | | **%s** | | | **%s** |" % (
+    fmt(mr["rps"], ".2f"), fmt(mr["p99_us"], ".2f"), fmt(mr["req_per_cpu_s"], ".2f")))
+out.append("")
+out.append("| medians over rounds | req/s | p50 us | p95 us | p99 us | p99.9 us | hit ratio | "
+           "req/CPU-s | alloc calls /1k req (alloccount) | frees /1k | own allocator_calls /1k | "
+           "own syscalls /req | own bytes_copied /req | RSS MiB |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for sv in SERVERS:
+    d = summary["median"][sv]
+    out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        sv, fmt(d["rps"], ".0f"), fmt(d["p50_us"], ".0f"), fmt(d["p95_us"], ".0f"),
+        fmt(d["p99_us"], ".0f"), fmt(d["p999_us"], ".0f"), fmt(d["hit_ratio"], ".3f"),
+        fmt(d["req_per_cpu_s"], ".0f"), fmt(d["alloc_calls_per_1k"], ".3f"),
+        fmt(d["free_calls_per_1k"], ".3f"), fmt(d["self_allocator_calls_per_1k"], ".3f"),
+        fmt(d["self_syscalls_per_req"], ".3f"), fmt(d["self_bytes_copied_per_req"], ".1f"),
+        fmt(d["rss_kb"] / 1024 if d["rss_kb"] else None, ".1f")))
+text = "\n".join(out)
+open(os.path.join(outdir, "summary.md"), "w").write(text + "\n")
+print()
+print(text)
+print()
+print("results: %s/results.json (and results.csv)" % outdir)
+
+bad = []
+for r in runs:
+    b = r["bench"]
+    what = "round %d %s" % (r["round"], r["server"])
+    if r["bench_rc"] != 0:
+        bad.append(what + ": geecache-bench exited %d" % r["bench_rc"])
+    if not b:
+        bad.append(what + ": no result")
+        continue
+    if b.get("errors", 1) or b.get("wrong", 1) or b.get("server_errors", 1):
+        bad.append(what + ": %s errors (wrong %s, server %s)" % (
+            b.get("errors"), b.get("wrong"), b.get("server_errors")))
+    if b.get("closed_early", 1):
+        bad.append(what + ": %s connections closed early" % b.get("closed_early"))
+    if not b.get("requests"):
+        bad.append(what + ": no answers")
+for sv in SERVERS:
+    if not any(r["server"] == sv and req(r) > 0 for r in runs):
+        bad.append(sv + " never answered")
+if smoke:
+    for sv in SERVERS:
+        if sv == "memcached" or meta["alloccount_geecached"] != "none":
+            if meta["alloccount_" + sv] != "none" and not all(
+                    r.get("alloccount") for r in runs if r["server"] == sv):
+                bad.append(sv + ": no alloccount snapshots")
+    if not all(r.get("self") for r in runs if r["server"] == "geecached"):
+        bad.append("geecached: no stats")
+for b in bad:
+    print("compare.sh: FAIL: " + b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+
+if [[ ! -s $outdir/results.json ]]; then
+	echo "compare.sh: FAIL: no $outdir/results.json" >&2
+	status=1
+fi
+if ((plot)); then
+	if ! "$py" -c 'import matplotlib' 2>/dev/null; then
+		echo "compare.sh: no chart: python3-matplotlib is not installed" >&2
+	elif "$py" "$here/plot_compare.py" "$outdir/results.json" -o "$outdir/results.svg"; then
+		echo "  chart: $outdir/results.svg"
+	else
+		echo "compare.sh: FAIL: the chart could not be drawn" >&2
+		status=1
+	fi
+fi
+exit $status
