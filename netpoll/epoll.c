@@ -143,25 +143,10 @@ static int ep_wait(struct np_loop *l, int timeout_ms)
 		case NP_TAG_CONN:
 			break;
 		}
-		struct np_conn *c = np__conn_lookup(l, tag);
-		if (!c)
-			continue; /* stale: the slot was closed or reused */
-		np_conn_ref(c);
-		if (c->flags & NP_C_CONNECTING) {
-			int err = np__sock_error(c->fd);
-			np__conn_connected(c, -err);
-		} else {
-			if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
-			    !(c->flags & NP_C_READ_OFF))
-				np__read_ready(l, c);
-			else if ((ev & (EPOLLHUP | EPOLLERR)) && !(c->flags & NP_C_CLOSED)) {
-				int err = np__sock_error(c->fd);
-				np__conn_error(c, err ? -err : -ECONNRESET);
-			}
-			if ((ev & EPOLLOUT) && !(c->flags & NP_C_CLOSED))
-				np__conn_writable(c);
-		}
-		np_conn_unref(c);
+		np__conn_event(l, tag,
+		               ((ev & (EPOLLIN | EPOLLRDHUP)) ? NP_EV_IN : 0) |
+		               ((ev & (EPOLLHUP | EPOLLERR)) ? NP_EV_HUP : 0) |
+		               ((ev & EPOLLOUT) ? NP_EV_OUT : 0));
 	}
 	return n;
 }

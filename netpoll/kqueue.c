@@ -221,25 +221,10 @@ static int kq_wait(struct np_loop *l, int timeout_ms)
 		case NP_TAG_CONN:
 			break;
 		}
-		struct np_conn *c = np__conn_lookup(l, tag);
-		if (!c)
-			continue; /* stale: the slot was closed or reused */
-		np_conn_ref(c);
-		if (c->flags & NP_C_CONNECTING) {
-			/* Only EVFILT_WRITE is enabled while connecting. */
-			int err = np__sock_error(c->fd);
-			np__conn_connected(c, -err);
-		} else {
-			if ((ev & (KQ_IN | KQ_HUP | KQ_ERR)) && !(c->flags & NP_C_READ_OFF))
-				np__read_ready(l, c);
-			else if ((ev & (KQ_HUP | KQ_ERR)) && !(c->flags & NP_C_CLOSED)) {
-				int err = np__sock_error(c->fd);
-				np__conn_error(c, err ? -err : -ECONNRESET);
-			}
-			if ((ev & KQ_OUT) && !(c->flags & NP_C_CLOSED))
-				np__conn_writable(c);
-		}
-		np_conn_unref(c);
+		/* Only EVFILT_WRITE is enabled while connecting. */
+		np__conn_event(l, tag, ((ev & KQ_IN) ? NP_EV_IN : 0) |
+		                       ((ev & (KQ_HUP | KQ_ERR)) ? NP_EV_HUP : 0) |
+		                       ((ev & KQ_OUT) ? NP_EV_OUT : 0));
 	}
 	return n;
 }

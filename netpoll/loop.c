@@ -569,6 +569,28 @@ int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
 	return 0;
 }
 
+void np__conn_event(struct np_loop *l, uint64_t tag, unsigned ev)
+{
+	struct np_conn *c = np__conn_lookup(l, tag);
+	if (!c)
+		return; /* stale: the slot was closed or reused */
+	np_conn_ref(c);
+	if (c->flags & NP_C_CONNECTING) {
+		int err = np__sock_error(c->fd);
+		np__conn_connected(c, -err);
+	} else {
+		if ((ev & (NP_EV_IN | NP_EV_HUP)) && !(c->flags & NP_C_READ_OFF)) {
+			np__read_ready(l, c);
+		} else if ((ev & NP_EV_HUP) && !(c->flags & NP_C_CLOSED)) {
+			int err = np__sock_error(c->fd);
+			np__conn_error(c, err ? -err : -ECONNRESET);
+		}
+		if ((ev & NP_EV_OUT) && !(c->flags & NP_C_CLOSED))
+			np__conn_writable(c);
+	}
+	np_conn_unref(c);
+}
+
 int np__sock_error(int fd)
 {
 	int e = 0;

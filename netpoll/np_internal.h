@@ -180,6 +180,12 @@ int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
                     void (*want_write)(struct np_loop *l, struct np_conn *c, bool on));
 int np__sock_error(int fd); /* pending SO_ERROR, as a positive errno */
 
+/* A readiness backend's event for a connection's tag, in common terms:
+ * readable (data, FIN), hangup/error, writable. Looks the tag up (a stale
+ * tag is dropped), then connects, reads, reports the error or flushes. */
+enum { NP_EV_IN = 1, NP_EV_HUP = 2, NP_EV_OUT = 4 };
+void np__conn_event(struct np_loop *l, uint64_t tag, unsigned ev);
+
 static inline void np__ctr(uint64_t *c, uint64_t n)
 {
 	/* Loop-thread-only counters, read by np_group_stats under relaxed
