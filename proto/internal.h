@@ -15,6 +15,14 @@ int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
 /* A text storage request whose value has fully arrived: checks the
  * "\r\n" after the value. Returns 1 or -EBADMSG (bad data chunk). */
 int mc__text_complete(struct bp_chain *in, struct mc_request *req);
+/* The value of a storage line (text set family, ms) follows it: refuses a
+ * length over body_max (close) or item_max (E2BIG, swallowed), swallows
+ * the value of a line that was bad (err), else waits for the value
+ * (keeping what was parsed, so the line is not read again) or checks its
+ * "\r\n". */
+int mc__text_expect_value(struct mc_parser *p, struct bp_chain *in,
+                          struct mc_request *req, size_t line_total,
+                          int32_t vlen, enum mc_err err);
 
 /* Sets an error on req; returns -EBADMSG, or -EMSGSIZE for size errors. */
 int mc__fail(struct mc_request *req, enum mc_err err, size_t total);

@@ -161,25 +161,8 @@ key:
 	    (req->cmd == MC_CMD_MD || req->cmd == MC_CMD_MA))
 		err = MC_ERR_META_INVALID_OR_DUP;
 
-	if (req->cmd == MC_CMD_MS) {
-		size_t total = line_total + (size_t)vlen + 2;
-		if ((uint32_t)vlen > p->body_max)
-			return mc__fail(req, MC_ERR_BODY_TOO_LARGE, total);
-		if (err != MC_ERR_NONE) /* swallow the value */
-			return mc__fail(req, err, total);
-		if ((uint32_t)vlen > p->item_max)
-			return mc__fail(req, MC_ERR_E2BIG, total);
-		req->value_off = line_total;
-		req->value_len = (uint32_t)vlen;
-		req->total = total;
-		if (bp_chain_len(in) < total) {
-			p->pending = *req;
-			p->has_pending = 1;
-			p->need = total;
-			return -EAGAIN;
-		}
-		return mc__text_complete(in, req);
-	}
+	if (req->cmd == MC_CMD_MS)
+		return mc__text_expect_value(p, in, req, line_total, vlen, err);
 	if (err != MC_ERR_NONE)
 		return mc__fail(req, err, line_total);
 	return 1;

@@ -62,15 +62,16 @@ int mc__text_complete(struct bp_chain *in, struct mc_request *req)
 	return 1;
 }
 
-/* The value of a storage command follows the line: E2BIG, wait, or done. */
-static int expect_value(struct mc_parser *p, struct bp_chain *in,
-                        struct mc_request *req, size_t line_total,
-                        int32_t vlen)
+int mc__text_expect_value(struct mc_parser *p, struct bp_chain *in,
+                          struct mc_request *req, size_t line_total,
+                          int32_t vlen, enum mc_err err)
 {
 	size_t total = line_total + (size_t)vlen + 2;
 
 	if ((uint32_t)vlen > p->body_max)
 		return mc__fail(req, MC_ERR_BODY_TOO_LARGE, total);
+	if (err != MC_ERR_NONE) /* a bad line with a length: swallow the value */
+		return mc__fail(req, err, total);
 	if ((uint32_t)vlen > p->item_max)
 		return mc__fail(req, MC_ERR_E2BIG, total);
 	req->value_off = line_total;
@@ -207,7 +208,7 @@ int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
 			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
 		req->key = mc__tok_ptr(in, &a[0], p->scratch);
 		req->key_len = a[0].len;
-		return expect_value(p, in, req, line_total, vlen);
+		return mc__text_expect_value(p, in, req, line_total, vlen, MC_ERR_NONE);
 	}
 	case MC_CMD_DELETE:
 		if (nargs > 1) {
