@@ -784,22 +784,38 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 	}
 }
 
+/* Reserves size bytes in the open segment of (q, ttlc) when they fit
+ * (the segment id and *off); otherwise seals that segment (if any) and
+ * returns NIL for the caller to open another. */
+static int32_t open_fit(struct cache *c, struct shard *sh, int q,
+                        unsigned ttlc, uint32_t size, uint32_t *off,
+                        bool *sealed)
+{
+	int32_t id = sh->open[q][ttlc];
+	*sealed = false;
+	if (id == NIL)
+		return NIL;
+	struct seg *s = &c->segs[id];
+	if (!seg_flushed(c, s) && s->cap - s->used >= size) {
+		*off = s->used;
+		s->used += size;
+		return id;
+	}
+	seg_seal(c, sh, id);
+	*sealed = true;
+	return NIL;
+}
+
 /* Reserves size bytes in the open segment of (q, ttlc), sealing it and
  * opening a new one from seg_take when it is full; never evicts. Returns
  * the segment id and *off, or NIL. */
 static int32_t bump_alloc(struct cache *c, struct shard *sh, int q,
                           unsigned ttlc, uint32_t size, uint32_t *off)
 {
-	int32_t id = sh->open[q][ttlc];
-	if (id != NIL) {
-		struct seg *s = &c->segs[id];
-		if (!seg_flushed(c, s) && s->cap - s->used >= size) {
-			*off = s->used;
-			s->used += size;
-			return id;
-		}
-		seg_seal(c, sh, id);
-	}
+	bool sealed;
+	int32_t id = open_fit(c, sh, q, ttlc, size, off, &sealed);
+	if (id != NIL)
+		return id;
 	id = seg_take(c, true);
 	if (id == NIL)
 		return NIL;
@@ -819,17 +835,12 @@ static int32_t item_alloc(struct cache *c, struct shard *sh, int q,
                           unsigned ttlc, uint32_t size, int64_t now,
                           uint32_t *off)
 {
-	int32_t id = sh->open[q][ttlc];
-	if (id != NIL) {
-		struct seg *s = &c->segs[id];
-		if (!seg_flushed(c, s) && s->cap - s->used >= size) {
-			*off = s->used;
-			s->used += size;
-			return id;
-		}
-		seg_seal(c, sh, id);
+	bool sealed;
+	int32_t id = open_fit(c, sh, q, ttlc, size, off, &sealed);
+	if (id != NIL)
+		return id;
+	if (sealed)
 		shard_sweep(c, sh, now);
-	}
 	id = seg_get(c, sh, now);
 	if (id == NIL)
 		return NIL;
