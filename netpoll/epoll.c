@@ -105,21 +105,10 @@ static void ep_conn_del(struct np_loop *l, struct np_conn *c)
 	epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 }
 
-static void ep_want_write(struct np_loop *l, struct np_conn *c, bool on)
-{
-	if (on == !!(c->flags & NP_C_WANT_WRITE))
-		return;
-	if (on)
-		c->flags |= NP_C_WANT_WRITE;
-	else
-		c->flags &= ~NP_C_WANT_WRITE;
-	ep_conn_update(l, c);
-}
-
 static int ep_conn_flush(struct np_loop *l, struct np_conn *c)
 {
 	struct ep *e = l->be;
-	return np__write_ready(l, c, e->iov, ep_want_write);
+	return np__write_ready(l, c, e->iov, ep_conn_update);
 }
 
 static int ep_wait(struct np_loop *l, int timeout_ms)

@@ -155,15 +155,9 @@ static void kq_conn_del(struct np_loop *l, struct np_conn *c)
 	kq_apply(l, ch, 2);
 }
 
-static void want_write(struct np_loop *l, struct np_conn *c, bool on)
+static void kq_conn_update(struct np_loop *l, struct np_conn *c)
 {
-	if (on == !!(c->flags & NP_C_WANT_WRITE))
-		return;
-	if (on)
-		c->flags |= NP_C_WANT_WRITE;
-	else
-		c->flags &= ~NP_C_WANT_WRITE;
-	conn_apply(l, c);
+	(void)conn_apply(l, c); /* a failed change shows as a later error */
 }
 
 /* The write path is loop.c's (np__write_ready): sendmsg with MSG_NOSIGNAL
@@ -171,7 +165,7 @@ static void want_write(struct np_loop *l, struct np_conn *c, bool on)
 static int kq_conn_flush(struct np_loop *l, struct np_conn *c)
 {
 	struct kq *k = l->be;
-	return np__write_ready(l, c, k->iov, want_write);
+	return np__write_ready(l, c, k->iov, kq_conn_update);
 }
 
 /* Translates one kevent into epoll.c's terms. EVFILT_READ is "readable"

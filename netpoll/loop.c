@@ -536,8 +536,21 @@ void np__read_ready(struct np_loop *l, struct np_conn *c)
 		np__conn_eof(c);
 }
 
+/* Sets whether c waits for writability; tells the backend on a change. */
+static void want_write(struct np_loop *l, struct np_conn *c, bool on,
+                       void (*update)(struct np_loop *l, struct np_conn *c))
+{
+	if (on == !!(c->flags & NP_C_WANT_WRITE))
+		return;
+	if (on)
+		c->flags |= NP_C_WANT_WRITE;
+	else
+		c->flags &= ~NP_C_WANT_WRITE;
+	update(l, c);
+}
+
 int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
-                    void (*want_write)(struct np_loop *l, struct np_conn *c, bool on))
+                    void (*update)(struct np_loop *l, struct np_conn *c))
 {
 	while (bp_chain_len(&c->out)) {
 		size_t bytes;
@@ -552,7 +565,7 @@ int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				want_write(l, c, true);
+				want_write(l, c, true, update);
 				return 0;
 			}
 			return -errno;
@@ -561,11 +574,11 @@ int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
 		if (c->flags & NP_C_CLOSED)
 			return 0;
 		if ((size_t)w < bytes) { /* the socket buffer is full */
-			want_write(l, c, true);
+			want_write(l, c, true, update);
 			return 0;
 		}
 	}
-	want_write(l, c, false);
+	want_write(l, c, false, update);
 	return 0;
 }
 

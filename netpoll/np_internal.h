@@ -171,13 +171,14 @@ void np__conn_release(struct np_conn *c);        /* backend's last ref */
  * into the input chain (so that one busy peer cannot starve the loop; level
  * triggering reports the rest at the next wait) and hands them over.
  * np__write_ready gathers the output chain into one sendmsg (MSG_NOSIGNAL)
- * or writev per call until the socket is full, and tells the backend with
- * want_write whether to watch for writability. It returns 0, or a negative
+ * per call until the socket is full, keeps NP_C_WANT_WRITE saying whether
+ * it waits for writability, and calls the backend's update(l, c) when that
+ * changes (to watch or stop watching for it). It returns 0, or a negative
  * errno for a fatal socket error (the caller closes). Either may close c. */
 #define NP_READ_BUDGET (256u * 1024u)
 void np__read_ready(struct np_loop *l, struct np_conn *c);
 int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
-                    void (*want_write)(struct np_loop *l, struct np_conn *c, bool on));
+                    void (*update)(struct np_loop *l, struct np_conn *c));
 int np__sock_error(int fd); /* pending SO_ERROR, as a positive errno */
 
 /* A readiness backend's event for a connection's tag, in common terms:
