@@ -1089,9 +1089,10 @@ static void table_maybe_grow(struct cache *c, struct shard *sh, int64_t now)
 	_Atomic uint64_t *old = sh->slots;
 	struct bp_block *oblk = sh->tblk;
 	uint32_t onb = sh->nb;
-	sh->slots = ns;
+	/* Atomic stores: cache_prefetch reads these two without the lock. */
+	__atomic_store_n(&sh->slots, ns, __ATOMIC_RELAXED);
 	sh->ghost = ng;
-	sh->nb = nb;
+	__atomic_store_n(&sh->nb, nb, __ATOMIC_RELAXED);
 	sh->nghost = nb * 2;
 	sh->tblk = blk;
 	for (size_t i = 0; i < (size_t)onb * SLOTS_PER_BUCKET; i++) {
@@ -1548,6 +1549,38 @@ int cache_gat(struct cache *c, const void *key, size_t klen, int64_t exptime,
 	if (!out)
 		return -EINVAL;
 	return touch_common(c, key, klen, exptime, out);
+}
+
+void cache_prefetch(struct cache *c, const struct cache_key *keys, unsigned n)
+{
+	struct hk hk[CACHE_PREFETCH_MAX];
+	if (n > CACHE_PREFETCH_MAX)
+		n = CACHE_PREFETCH_MAX;
+	/* Stage 1, no lock: a table being replaced at the same time only
+	 * makes a prefetch miss (a prefetch never faults). */
+	for (unsigned i = 0; i < n; i++) {
+		hk_make(&hk[i], keys[i].key, keys[i].len);
+		struct shard *sh = shard_of(c, &hk[i]);
+		_Atomic uint64_t *slots = __atomic_load_n(&sh->slots, __ATOMIC_RELAXED);
+		uint32_t nb = __atomic_load_n(&sh->nb, __ATOMIC_RELAXED);
+		__builtin_prefetch(slots + (size_t)range32((uint32_t)hk[i].h, nb) * SLOTS_PER_BUCKET);
+		__builtin_prefetch(slots + (size_t)range32((uint32_t)hk[i].h2, nb) * SLOTS_PER_BUCKET);
+	}
+	/* Stage 2, under the shard's read lock: the items the tags match. */
+	for (unsigned i = 0; i < n; i++) {
+		struct shard *sh = shard_of(c, &hk[i]);
+		shard_rdlock(sh);
+		uint32_t bs[2] = {bucket1(sh, &hk[i]), bucket2(sh, &hk[i])};
+		for (int j = 0; j < 2; j++) {
+			_Atomic uint64_t *b = bucket_at(sh, bs[j]);
+			for (unsigned k = 0; k < SLOTS_PER_BUCKET; k++) {
+				uint64_t v = atomic_load_explicit(&b[k], memory_order_relaxed);
+				if (v != 0 && slot_tag(v) == hk[i].tag)
+					__builtin_prefetch(c->segs[slot_seg(v)].data + slot_off(v));
+			}
+		}
+		pthread_rwlock_unlock(&sh->lock);
+	}
 }
 
 int cache_get(struct cache *c, const void *key, size_t klen,

@@ -134,6 +134,20 @@ static inline void cache_value_release(struct cache_value *v)
 int cache_get(struct cache *c, const void *key, size_t klen,
               struct cache_value *out);
 
+/* A key for cache_prefetch. */
+struct cache_key {
+	const void *key;
+	size_t len;
+};
+
+#define CACHE_PREFETCH_MAX 32
+
+/* A hint that these keys are about to be looked up (a pipeline of GETs):
+ * brings their hash buckets, then the items they point at, toward the CPU
+ * cache, so that the lookups that follow do not each wait for memory in
+ * turn. Changes nothing; at most CACHE_PREFETCH_MAX keys are used. */
+void cache_prefetch(struct cache *c, const struct cache_key *keys, unsigned n);
+
 /* Get-and-touch: like cache_get, and sets the expiration (rules above;
  * an expiration in the past deletes the item and returns -ENOENT). */
 int cache_gat(struct cache *c, const void *key, size_t klen, int64_t exptime,

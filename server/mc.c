@@ -368,6 +368,36 @@ static struct mc_parser *parser_of(struct srv_conn *sc)
 	return sc->parser;
 }
 
+/* A pipeline of binary GETs: hand their keys to cache_prefetch before the
+ * first is executed, so that the lookups' memory loads overlap instead of
+ * each waiting in turn (see docs/performance.md, workload (b)). Only the
+ * whole requests in the chain's first block are looked at; anything odd
+ * ends the scan, since the parser proper judges every byte anyway. */
+static void prefetch_gets(struct srv *s, struct bp_chain *in)
+{
+	enum { HDR = 24 };
+	struct iovec iov;
+	if (bp_chain_write_iov(in, &iov, 1, NULL) != 1 || iov.iov_len < 2 * HDR)
+		return;
+	const uint8_t *p = iov.iov_base, *end = p + iov.iov_len;
+	struct cache_key keys[CACHE_PREFETCH_MAX];
+	unsigned n = 0;
+	while (n < CACHE_PREFETCH_MAX && end - p >= HDR && p[0] == 0x80) {
+		uint8_t op = p[1];
+		size_t klen = ((size_t)p[2] << 8) | p[3];
+		size_t body = ((size_t)p[8] << 24) | ((size_t)p[9] << 16) |
+		              ((size_t)p[10] << 8) | p[11];
+		if (body > (size_t)(end - p) - HDR)
+			break;
+		if ((op == MC_OP_GET || op == MC_OP_GETQ || op == MC_OP_GETK ||
+		     op == MC_OP_GETKQ) && klen && klen + p[4] <= body)
+			keys[n++] = (struct cache_key){p + HDR + p[4], klen};
+		p += HDR + body;
+	}
+	if (n > 1)
+		cache_prefetch(s->cache, keys, n);
+}
+
 static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 {
 	struct srv_conn *sc = np_conn_udata(c);
@@ -377,6 +407,8 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 		return -ENOMEM;
 	struct ctx x = {s, sc, c, in, np_conn_out(c),
 	                &s->ctr[np_loop_index(np_conn_loop(c))]};
+	if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
+		prefetch_gets(s, in);
 	for (;;) {
 		struct mc_request req;
 		int r = mc_parse(p, in, &req);
