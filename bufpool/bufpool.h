@@ -179,6 +179,9 @@ struct bp_chain {
 	uint32_t rd_tail;            /* ... of which in the tail block */
 	uint8_t tail_writable;       /* tail's space after its data is ours */
 	uint8_t _pad[3];
+	struct bp_block *wblk;       /* a write block, its space from wend on */
+	uint32_t wend;               /* ours (one reference held): replies */
+	                             /* resume there after a referenced slice */
 };
 
 void bp_chain_init(struct bp_chain *c, struct bp_pool *pool);

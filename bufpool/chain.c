@@ -9,6 +9,11 @@
  *  - Only the tail can be written, and only when tail_writable says the
  *    block's bytes after tail->off + tail->len were reserved by this chain
  *    (a block it took for writing, not one it references).
+ *  - wblk/wend: when a referenced slice ends a writable tail, the chain
+ *    keeps a reference to the tail's block and the end of its bytes; the
+ *    next write continues in that block, in a new node, instead of taking a
+ *    fresh block. A pipeline's replies (header, value by reference, header,
+ *    ...) then share one write block instead of one per reply.
  *  - spare/spare_node: a block (and the node to link it) prepared by
  *    read_iov for bytes the kernel may write past the tail; linked by
  *    read_commit when the read reached it, kept for the next read if not.
@@ -99,6 +104,7 @@ void bp_chain_deinit(struct bp_chain *c)
 	bp_block_unref(c->spare);
 	if (c->spare_node)
 		node_put(c->spare_node);
+	bp_block_unref(c->wblk);
 	bp_chain_init(c, c->pool);
 }
 
@@ -364,6 +370,19 @@ static void *new_write_tail(struct bp_chain *c, size_t need)
 	struct bp_node *nd = node_get(c->pool);
 	if (!nd)
 		return NULL;
+	if (c->wblk && bp_block_cap(c->wblk) - c->wend >= need) {
+		/* Continue the write block after a referenced slice; the
+		 * chain's reference passes to the node. */
+		nd->blk = c->wblk;
+		nd->off = c->wend;
+		nd->len = 0;
+		c->wblk = NULL;
+		link_tail(c, nd);
+		c->tail_writable = 1;
+		return bp_block_data(nd->blk) + nd->off;
+	}
+	bp_block_unref(c->wblk);
+	c->wblk = NULL;
 	struct bp_block *b = bp_block_get(c->pool, cap);
 	if (!b) {
 		node_put(nd);
@@ -433,6 +452,12 @@ int bp_chain_append_ref(struct bp_chain *c, const struct bp_slice *s)
 	struct bp_node *nd = node_get(c->pool);
 	if (!nd)
 		return -ENOMEM;
+	if (c->tail_writable) {
+		bp_block_unref(c->wblk);
+		bp_block_ref(t->blk);
+		c->wblk = t->blk;
+		c->wend = t->off + t->len;
+	}
 	bp_block_ref(s->blk);
 	nd->blk = s->blk;
 	nd->off = s->off;
@@ -546,6 +571,8 @@ void bp_chain_trim(struct bp_chain *c)
 {
 	bp_block_unref(c->spare);
 	c->spare = NULL;
+	bp_block_unref(c->wblk);
+	c->wblk = NULL;
 	if (c->spare_node)
 		node_put(c->spare_node);
 	c->spare_node = NULL;

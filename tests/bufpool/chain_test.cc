@@ -1145,6 +1145,71 @@ TEST(ChainWriter, AppendRefNeverWritesIntoTheReferencedBlock) {
   bp_block_unref(b);
 }
 
+// Replies alternate header bytes and values by reference: the headers after
+// each reference continue in the same write block, so a pipeline of 16
+// replies takes one write block, not 16; trimming the idle chain gives it
+// back.
+TEST(ChainWriter, WritesAfterAReferenceContinueInTheSameBlock) {
+  Pool dp, cp;
+  bp_block *v = bp_block_get(dp, 64);
+  ASSERT_NE(v, nullptr);
+  std::memset(bp_block_data(v), 'V', 8);
+  bp_chain c;
+  bp_chain_init(&c, cp);
+  std::string want;
+  for (int i = 0; i < 16; i++) {
+    char h[24];
+    std::memset(h, 'a' + i, sizeof h);
+    ASSERT_EQ(bp_chain_append(&c, h, sizeof h), 0);
+    bp_slice sl{v, 0, 8};
+    ASSERT_EQ(bp_chain_append_ref(&c, &sl), 0);
+    want += std::string(h, sizeof h) + std::string(8, 'V');
+  }
+  EXPECT_EQ(ChainBytes(&c), want);
+  iovec iov[32];
+  ASSERT_EQ(bp_chain_write_iov(&c, iov, 32, nullptr), 32);
+  for (int i = 2; i < 32; i += 2)  // header i/2 right after header i/2 - 1
+    EXPECT_EQ(static_cast<char *>(iov[i].iov_base),
+              static_cast<char *>(iov[i - 2].iov_base) + 24) << i;
+  bp_stats st;
+  bp_pool_stats(cp, &st);
+  // 32 nodes (smallest class) + 1 write block; the write block is held by
+  // its 16 header nodes and by the chain, for the next reply.
+  EXPECT_EQ(st.blocks_in_use, 33u);
+  ASSERT_EQ(bp_chain_skip(&c, bp_chain_len(&c)), 0);
+  bp_chain_trim(&c);
+  bp_pool_stats(cp, &st);
+  EXPECT_EQ(st.blocks_in_use, 0u);
+  EXPECT_EQ(bp_block_refs(v), 1u);
+  bp_chain_deinit(&c);
+  bp_block_unref(v);
+}
+
+// A write that does not fit what is left of the kept block takes a new one
+// and lets the old one go.
+TEST(ChainWriter, AKeptWriteBlockTooSmallIsReleased) {
+  Pool cp;
+  Pool dp;
+  bp_block *v = bp_block_get(dp, 64);
+  ASSERT_NE(v, nullptr);
+  bp_chain c;
+  bp_chain_init(&c, cp);
+  ASSERT_EQ(bp_chain_append(&c, "hdr", 3), 0);
+  bp_slice sl{v, 0, 8};
+  ASSERT_EQ(bp_chain_append_ref(&c, &sl), 0);
+  std::string big(8000, 'b');
+  ASSERT_EQ(bp_chain_append(&c, big.data(), big.size()), 0);
+  bp_stats st;
+  bp_pool_stats(cp, &st);
+  EXPECT_EQ(st.blocks_in_use, 5u);  // 3 nodes, the first and the big block
+  ASSERT_EQ(bp_chain_skip(&c, 3), 0);  // the first block is free now
+  bp_pool_stats(cp, &st);
+  EXPECT_EQ(st.blocks_in_use, 3u);
+  EXPECT_EQ(ChainBytes(&c).substr(8), big);
+  bp_chain_deinit(&c);
+  bp_block_unref(v);
+}
+
 // The same when the block was adopted while someone else still holds a
 // reference to it (the chain reserved none of its free space).
 TEST(ChainWriter, AdoptedSharedBlockIsNotWrittenPastItsBytes) {
