@@ -23,6 +23,7 @@
 
 struct ep {
 	int epfd;
+	bool no_pwait2; /* the kernel has no epoll_pwait2 */
 	struct epoll_event ev[MAX_EVENTS];
 	struct iovec iov[NP_IOV_MAX];
 };
@@ -111,10 +112,26 @@ static int ep_conn_flush(struct np_loop *l, struct np_conn *c)
 	return np__write_ready(l, c, e->iov, ep_conn_update);
 }
 
-static int ep_wait(struct np_loop *l, int timeout_ms)
+/* Whole milliseconds (or none) go to epoll_wait; a timeout with
+ * microseconds to epoll_pwait2 (Linux 5.11), or rounded up without it. */
+static int ep_epoll_wait(struct ep *e, int64_t timeout_us)
+{
+	if (timeout_us > 0 && timeout_us % 1000 != 0 && !e->no_pwait2) {
+		struct timespec ts = {.tv_sec = timeout_us / 1000000,
+		                      .tv_nsec = (timeout_us % 1000000) * 1000};
+		int n = epoll_pwait2(e->epfd, e->ev, MAX_EVENTS, &ts, NULL);
+		if (n >= 0 || errno != ENOSYS)
+			return n;
+		e->no_pwait2 = true;
+	}
+	int ms = timeout_us < 0 ? -1 : (int)((timeout_us + 999) / 1000);
+	return epoll_wait(e->epfd, e->ev, MAX_EVENTS, ms);
+}
+
+static int ep_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct ep *e = l->be;
-	int n = epoll_wait(e->epfd, e->ev, MAX_EVENTS, timeout_ms);
+	int n = ep_epoll_wait(e, timeout_us);
 	np__ctr(&l->st.wait_calls, 1);
 	np__ctr(&l->st.syscalls, 1);
 	if (n < 0)

@@ -188,13 +188,13 @@ static unsigned ev_mask(const struct kevent *ev)
 	return m;
 }
 
-static int kq_wait(struct np_loop *l, int timeout_ms)
+static int kq_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct kq *k = l->be;
 	struct timespec ts, *tsp = NULL;
-	if (timeout_ms >= 0) {
-		ts.tv_sec = timeout_ms / 1000;
-		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+	if (timeout_us >= 0) {
+		ts.tv_sec = (time_t)(timeout_us / 1000000);
+		ts.tv_nsec = (long)(timeout_us % 1000000) * 1000L;
 		tsp = &ts;
 	}
 	int n = kevent(k->kqfd, NULL, 0, k->ev, MAX_EVENTS, tsp);

@@ -28,11 +28,19 @@ const struct np_counter_desc np_counters[] = {
 };
 const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
 
-static uint64_t mono_ms(void)
+static uint64_t mono_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* One clock read sets both: l->now (ms) for deadlines, l->now_us for
+ * timers. */
+static void clock_update(struct np_loop *l)
+{
+	l->now_us = mono_us();
+	l->now = l->now_us / 1000u;
 }
 
 const char *np_backend_name(enum np_backend b)
@@ -120,6 +128,13 @@ struct np_timer *np_timer_add(struct np_loop *l, uint64_t delay_ms,
                               uint64_t repeat_ms, void (*cb)(void *arg),
                               void *arg)
 {
+	return np_timer_add_us(l, delay_ms * 1000u, repeat_ms * 1000u, cb, arg);
+}
+
+struct np_timer *np_timer_add_us(struct np_loop *l, uint64_t delay_us,
+                                 uint64_t repeat_us, void (*cb)(void *arg),
+                                 void *arg)
+{
 	if (l->nheap == l->heap_cap) {
 		errno = ENOSPC;
 		return NULL;
@@ -129,9 +144,11 @@ struct np_timer *np_timer_add(struct np_loop *l, uint64_t delay_ms,
 		errno = ENOMEM;
 		return NULL;
 	}
-	t->due = l->now + delay_ms;
+	/* From the clock now, not the loop turn's reading: a timer added
+	 * late in a busy turn must not fire early. */
+	t->due = mono_us() + delay_us;
 	t->seq = l->timer_seq++;
-	t->repeat = repeat_ms;
+	t->repeat = repeat_us;
 	t->cb = cb;
 	t->arg = arg;
 	l->heap[l->nheap] = t;
@@ -157,13 +174,13 @@ void np_timer_cancel(struct np_loop *l, struct np_timer **tp)
 
 static void timers_run(struct np_loop *l)
 {
-	while (l->nheap && l->heap[0]->due <= l->now) {
+	while (l->nheap && l->heap[0]->due <= l->now_us) {
 		struct np_timer *t = l->heap[0];
 		heap_remove(l, t);
 		if (t->cb)
 			t->cb(t->arg);
 		if (t->repeat && t->cb) {
-			t->due = l->now + t->repeat;
+			t->due = l->now_us + t->repeat;
 			t->seq = l->timer_seq++;
 			l->heap[l->nheap] = t;
 			t->heap_idx = l->nheap++;
@@ -174,12 +191,15 @@ static void timers_run(struct np_loop *l)
 	}
 }
 
-static int timers_timeout(const struct np_loop *l)
+/* Microseconds until the first timer is due (at most a minute); -1: none. */
+static int64_t timers_timeout(const struct np_loop *l)
 {
 	if (!l->nheap)
 		return -1;
 	uint64_t due = l->heap[0]->due;
-	return due <= l->now ? 0 : (int)(due - l->now > 60000 ? 60000 : due - l->now);
+	if (due <= l->now_us)
+		return 0;
+	return due - l->now_us > 60000000u ? 60000000 : (int64_t)(due - l->now_us);
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -954,7 +974,7 @@ static void *loop_main(void *arg)
 {
 	struct np_loop *l = arg;
 	uint64_t last_drain_check = 0;
-	l->now = mono_ms();
+	clock_update(l);
 	int err = loop_backend_start(l);
 	if (err < 0) {
 		fprintf(stderr, "netpoll: loop %d: %s backend failed: %s\n", l->index,
@@ -962,11 +982,11 @@ static void *loop_main(void *arg)
 		l->done = true;
 	}
 	while (!l->done) {
-		int timeout = l->flush_head ? 0 : timers_timeout(l);
-		if (l->stopping && (timeout < 0 || timeout > 50))
-			timeout = 50;
+		int64_t timeout = l->flush_head ? 0 : timers_timeout(l);
+		if (l->stopping && (timeout < 0 || timeout > 50000))
+			timeout = 50000;
 		l->ops->wait(l, timeout);
-		l->now = mono_ms();
+		clock_update(l);
 		timers_run(l);
 		flush_all(l);
 		if (atomic_load(&l->stop_req) && !l->stopping)
@@ -1011,7 +1031,7 @@ static int loop_init(struct np_group *g, struct np_loop *l, int index,
 	l->index = index;
 	l->ops = ops;
 	l->backend = b;
-	l->now = mono_ms();
+	clock_update(l);
 	l->nslots = g->o.max_conns;
 	l->slots = calloc(l->nslots, sizeof(*l->slots));
 	l->free_slots = malloc(l->nslots * sizeof(*l->free_slots));

@@ -187,6 +187,13 @@ struct np_group *np_loop_group(const struct np_loop *l);
 struct np_timer *np_timer_add(struct np_loop *l, uint64_t delay_ms,
                               uint64_t repeat_ms, void (*cb)(void *arg),
                               void *arg);
+/* The same in microseconds, for pacing (an open-loop load generator):
+ * the loop sleeps until the first timer is due with microsecond
+ * resolution (epoll_pwait2, io_uring and kqueue timeouts), subject to the
+ * kernel's timer slack (50 us by default). */
+struct np_timer *np_timer_add_us(struct np_loop *l, uint64_t delay_us,
+                                 uint64_t repeat_us, void (*cb)(void *arg),
+                                 void *arg);
 /* Cancels (a timer may cancel itself from its callback) and sets *t NULL. */
 void np_timer_cancel(struct np_loop *l, struct np_timer **t);
 

@@ -56,7 +56,7 @@ struct np_conn {
 };
 
 struct np_timer {
-	uint64_t due, seq, repeat;
+	uint64_t due, seq, repeat; /* microseconds */
 	void (*cb)(void *);
 	void *arg;
 	uint32_t heap_idx;
@@ -78,7 +78,8 @@ struct np_loop {
 	void *be;             /* backend state */
 	pthread_t thread;
 	bool thread_started;
-	uint64_t now;
+	uint64_t now;     /* ms, CLOCK_MONOTONIC, read once per loop turn */
+	uint64_t now_us;  /* the same reading in microseconds (timers) */
 	/* connections by slot */
 	struct np_conn **slots;
 	uint32_t nslots, *free_slots, nfree;
@@ -141,8 +142,9 @@ struct np_backend_ops {
 	/* Stops watching before close; returns true if the connection must
 	 * stay allocated until in-flight kernel operations finish. */
 	void (*conn_del)(struct np_loop *l, struct np_conn *c);
-	/* Waits up to timeout_ms (-1: forever) and dispatches events. */
-	int (*wait)(struct np_loop *l, int timeout_ms);
+	/* Waits up to timeout_us microseconds (-1: forever) and dispatches
+	 * events. */
+	int (*wait)(struct np_loop *l, int64_t timeout_us);
 };
 
 extern const struct np_backend_ops np__epoll_ops;

@@ -529,21 +529,21 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 	}
 }
 
-static int ur_wait(struct np_loop *l, int timeout_ms)
+static int ur_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct ur *u = l->be;
 	if (u->nempty)
 		bufs_retry(l);
 	struct io_uring_cqe *cqe;
 	int r;
-	if (timeout_ms == 0) {
+	if (timeout_us == 0) {
 		r = io_uring_submit_and_get_events(&u->ring);
 	} else {
 		struct __kernel_timespec ts = {
-			.tv_sec = timeout_ms / 1000,
-			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+			.tv_sec = timeout_us / 1000000,
+			.tv_nsec = (long long)(timeout_us % 1000000) * 1000};
 		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
-		                                     timeout_ms < 0 ? NULL : &ts, NULL);
+		                                     timeout_us < 0 ? NULL : &ts, NULL);
 	}
 	np__ctr(&l->st.wait_calls, 1);
 	np__ctr(&l->st.syscalls, 1);

@@ -357,6 +357,54 @@ TEST_P(NetpollTest, TimersFireInOrder)
 	EXPECT_EQ(ctx.self, nullptr);
 }
 
+// Microsecond timers: ordered below a millisecond, never early, and a
+// chain of one-shot 200 us timers (the open-loop load generator's pacing)
+// runs to its end.
+TEST_P(NetpollTest, MicrosecondTimersAreOrderedAndNeverEarly)
+{
+	START();
+	struct Ctx {
+		np_loop *loop;
+		std::vector<int> order;
+		std::chrono::steady_clock::time_point t0;
+		std::vector<int64_t> early_by; // due - fired, when fired early
+		int chain = 0;
+		std::atomic<bool> done{false};
+	} ctx;
+	ctx.loop = np_group_loop(g, 0);
+	static Ctx *cur;
+	cur = &ctx;
+	static const int delays_us[] = {900, 300, 600, 100};
+	static void (*fired)(void *) = [](void *a) {
+		int i = static_cast<int>(reinterpret_cast<intptr_t>(a));
+		auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+			std::chrono::steady_clock::now() - cur->t0).count();
+		if (us < delays_us[i])
+			cur->early_by.push_back(delays_us[i] - us);
+		cur->order.push_back(i);
+	};
+	static void (*step)(void *) = [](void *) {
+		if (++cur->chain == 20)
+			cur->done = true;
+		else
+			np_timer_add_us(cur->loop, 200, 0, step, nullptr);
+	};
+	auto add = [](void *) {
+		cur->t0 = std::chrono::steady_clock::now();
+		for (int i = 0; i < 4; i++)
+			ASSERT_NE(np_timer_add_us(cur->loop, delays_us[i], 0, fired,
+			                          reinterpret_cast<void *>(static_cast<intptr_t>(i))),
+			          nullptr);
+		np_timer_add_us(cur->loop, 1000, 0, step, nullptr);
+	};
+	ASSERT_EQ(np_loop_post(ctx.loop, add, nullptr), 0);
+	ASSERT_TRUE(wait_for([&] { return ctx.done.load(); }));
+	std::vector<int> want{3, 1, 2, 0};
+	EXPECT_EQ(ctx.order, want);
+	EXPECT_TRUE(ctx.early_by.empty()) << "a timer fired " << ctx.early_by[0] << " us early";
+	EXPECT_EQ(ctx.chain, 20);
+}
+
 TEST_P(NetpollTest, PostsRunOnTheLoopInOrder)
 {
 	START();
