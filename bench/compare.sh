@@ -62,7 +62,10 @@ a  50 conns, pipeline 1, 90% GET, 32 B values, 100k keys (uniform)     -m 64
 b  as a with pipeline 16 (the server-bound case)                       -m 64
 c  as a with 4 KiB values                                              -m 1024
 d  as a over 1M keys, Zipf 1.0, the cache at 10% of the data:
-   -m = ceil(0.1 x 1M x (12 B key + 32 B value) / 1 MiB) = 5
+   -m = ceil(0.1 x 1M x (12 B key + 32 B value) / 1 MiB) = 5, and -I 32k
+   for both servers (geecached keeps an item in one segment, so its
+   segments are at least -I + 4 KiB: with the default -I 1m, a 5 MiB store
+   would have two; with -I 32k, 80 segments of 64 KiB)
 EOF
 }
 
@@ -113,13 +116,15 @@ if [[ -z $memcached || ! -x $memcached ]]; then
 	exit 77
 fi
 
-# The workload: geecache-bench arguments and the -m both servers get.
+# The workload: geecache-bench arguments, the -m both servers get, and any
+# other argument both get (srv).
+srv=()
 case $preset in
 a) wl=(-c 50 -d 1 -g 0.9 -v 32 -k 100000); mem=64 ;;
 b) wl=(-c 50 -d 16 -g 0.9 -v 32 -k 100000); mem=64 ;;
 c) wl=(-c 50 -d 1 -g 0.9 -v 4096 -k 100000); mem=1024 ;;
 d) wl=(-c 50 -d 1 -g 0.9 -v 32 -k 1000000 -z 1.0)
-   mem=$(((1000000 * (12 + 32) / 10 + 1048575) / 1048576)) ;;
+   mem=$(((1000000 * (12 + 32) / 10 + 1048575) / 1048576)); srv=(-I 32k) ;;
 *) die "--preset: one of a b c d (--list-presets)" ;;
 esac
 if ((smoke)); then
@@ -185,7 +190,7 @@ with_preload() {
 
 start_geecached() {
 	ac_out=$outdir/geecached.alloc
-	gc_cmd=("$geecached" -p 0 -t "$threads" -m "$mem" --backend "$backend")
+	gc_cmd=("$geecached" -p 0 -t "$threads" -m "$mem" "${srv[@]}" --backend "$backend")
 	(with_preload "$gc_preload" "${gc_cmd[@]}") >"$outdir/geecached.log" 2>&1 &
 	gc_pid=$!
 	local line=
@@ -209,7 +214,7 @@ start_memcached() {
 	for _ in $(seq 20); do
 		local p=$((20000 + RANDOM % 40000))
 		port_open "$p" && continue
-		mc_cmd=("$memcached" "${user[@]}" -t "$threads" -m "$mem" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
+		mc_cmd=("$memcached" "${user[@]}" -t "$threads" -m "$mem" "${srv[@]}" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
 		(with_preload "$alloccount" "${mc_cmd[@]}") >"$outdir/memcached.log" 2>&1 &
 		mc_pid=$!
 		for _ in $(seq 100); do

@@ -106,12 +106,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	/* An item lives in one segment: segments grow (to 4 MiB at most) when
-	 * -I asks for items near or above the default 1 MiB segment. */
-	size_t seg = 0;
-	if ((size_t)s->o.max_item_size > CACHE_SEG_SIZE_DEFAULT - 4096)
-		for (seg = CACHE_SEG_SIZE_DEFAULT; seg < (size_t)s->o.max_item_size + 4096; seg *= 2)
-			;
+	size_t seg = srv_seg_size((size_t)s->o.memory_limit * 1024 * 1024,
+	                          (size_t)s->o.max_item_size);
+	s->seg_size = seg;
 	struct cache_opts co = {
 		.name = "store",
 		.limit = (size_t)s->o.memory_limit * 1024 * 1024,

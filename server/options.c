@@ -1,6 +1,8 @@
 /* geecached's option table: parsing, help, settings. See options.h. */
 #include "server/options.h"
 
+#include "cache/cache.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -169,6 +171,18 @@ int srv_options_parse(struct srv_options *o, int argc, char **argv, FILE *err)
 		return 2;
 	}
 	return 0;
+}
+
+size_t srv_seg_size(size_t limit_bytes, size_t max_item)
+{
+	enum { MIN_SEG = 64 * 1024, MIN_SEGS = 64, ITEM_ROOM = 4096 };
+	size_t seg = CACHE_SEG_SIZE_DEFAULT;
+	while (seg > MIN_SEG && limit_bytes / seg < MIN_SEGS &&
+	       seg / 2 >= max_item + ITEM_ROOM)
+		seg /= 2;
+	while (seg < max_item + ITEM_ROOM)
+		seg *= 2;
+	return seg;
 }
 
 void srv_options_help(FILE *f)

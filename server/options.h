@@ -78,6 +78,13 @@ void srv_options_help(FILE *f);
  * a test keeps them equal). */
 void srv_options_markdown(FILE *f);
 
+/* The store's segment size for -m limit_bytes and -I max_item: an item
+ * lives in one segment, so segments are at least max_item + 4 KiB (up to
+ * 4 MiB); below that, 1 MiB, halved (down to 64 KiB) while the store would
+ * hold fewer than 64 segments, so that a small store still has segments to
+ * write into and evict while many connections write at once. */
+size_t srv_seg_size(size_t limit_bytes, size_t max_item);
+
 /* The value of option i as text (what `stats settings` prints). */
 void srv_options_value(const struct srv_options *o, size_t i, char *buf,
                        size_t len);

@@ -54,6 +54,7 @@ static inline void srv_ctr(uint64_t *c, uint64_t n)
 struct srv {
 	struct srv_options o;
 	struct cache *cache;
+	size_t seg_size;              /* the store's segment size */
 	struct bp_pool *pool;         /* buffers and connection objects */
 	struct np_group *group;       /* memcached protocol */
 	struct np_group *metrics;     /* HTTP /metrics, or NULL */

@@ -154,7 +154,9 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 		if (r)
 			return r;
 	}
-	return 0;
+	/* memcached's name for the unit it allocates items from. */
+	snprintf(buf, sizeof(buf), "%zu", s->seg_size);
+	return emit(arg, "slab_page_size", buf);
 }
 
 static int items(struct srv *s, srv_stat_fn emit, void *arg)
