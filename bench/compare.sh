@@ -63,9 +63,11 @@ b  as a with pipeline 16 (the server-bound case)                       -m 64
 c  as a with 4 KiB values                                              -m 1024
 d  as a over 1M keys, Zipf 1.0, the cache at 10% of the data:
    -m = ceil(0.1 x 1M x (12 B key + 32 B value) / 1 MiB) = 5, and -I 32k
-   for both servers (geecached keeps an item in one segment, so its
-   segments are at least -I + 4 KiB: with the default -I 1m, a 5 MiB store
-   would have two; with -I 32k, 80 segments of 64 KiB)
+   for geecached (it keeps an item in one segment, so its segments are at
+   least -I + 4 KiB: with the default -I 1m a 5 MiB store would have two;
+   with -I 32k, 80 of 64 KiB). memcached keeps its default -I: it refuses
+   -I 32k unless slab_chunk_max is lowered too, and -I only caps the item
+   size, which does not matter for 44-byte items.
 EOF
 }
 
@@ -117,7 +119,7 @@ if [[ -z $memcached || ! -x $memcached ]]; then
 fi
 
 # The workload: geecache-bench arguments, the -m both servers get, and any
-# other argument both get (srv).
+# other argument geecached gets (srv).
 srv=()
 case $preset in
 a) wl=(-c 50 -d 1 -g 0.9 -v 32 -k 100000); mem=64 ;;
@@ -214,7 +216,7 @@ start_memcached() {
 	for _ in $(seq 20); do
 		local p=$((20000 + RANDOM % 40000))
 		port_open "$p" && continue
-		mc_cmd=("$memcached" "${user[@]}" -t "$threads" -m "$mem" "${srv[@]}" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
+		mc_cmd=("$memcached" "${user[@]}" -t "$threads" -m "$mem" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
 		(with_preload "$alloccount" "${mc_cmd[@]}") >"$outdir/memcached.log" 2>&1 &
 		mc_pid=$!
 		for _ in $(seq 100); do
