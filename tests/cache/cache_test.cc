@@ -618,6 +618,55 @@ TEST_F(CacheTest, TableGrowsAndKeepsItems)
 		ASSERT_EQ(get(c, "g" + std::to_string(i)).val, std::to_string(i));
 }
 
+// cache_prefetch is only a hint: hits, misses, more keys than it takes and
+// an empty key change no item and no counter.
+TEST_F(CacheTest, PrefetchChangesNothing)
+{
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(set(c, "p" + std::to_string(i), "v" + std::to_string(i)), 0);
+	struct cache_stats before = stats(c);
+	std::vector<std::string> names;
+	for (int i = 0; i < CACHE_PREFETCH_MAX + 8; i++)
+		names.push_back(i % 2 ? "p" + std::to_string(i) : "absent" + std::to_string(i));
+	std::vector<struct cache_key> keys;
+	for (auto &n : names)
+		keys.push_back({n.data(), n.size()});
+	keys.push_back({"", 0});
+	cache_prefetch(c, keys.data(), unsigned(keys.size()));
+	cache_prefetch(c, keys.data(), 0);
+	struct cache_stats after = stats(c);
+	EXPECT_EQ(std::memcmp(&before, &after, sizeof before), 0);
+	for (int i = 0; i < 100; i++)
+		EXPECT_EQ(get(c, "p" + std::to_string(i)).val, "v" + std::to_string(i));
+}
+
+// Prefetching while writers grow the table: the table pointer and size are
+// read without the lock (TSan checks the atomics; ASan that nothing is read
+// from a freed table).
+TEST_F(CacheTest, PrefetchDuringTableGrowth)
+{
+	make(32u << 20, 64 * 1024, 2, CACHE_S3FIFO, 64);
+	std::atomic<bool> stop{false};
+	std::thread reader([&] {
+		std::vector<std::string> names(16);
+		std::vector<struct cache_key> keys(16);
+		for (unsigned r = 0; !stop.load(); r++) {
+			for (unsigned i = 0; i < 16; i++) {
+				names[i] = "g" + std::to_string((r * 16 + i) % 40000);
+				keys[i] = {names[i].data(), names[i].size()};
+			}
+			cache_prefetch(c, keys.data(), 16);
+		}
+	});
+	for (int i = 0; i < 40000; i++)
+		ASSERT_EQ(set(c, "g" + std::to_string(i), std::to_string(i)), 0);
+	stop = true;
+	reader.join();
+	EXPECT_GT(stats(c).table_grows, 5u);
+	for (int i = 0; i < 40000; i += 97)
+		ASSERT_EQ(get(c, "g" + std::to_string(i)).val, std::to_string(i));
+}
+
 // A table that cannot grow (pooled segments fill the limit first) evicts
 // within its buckets and stays correct.
 TEST_F(CacheTest, FullTableEvictsInBuckets)
