@@ -79,6 +79,7 @@ struct ctx {
 	struct np_conn *c;
 	struct bp_chain *in, *out;
 	struct srv_counters *ctr;
+	size_t backlog; /* output bytes not yet sent when these requests came */
 };
 
 static int do_store(struct ctx *x, const struct mc_request *r)
@@ -105,6 +106,36 @@ static int do_store(struct ctx *x, const struct mc_request *r)
 	return mc_encode_status(x->out, r, store_status(r, rc), cas_out);
 }
 
+/* A reply waiting for a slow reader pins the store segment its value is in,
+ * a whole segment per value, and a few clients that do not read could pin
+ * most of a small store (SETs then fail: docs/server.md). So when a
+ * connection is backed up — SRV_BACKLOG_COPY bytes of earlier replies still
+ * unsent when its requests are read, or SRV_BATCH_COPY bytes of replies in
+ * this batch — values are copied into network blocks, which backpressure
+ * bounds, instead of referencing the store. A client that keeps up gets
+ * every value by reference; so does any reply when no block can be had. */
+#define SRV_BACKLOG_COPY (1 * 1024)
+#define SRV_BATCH_COPY (8 * 1024)
+
+static void reply_value(struct ctx *x, struct cache_value *v)
+{
+	if (v->data.len == 0 ||
+	    (x->backlog < SRV_BACKLOG_COPY && bp_chain_len(x->out) < SRV_BATCH_COPY)) {
+		srv_ctr(&x->ctr->get_refs, 1);
+		return;
+	}
+	struct bp_block *b = bp_block_get(x->out->pool, v->data.len);
+	if (!b) {
+		srv_ctr(&x->ctr->get_refs, 1);
+		return;
+	}
+	uint32_t len = v->data.len;
+	memcpy(bp_block_data(b), bp_slice_ptr(&v->data), len);
+	bp_slice_release(&v->data);
+	v->data = (struct bp_slice){.blk = b, .off = 0, .len = len};
+	srv_ctr(&x->ctr->get_copies, 1);
+}
+
 static int do_get_one(struct ctx *x, const struct mc_request *r, const char *key,
                       size_t klen, bool gat)
 {
@@ -116,12 +147,12 @@ static int do_get_one(struct ctx *x, const struct mc_request *r, const char *key
 			return 0; /* a text miss is the absence of a VALUE line */
 		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
 	}
+	reply_value(x, &v);
 	int w = is_text(r)
 		? mc_text_encode_value(x->out, r, key, klen, v.flags, v.cas,
 		                       v.data.len ? &v.data : NULL)
 		: mc_bin_encode_get_hit(x->out, r, v.flags, v.cas,
 		                        v.data.len ? &v.data : NULL);
-	srv_ctr(&x->ctr->get_refs, 1);
 	cache_value_release(&v); /* the output chain holds its own reference */
 	return w;
 }
@@ -227,8 +258,8 @@ static int do_mg(struct ctx *x, const struct mc_request *r)
 	};
 	if (info.ttl < -1)
 		info.ttl = -1;
+	reply_value(x, &v);
 	int w = mc_meta_encode_hit(x->out, r, &info, v.data.len ? &v.data : NULL);
-	srv_ctr(&x->ctr->get_refs, 1);
 	cache_value_release(&v);
 	return w;
 }
@@ -406,7 +437,8 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 	if (!p)
 		return -ENOMEM;
 	struct ctx x = {s, sc, c, in, np_conn_out(c),
-	                &s->ctr[np_loop_index(np_conn_loop(c))]};
+	                &s->ctr[np_loop_index(np_conn_loop(c))],
+	                bp_chain_len(np_conn_out(c))};
 	if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
 		prefetch_gets(s, in);
 	for (;;) {
