@@ -144,6 +144,7 @@ enum np_backend np_group_backend(const struct np_group *g);
 	X(bytes_written, COUNTER, "bytes sent")                             \
 	X(wait_calls, COUNTER, "epoll_wait/io_uring_enter calls")           \
 	X(read_pauses, COUNTER, "reads paused for output backpressure")     \
+	X(recv_nobufs, COUNTER, "io_uring receives ended: buffer ring empty") \
 	X(in_overflows, COUNTER, "connections closed: input over in_max")   \
 	X(posts, COUNTER, "cross-thread posts run")                          \
 	X(syscalls, COUNTER, "system calls made by the loops' data path")    \

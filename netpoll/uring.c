@@ -441,6 +441,8 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 	/* The multishot recv ended. */
 	c->recv_armed = 0;
 	u->inflight--;
+	if (res == -ENOBUFS)
+		np__ctr(&l->st.recv_nobufs, 1);
 	if (!(c->flags & NP_C_CLOSED)) {
 		if (res == 0)
 			np__conn_eof(c);
