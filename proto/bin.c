@@ -66,6 +66,29 @@ static int shape_ok(enum mc_bin_shape shape, uint32_t ext, uint32_t key,
 	return 0;
 }
 
+unsigned mc_bin_peek_get_keys(const struct bp_chain *in, struct mc_key_view *keys,
+                              unsigned max)
+{
+	struct iovec iov;
+	if (bp_chain_write_iov(in, &iov, 1, NULL) != 1)
+		return 0;
+	const unsigned char *h = iov.iov_base, *end = h + iov.iov_len;
+	unsigned n = 0;
+	while (n < max && (size_t)(end - h) >= MC_BIN_HDR_LEN && h[0] == MC_BIN_REQ_MAGIC) {
+		uint32_t keylen = be16(h + 2), extlen = h[4], bodylen = be32(h + 8);
+		const struct mc_bin_opdesc *d = mc_bin_lookup(h[1]);
+		if (d == NULL || bodylen > (size_t)(end - h) - MC_BIN_HDR_LEN ||
+		    keylen + extlen > bodylen || keylen > MC_KEY_MAX ||
+		    !shape_ok(d->shape, extlen, keylen, bodylen))
+			break;
+		if (d->cmd == MC_CMD_GET)
+			keys[n++] = (struct mc_key_view){
+				(const char *)h + MC_BIN_HDR_LEN + extlen, keylen};
+		h += MC_BIN_HDR_LEN + bodylen;
+	}
+	return n;
+}
+
 int mc__bin_parse(struct mc_parser *p, struct bp_chain *in,
                   struct mc_request *req)
 {

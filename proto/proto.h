@@ -386,6 +386,20 @@ static inline int mc_parser_idle(const struct mc_parser *p)
 	return !p->has_pending && !p->swallow && !p->scan;
 }
 
+/* A key in the input chain (a view, valid until the chain is consumed). */
+struct mc_key_view {
+	const char *key;
+	size_t len;
+};
+
+/* The keys of the binary GET-family requests (GET, GETQ, GETK, GETKQ)
+ * among the whole requests at the start of the chain's first block, at most
+ * max: a hint for prefetching the store before a pipeline is executed.
+ * Scanning stops at the first thing that is not a whole, well-formed
+ * binary request; mc_parse still judges every byte. Returns the count. */
+unsigned mc_bin_peek_get_keys(const struct bp_chain *in, struct mc_key_view *keys,
+                              unsigned max);
+
 /* The value as iovecs into the input chain (no copy): count, or -EMSGSIZE
  * when more than max_iov are needed. */
 int mc_req_value_iov(const struct mc_request *req, const struct bp_chain *in,

@@ -401,32 +401,17 @@ static struct mc_parser *parser_of(struct srv_conn *sc)
 
 /* A pipeline of binary GETs: hand their keys to cache_prefetch before the
  * first is executed, so that the lookups' memory loads overlap instead of
- * each waiting in turn (see docs/performance.md, workload (b)). Only the
- * whole requests in the chain's first block are looked at; anything odd
- * ends the scan, since the parser proper judges every byte anyway. */
-static void prefetch_gets(struct srv *s, struct bp_chain *in)
+ * each waiting in turn (see docs/performance.md, workload (b)). */
+static void prefetch_gets(struct srv *s, const struct bp_chain *in)
 {
-	enum { HDR = 24 };
-	struct iovec iov;
-	if (bp_chain_write_iov(in, &iov, 1, NULL) != 1 || iov.iov_len < 2 * HDR)
+	struct mc_key_view views[CACHE_PREFETCH_MAX];
+	unsigned n = mc_bin_peek_get_keys(in, views, CACHE_PREFETCH_MAX);
+	if (n < 2)
 		return;
-	const uint8_t *p = iov.iov_base, *end = p + iov.iov_len;
 	struct cache_key keys[CACHE_PREFETCH_MAX];
-	unsigned n = 0;
-	while (n < CACHE_PREFETCH_MAX && end - p >= HDR && p[0] == 0x80) {
-		uint8_t op = p[1];
-		size_t klen = ((size_t)p[2] << 8) | p[3];
-		size_t body = ((size_t)p[8] << 24) | ((size_t)p[9] << 16) |
-		              ((size_t)p[10] << 8) | p[11];
-		if (body > (size_t)(end - p) - HDR)
-			break;
-		if ((op == MC_OP_GET || op == MC_OP_GETQ || op == MC_OP_GETK ||
-		     op == MC_OP_GETKQ) && klen && klen + p[4] <= body)
-			keys[n++] = (struct cache_key){p + HDR + p[4], klen};
-		p += HDR + body;
-	}
-	if (n > 1)
-		cache_prefetch(s->cache, keys, n);
+	for (unsigned i = 0; i < n; i++)
+		keys[i] = (struct cache_key){views[i].key, views[i].len};
+	cache_prefetch(s->cache, keys, n);
 }
 
 static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)

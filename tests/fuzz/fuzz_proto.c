@@ -115,6 +115,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = size - pos < step ? size - pos : step;
 		add_block(&in, data + pos, n);
 		pos += n;
+		{
+			/* The prefetch hint reads the same bytes first (as the
+			 * server does): its keys must lie inside the first block. */
+			struct mc_key_view kv[8];
+			struct iovec first;
+			unsigned nk = mc_bin_peek_get_keys(&in, kv, 8);
+			if (nk) {
+				CHECK(bp_chain_write_iov(&in, &first, 1, NULL) == 1);
+				for (unsigned i = 0; i < nk; i++)
+					CHECK(kv[i].key >= (const char *)first.iov_base &&
+					      kv[i].key + kv[i].len <=
+					              (const char *)first.iov_base + first.iov_len);
+			}
+		}
 		for (;;) {
 			int rc = mc_parse(&p, &in, &r);
 			if (rc == -EAGAIN) {

@@ -514,3 +514,59 @@ TEST(BinExptime, ThirtyDayRule)
 }
 
 } // namespace
+
+namespace {
+
+std::vector<std::string> peek_keys(bp_chain *in, unsigned max = 32)
+{
+	mc_key_view v[32];
+	unsigned n = mc_bin_peek_get_keys(in, v, max);
+	std::vector<std::string> out;
+	for (unsigned i = 0; i < n; i++)
+		out.emplace_back(v[i].key, v[i].len);
+	return out;
+}
+
+// The prefetch hint: GET-family keys of the whole requests in the first
+// block, other commands stepped over, at most max.
+TEST(BinPeek, FindsTheGetKeysOfAPipeline)
+{
+	Chain in;
+	add_block(&in, bin_req(0x00, "", "a1", "") + bin_req(0x01, std::string(8, '\0'), "s", "v") +
+	                       bin_req(0x09, "", "b22", "") + bin_req(0x0c, "", "c", "") +
+	                       bin_req(0x0d, "", "d4", "") + bin_req(0x0a, "", "", "") +
+	                       bin_req(0x00, "", "e5", ""));
+	EXPECT_EQ(peek_keys(&in), (std::vector<std::string>{"a1", "b22", "c", "d4", "e5"}));
+	EXPECT_EQ(peek_keys(&in, 2), (std::vector<std::string>{"a1", "b22"}));
+}
+
+// Anything that is not a whole, well-formed binary request ends the scan:
+// a partial request, bad magic, an unknown opcode, a shape the opcode
+// does not allow, text. Nothing is read past the block.
+TEST(BinPeek, StopsAtWhatIsNotAWholeRequest)
+{
+	std::string get = bin_req(0x00, "", "k", "");
+	std::string bad_shape = bin_req(0x00, "xxxx", "k", "");  // GET with extras
+	std::string unknown = bin_req(0xee, "", "k", "");
+	std::string bad_magic = get;
+	bad_magic[0] = 0x81;
+	const std::string stops[] = {bad_shape, unknown, bad_magic, "get k\r\n"};
+	for (size_t i = 0; i < 4; i++) {
+		Chain in;
+		add_block(&in, get + stops[i] + get);
+		EXPECT_EQ(peek_keys(&in).size(), 1u) << "case " << i;
+	}
+	Chain partial;
+	add_block(&partial, get + get.substr(0, 20));
+	EXPECT_EQ(peek_keys(&partial).size(), 1u);
+	Chain empty;
+	EXPECT_TRUE(peek_keys(&empty).empty());
+	// A body length beyond the block, however large, stops the scan.
+	std::string huge = get;
+	huge[8] = huge[9] = huge[10] = huge[11] = '\xff';
+	Chain in;
+	add_block(&in, huge);
+	EXPECT_TRUE(peek_keys(&in).empty());
+}
+
+} // namespace
