@@ -98,25 +98,18 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static inline void shard_rdlock(struct shard *sh)
+static inline void shard_lock(struct shard *sh, bool write)
 {
 	for (int i = 0; i < SPIN_TRIES; i++) {
-		if (pthread_rwlock_tryrdlock(&sh->lock) == 0)
+		if ((write ? pthread_rwlock_trywrlock : pthread_rwlock_tryrdlock)(&sh->lock) == 0)
 			return;
 		cpu_relax();
 	}
-	pthread_rwlock_rdlock(&sh->lock);
+	(write ? pthread_rwlock_wrlock : pthread_rwlock_rdlock)(&sh->lock);
 }
 
-static inline void shard_wrlock(struct shard *sh)
-{
-	for (int i = 0; i < SPIN_TRIES; i++) {
-		if (pthread_rwlock_trywrlock(&sh->lock) == 0)
-			return;
-		cpu_relax();
-	}
-	pthread_rwlock_wrlock(&sh->lock);
-}
+static inline void shard_rdlock(struct shard *sh) { shard_lock(sh, false); }
+static inline void shard_wrlock(struct shard *sh) { shard_lock(sh, true); }
 
 /* ------------------------------------------------------------------------
  * Hashing
