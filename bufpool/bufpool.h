@@ -178,7 +178,8 @@ struct bp_chain {
 	uint32_t rd_offer;           /* bytes offered by the last read_iov */
 	uint32_t rd_tail;            /* ... of which in the tail block */
 	uint8_t tail_writable;       /* tail's space after its data is ours */
-	uint8_t _pad[3];
+	uint8_t _pad;
+	uint16_t copy_below;         /* append_slice copies shorter slices */
 	struct bp_block *wblk;       /* a write block, its space from wend on */
 	uint32_t wend;               /* ours (one reference held): replies */
 	                             /* resume there after a referenced slice */
@@ -270,13 +271,23 @@ int bp_chain_append(struct bp_chain *c, const void *p, size_t n);
  * reference; the caller keeps theirs. 0 or -ENOMEM. */
 int bp_chain_append_ref(struct bp_chain *c, const struct bp_slice *s);
 
-/* Appends the bytes of s the cheaper way: by copy when s->len is below
- * BP_COPY_THRESHOLD, else by reference. The threshold is measured (bench
- * BM_RespCopy vs BM_RespRef, docs/bufpool.md): below about 1 KiB one more
- * iovec in writev costs more than copying the bytes. Callers that promise
- * zero copy (GET values) use bp_chain_append_ref instead. */
+/* Appends the bytes of s the cheaper way: by copy when s->len is below the
+ * chain's copy threshold, else by reference. The default, BP_COPY_THRESHOLD,
+ * is measured (bench BM_RespCopy vs BM_RespRef, docs/bufpool.md): below
+ * about 1 KiB one more iovec in writev costs more than copying the bytes
+ * (Netpoll's LinkBuffer makes the same trade for small slices). Callers
+ * that must never copy use bp_chain_append_ref. */
 #define BP_COPY_THRESHOLD 1024u
 int bp_chain_append_slice(struct bp_chain *c, const struct bp_slice *s);
+
+/* The chain's copy threshold for bp_chain_append_slice: slices shorter
+ * than n bytes are copied (0: every slice by reference). It survives
+ * bp_chain_reset. n is capped at 65535. */
+void bp_chain_set_copy_below(struct bp_chain *c, size_t n);
+static inline size_t bp_chain_copy_below(const struct bp_chain *c)
+{
+	return c->copy_below;
+}
 
 /* Adopts len bytes at data+off of blk, taking over the caller's reference
  * (io_uring's provided buffers arrive this way). On -ENOMEM the caller

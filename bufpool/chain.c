@@ -91,6 +91,12 @@ void bp_chain_init(struct bp_chain *c, struct bp_pool *pool)
 	memset(c, 0, sizeof(*c));
 	c->pool = pool;
 	c->read_hint = READ_START;
+	c->copy_below = BP_COPY_THRESHOLD;
+}
+
+void bp_chain_set_copy_below(struct bp_chain *c, size_t n)
+{
+	c->copy_below = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
 }
 
 void bp_chain_deinit(struct bp_chain *c)
@@ -105,7 +111,9 @@ void bp_chain_deinit(struct bp_chain *c)
 	if (c->spare_node)
 		node_put(c->spare_node);
 	bp_block_unref(c->wblk);
+	uint16_t copy_below = c->copy_below;
 	bp_chain_init(c, c->pool);
+	c->copy_below = copy_below;
 }
 
 /* ---- reader ----------------------------------------------------------- */
@@ -469,7 +477,7 @@ int bp_chain_append_ref(struct bp_chain *c, const struct bp_slice *s)
 
 int bp_chain_append_slice(struct bp_chain *c, const struct bp_slice *s)
 {
-	if (s->len < BP_COPY_THRESHOLD)
+	if (s->len < c->copy_below)
 		return bp_chain_append(c, bp_slice_ptr(s), s->len);
 	return bp_chain_append_ref(c, s);
 }

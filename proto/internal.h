@@ -104,13 +104,15 @@ static inline void mc__wend(struct bp_chain *out, char *start, char *w)
 	bp_chain_commit(out, (size_t)(w - start));
 }
 
-/* Appends a value slice by reference (nothing for NULL/empty). */
+/* Appends a value slice (nothing for NULL/empty): by reference, or by copy
+ * when it is shorter than the output chain's copy threshold
+ * (bp_chain_set_copy_below; 0 makes every value a reference). */
 static inline int mc__append_value(struct bp_chain *out,
                                    const struct bp_slice *v)
 {
 	if (v == NULL || v->len == 0)
 		return 0;
-	return bp_chain_append_ref(out, v);
+	return bp_chain_append_slice(out, v);
 }
 
 /* Appends small bytes through reserve/commit (not counted as a copy:

@@ -39,9 +39,11 @@
  *    that the server can drop the stale item of a SET that was too large,
  *    as memcached does.
  *  - Encoders append to the output chain: headers and lines through
- *    bp_chain_reserve/commit (no counted copy), values by reference through
- *    bp_chain_append_ref (the chain takes its own reference; the caller keeps
- *    the slice). They return 0, or -ENOMEM (the output chain may then hold a
+ *    bp_chain_reserve/commit (no counted copy), values through
+ *    bp_chain_append_slice: by reference (the chain takes its own reference;
+ *    the caller keeps the slice), or copied (counted) when shorter than the
+ *    output chain's copy threshold (bp_chain_set_copy_below; 0: never
+ *    copied). They return 0, or -ENOMEM (the output chain may then hold a
  *    partial response: close the connection). They honour quiet/noreply
  *    themselves: an answer the client asked not to get is not written and
  *    the call returns 0.
@@ -478,7 +480,7 @@ int mc_encode_status(struct bp_chain *out, const struct mc_request *req,
                      enum mc_status st, uint64_t cas);
 
 /* Binary GET/GETK/GAT/GATK (and quiet forms) hit, and TOUCH success:
- * header, 4-byte flags, key for the K forms, value by reference (none for
+ * header, 4-byte flags, key for the K forms, value (see above; none for
  * TOUCH; value may be NULL for an empty value). */
 int mc_bin_encode_get_hit(struct bp_chain *out, const struct mc_request *req,
                           uint32_t flags, uint64_t cas,
@@ -497,7 +499,7 @@ int mc_bin_encode_stat(struct bp_chain *out, const struct mc_request *req,
 int mc_bin_encode_stat_end(struct bp_chain *out, const struct mc_request *req);
 
 /* Text "VALUE <key> <flags> <bytes>[ <cas>]\r\n<value>\r\n" (cas when the
- * request was gets/gats); value by reference, NULL when empty. */
+ * request was gets/gats); the value (see above), NULL when empty. */
 int mc_text_encode_value(struct bp_chain *out, const struct mc_request *req,
                          const char *key, size_t key_len, uint32_t flags,
                          uint64_t cas, const struct bp_slice *value);
@@ -527,7 +529,7 @@ struct mc_item_info {
 
 /* mg hit: "VA <size> <flags>\r\n<value>\r\n" when v was asked, else
  * "HD <flags>\r\n"; return flags (s t c f l h O k) in request order, then
- * W/X/Z. Value by reference. */
+ * W/X/Z. The value as above. */
 int mc_meta_encode_hit(struct bp_chain *out, const struct mc_request *req,
                        const struct mc_item_info *info,
                        const struct bp_slice *value);

@@ -30,6 +30,9 @@
 	  "max simultaneous connections")                                       \
 	X(max_item_size, 'I', "max-item-size", SIZE, "1m", 1024, 4190208,       \
 	  "item_size_max", "largest item accepted (k/m suffix; at most 4m-4k)") \
+	X(copy_below, 0, "copy-below", SIZE, "1024", 0, 65535,                 \
+	  "value_copy_below", "GET values shorter than this are copied into "   \
+	  "the reply, longer ones sent from the store (0: none copied)")       \
 	X(backend, 0, "backend", BACKEND, "auto", 0, 0, "backend",              \
 	  "event backend: auto, epoll or io_uring")                             \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \

@@ -37,6 +37,7 @@
 	X(binary_conns, COUNTER, "connections that chose the binary protocol") \
 	X(text_conns, COUNTER, "connections that chose the text protocol")    \
 	X(get_refs, COUNTER, "values sent by reference from the store")       \
+	X(get_small, COUNTER, "values copied as shorter than --copy-below")   \
 	X(get_copies, COUNTER, "values copied for a backed-up connection")    \
 	X(oversized, COUNTER, "values refused as over the item size limit")   \
 	X(out_of_memory, COUNTER, "writes refused: the store could not make room")

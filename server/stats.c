@@ -126,6 +126,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("syscalls", t.np.syscalls);
 	EMIT("requests", t.sv.requests);
 	EMIT("values_sent_by_ref", t.sv.get_refs);
+	EMIT("values_copied_small", t.sv.get_small);
 	EMIT("values_copied_backlog", t.sv.get_copies);
 	EMIT("store_bytes_total", t.c.bytes_total);
 	return 0;

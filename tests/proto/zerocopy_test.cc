@@ -1,5 +1,6 @@
 // The claims, as counters: parsing a 1 MiB SET and answering its GET copy
-// no value byte, and parsing makes no allocation.
+// no value byte, a value below the output chain's copy threshold is copied
+// exactly once, and parsing makes no allocation.
 #include "util.h"
 
 using namespace mctest;
@@ -127,6 +128,47 @@ TEST(ZeroCopy, TextSetAndGetOfOneMiB)
 	EXPECT_EQ(copied(s3), copied(s2));
 	EXPECT_EQ(out.len(), std::string("VALUE big 0 1048576\r\n").size() + vlen + 7);
 	bp_slice_release(&item);
+}
+
+// A value shorter than the output chain's copy threshold is copied into the
+// reply (one counted copy of exactly its bytes, one iovec with its header);
+// a value at the threshold, or any value with the threshold at 0, is the
+// item's memory itself.
+TEST(ZeroCopy, SmallValuesAreCopiedBelowTheChainsThreshold)
+{
+	for (size_t below : {size_t{0}, size_t{64}, size_t{BP_COPY_THRESHOLD}}) {
+		for (size_t vlen : {size_t{1}, size_t{32}, size_t{64}, size_t{1023},
+		                    size_t{1024}, size_t{4096}}) {
+			SCOPED_TRACE("copy_below " + std::to_string(below) + ", value " +
+			             std::to_string(vlen));
+			mc_parser p;
+			mc_parser_init(&p, nullptr);
+			Chain in, out;
+			bp_chain_set_copy_below(&out.c, below);
+			add_block(&in, bin_req(0x00, "", "k", ""));
+			mc_request r;
+			ASSERT_EQ(mc_parse(&p, &in, &r), 1);
+			bp_block *b = bp_block_get(pool(), vlen);
+			memset(bp_block_data(b), 'x', vlen);
+			bp_slice item{b, 0, (uint32_t)vlen};
+			bp_stats s0 = stats();
+			ASSERT_EQ(mc_bin_encode_get_hit(&out.c, &r, 5, 1, &item), 0);
+			bp_stats s1 = stats();
+			bool copy = vlen < below;
+			EXPECT_EQ(copied(s1) - copied(s0), copy ? vlen : 0u);
+			iovec iov[8];
+			size_t bytes = 0;
+			int n = bp_chain_write_iov(&out.c, iov, 8, &bytes);
+			EXPECT_EQ(bytes, 24u + 4 + vlen);
+			ASSERT_EQ(n, copy ? 1 : 2);
+			const char *v = (const char *)iov[n - 1].iov_base +
+			                iov[n - 1].iov_len - vlen;
+			EXPECT_EQ(std::string(v, vlen), std::string(vlen, 'x'));
+			EXPECT_EQ(v == bp_block_data(b), !copy);
+			bp_slice_release(&item);
+			mc_parser_consume(&p, &in, &r);
+		}
+	}
 }
 
 TEST(ZeroCopy, ParsingAllocatesNothing)
