@@ -145,16 +145,20 @@ static void issue_random(struct lconn *cc, uint64_t due)
 static void refill(struct lconn *cc)
 {
 	int ph = atomic_load_explicit(&G.phase, memory_order_relaxed);
+	if ((int)(cc->tail - cc->head) >= G.cfg.pipeline)
+		return;
+	/* One clock read for the batch: it leaves in one flush. */
+	uint64_t t = now_ns();
 	while ((int)(cc->tail - cc->head) < G.cfg.pipeline) {
 		if (ph == PH_PREFILL) {
 			if (cc->pf_next >= cc->pf_end)
 				break;
-			issue(cc, LG_SET, cc->pf_next++, now_ns());
+			issue(cc, LG_SET, cc->pf_next++, t);
 		} else if (ph == PH_RUN && G.cfg.rate <= 0) {
 			if (G.cfg.requests &&
 			    rd(&cc->ll->sent) >= G.cfg.requests / (uint64_t)G.cfg.loops)
 				break;
-			issue_random(cc, now_ns());
+			issue_random(cc, t);
 		} else {
 			break;
 		}

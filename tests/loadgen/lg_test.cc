@@ -12,6 +12,20 @@
 
 namespace {
 
+// Keys are "k" and 11 zero-padded decimal digits of k mod 10^11.
+TEST(LgKey, FormatsLikePrintf)
+{
+	for (uint64_t k : {0ull, 7ull, 77ull, 99999ull, 123456789ull, 99999999999ull,
+	                   100000000000ull, 100000000042ull, 18446744073709551615ull}) {
+		char key[LG_KEY_LEN];
+		lg_key(k, key);
+		char want[LG_KEY_LEN + 1];
+		snprintf(want, sizeof(want), "k%011llu",
+		         (unsigned long long)(k % 100000000000ull));
+		EXPECT_EQ(std::string(key, LG_KEY_LEN), std::string(want, LG_KEY_LEN)) << k;
+	}
+}
+
 TEST(Hist, BucketsAreContiguousAndTight)
 {
 	// Every value maps to a bucket whose upper edge is >= it and within
