@@ -42,6 +42,8 @@ usage: bench/compare.sh [options] [-- geecache-bench options]
   --rounds N          rounds; each runs both servers once (default 5)
   --seconds S         measured seconds per run (default 5)
   --threads N         -t for both servers (default: nproc = $(nproc))
+  --gc-threads N      -t for geecached only (default: --threads)
+  --mc-threads N      -t for memcached only (default: --threads)
   --memory MIB        -m for both servers (default: the preset's)
   --out-dir DIR       where results.json, results.csv and logs go
                       (default: ./compare-<preset>-<backend>-<time>)
@@ -73,6 +75,7 @@ EOF
 
 geecached='' bench='' memcached='' alloccount=auto
 preset=a backend=epoll rounds=5 seconds=5 threads=$(nproc) memory='' outdir=''
+gc_threads='' mc_threads=''
 smoke=0 plot=0
 extra=()
 while (($#)); do
@@ -86,6 +89,8 @@ while (($#)); do
 	--rounds) rounds=$2; shift 2 ;;
 	--seconds) seconds=$2; shift 2 ;;
 	--threads) threads=$2; shift 2 ;;
+	--gc-threads) gc_threads=$2; shift 2 ;;
+	--mc-threads) mc_threads=$2; shift 2 ;;
 	--memory) memory=$2; shift 2 ;;
 	--out-dir) outdir=$2; shift 2 ;;
 	--plot) plot=1; shift ;;
@@ -108,6 +113,9 @@ geecached=$(cd "$(dirname "$geecached")" && pwd)/$(basename "$geecached")
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds: a positive integer"
 [[ $seconds =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--seconds: a number"
 [[ $threads =~ ^[1-9][0-9]*$ ]] || die "--threads: a positive integer"
+gc_threads=${gc_threads:-$threads} mc_threads=${mc_threads:-$threads}
+[[ $gc_threads =~ ^[1-9][0-9]*$ ]] || die "--gc-threads: a positive integer"
+[[ $mc_threads =~ ^[1-9][0-9]*$ ]] || die "--mc-threads: a positive integer"
 [[ -x $py ]] || die "$py is needed for the summary (Debian: python3)"
 
 if [[ -z $memcached ]]; then
@@ -192,7 +200,7 @@ with_preload() {
 
 start_geecached() {
 	ac_out=$outdir/geecached.alloc
-	gc_cmd=("$geecached" -p 0 -t "$threads" -m "$mem" "${srv[@]}" --backend "$backend")
+	gc_cmd=("$geecached" -p 0 -t "$gc_threads" -m "$mem" "${srv[@]}" --backend "$backend")
 	(with_preload "$gc_preload" "${gc_cmd[@]}") >"$outdir/geecached.log" 2>&1 &
 	gc_pid=$!
 	local line=
@@ -216,7 +224,7 @@ start_memcached() {
 	for _ in $(seq 20); do
 		local p=$((20000 + RANDOM % 40000))
 		port_open "$p" && continue
-		mc_cmd=("$memcached" "${user[@]}" -t "$threads" -m "$mem" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
+		mc_cmd=("$memcached" "${user[@]}" -t "$mc_threads" -m "$mem" -U 0 -l 127.0.0.1 -p "$p" -c 1024)
 		(with_preload "$alloccount" "${mc_cmd[@]}") >"$outdir/memcached.log" 2>&1 &
 		mc_pid=$!
 		for _ in $(seq 100); do
@@ -360,7 +368,7 @@ run_one() {
 	fi
 }
 
-echo "compare.sh: preset $preset$( ((smoke)) && echo ' (smoke)'), $rounds rounds of $seconds s, -t $threads -m $mem, geecached on $backend"
+echo "compare.sh: preset $preset$( ((smoke)) && echo ' (smoke)'), $rounds rounds of $seconds s, -t $gc_threads (geecached) / $mc_threads (memcached) -m $mem, geecached on $backend"
 echo "  alloccount: geecached ${gc_preload}, memcached ${alloccount}"
 echo "  out: $outdir"
 start_memcached
@@ -381,8 +389,8 @@ done
 	printf '{"date":"%s","preset":"%s","smoke":%s,"backend":"%s","rounds":%d,"seconds":%s,' \
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$preset" "$( ((smoke)) && echo true || echo false)" \
 		"$backend" "$rounds" "$seconds"
-	printf '"threads":%d,"memory_mib":%d,"nproc":%d,"cpu_model":"%s","kernel":"%s",' \
-		"$threads" "$mem" "$(nproc)" \
+	printf '"threads":%d,"gc_threads":%d,"mc_threads":%d,"memory_mib":%d,"nproc":%d,"cpu_model":"%s","kernel":"%s",' \
+		"$threads" "$gc_threads" "$mc_threads" "$mem" "$(nproc)" \
 		"$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo | sed 's/"/\\"/g')" "$(uname -r)"
 	printf '"memcached_version":"%s","geecached_version":"%s",' \
 		"$("$memcached" -V 2>&1 | head -n 1)" "$("$geecached" -V 2>&1 | head -n 1)"
