@@ -10,9 +10,10 @@
  *   kernel filled is adopted into the connection's input chain as it is
  *   (no copy), and a fresh block takes its place in the ring. An idle
  *   connection therefore pins no buffer. -ENOBUFS (ring empty) re-arms.
- * - Writes: one sendmsg in flight per connection, gathering the output
- *   chain; its msghdr and iovecs live in a small bufpool block until the
- *   completion. The output chain is consumed only on completion, so the
+ * - Writes: one send in flight per connection: IORING_OP_SEND when the
+ *   output is one buffer, else a sendmsg gathering the output chain, its
+ *   msghdr and iovecs in a small bufpool block until the completion. The
+ *   output chain is consumed only on completion, so the
  *   bytes stay referenced while the kernel reads them.
  * - Accept: multishot. Connect: a non-blocking connect() and a POLLOUT
  *   poll for its completion.
@@ -383,21 +384,32 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 	struct ur *u = l->be;
 	if (c->send_armed || !bp_chain_len(&c->out))
 		return 0;
-	size_t need = sizeof(struct msghdr) + SEND_IOV * sizeof(struct iovec);
-	struct bp_block *b = bp_block_get(l->g->pool, need);
-	if (!b)
-		return -ENOMEM;
-	struct msghdr *msg = (struct msghdr *)bp_block_data(b);
-	struct iovec *iov = (struct iovec *)(msg + 1);
-	memset(msg, 0, sizeof(*msg));
-	msg->msg_iov = iov;
-	msg->msg_iovlen = (size_t)bp_chain_write_iov(&c->out, iov, SEND_IOV, NULL);
 	struct io_uring_sqe *sqe = sqe_get(l);
-	if (!sqe) {
-		bp_block_unref(b);
+	if (!sqe)
 		return -ENOMEM;
+	/* The output in one buffer (a small reply, or replies copied
+	 * together) goes by IORING_OP_SEND: no msghdr block, and the kernel
+	 * imports no iovec. Anything else gathers by sendmsg. */
+	struct iovec one[2];
+	struct bp_block *b = NULL;
+	if (bp_chain_write_iov(&c->out, one, 2, NULL) == 1) {
+		io_uring_prep_send(sqe, c->fd, one[0].iov_base, one[0].iov_len,
+		                   MSG_NOSIGNAL);
+	} else {
+		size_t need = sizeof(struct msghdr) + SEND_IOV * sizeof(struct iovec);
+		b = bp_block_get(l->g->pool, need);
+		if (!b) {
+			io_uring_prep_nop(sqe); /* the sqe is taken: spend it */
+			io_uring_sqe_set_data64(sqe, OP_IGNORE);
+			return -ENOMEM;
+		}
+		struct msghdr *msg = (struct msghdr *)bp_block_data(b);
+		struct iovec *iov = (struct iovec *)(msg + 1);
+		memset(msg, 0, sizeof(*msg));
+		msg->msg_iov = iov;
+		msg->msg_iovlen = (size_t)bp_chain_write_iov(&c->out, iov, SEND_IOV, NULL);
+		io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
 	}
-	io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud(c, OP_SEND));
 	c->send_blk = b;
 	c->send_armed = 1;

@@ -39,6 +39,8 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	case SRV_BACKEND:
 		return strcmp(v, "auto") == 0 || strcmp(v, "epoll") == 0 ||
 		       strcmp(v, "io_uring") == 0 ? 0 : -EINVAL;
+	case SRV_ACCEPT:
+		return strcmp(v, "handoff") == 0 || strcmp(v, "reuseport") == 0 ? 0 : -EINVAL;
 	case SRV_FLAG:
 	case SRV_COUNT:
 		*num(o, d) = strtoll(v, NULL, 10);
@@ -209,7 +211,7 @@ void srv_options_value(const struct srv_options *o, size_t i, char *buf, size_t 
 {
 	const struct srv_opt_desc *d = &srv_opts[i];
 	struct srv_options *m = (struct srv_options *)o;
-	if (d->type == SRV_STR || d->type == SRV_BACKEND)
+	if (d->type == SRV_STR || d->type == SRV_BACKEND || d->type == SRV_ACCEPT)
 		snprintf(buf, len, "%s", *str(m, d));
 	else if (d->type == SRV_MIB)
 		snprintf(buf, len, "%" PRId64, *num(m, d) * 1024 * 1024);

@@ -5,7 +5,8 @@
  *   X(field, short, long, type, default, min, max, stats name, help)
  *
  * Types: INT (decimal), SIZE (bytes, with an optional k/m/g suffix), MIB
- * (mebibytes, memcached's -m), STR, BACKEND (auto|epoll|io_uring), COUNT
+ * (mebibytes, memcached's -m), STR, BACKEND (auto|epoll|io_uring), ACCEPT
+ * (handoff|reuseport), COUNT
  * (repeatable flag: -v, -vv), FLAG (no argument). A short of 0 means long
  * only. Parsing is strict: a bad flag or value is one line on stderr and
  * exit status 2.
@@ -35,6 +36,9 @@
 	  "the reply, longer ones sent from the store (0: none copied)")       \
 	X(backend, 0, "backend", BACKEND, "auto", 0, 0, "backend",              \
 	  "event backend: auto, epoll or io_uring")                             \
+	X(accept, 0, "accept", ACCEPT, "reuseport", 0, 0, "accept_mode",        \
+	  "how connections reach loops: reuseport (the kernel's hash) or "     \
+	  "handoff (one acceptor, to the loop with fewest)")                   \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(idle_timeout, 0, "idle-timeout", INT, "0", 0, 2147483, "idle_timeout", \
@@ -47,7 +51,7 @@
 	X(help_markdown, 0, "help-markdown", FLAG, "0", 0, 1, NULL,             \
 	  "print the options as the Markdown table of docs/server.md")
 
-enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_STR, SRV_BACKEND, SRV_COUNT, SRV_FLAG };
+enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_STR, SRV_BACKEND, SRV_ACCEPT, SRV_COUNT, SRV_FLAG };
 
 struct srv_options {
 #define SRV_X_FIELD(f, s, l, type, def, lo, hi, st, help) int64_t f; const char *f##_str;

@@ -124,6 +124,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	if ((r = emit(arg, "pool_hit_ratio", buf)))
 		return r;
 	EMIT("syscalls", t.np.syscalls);
+	EMIT("conns_handed_off", t.np.handoffs);
 	EMIT("requests", t.sv.requests);
 	EMIT("values_sent_by_ref", t.sv.get_refs);
 	EMIT("values_copied_small", t.sv.get_small);

@@ -11,6 +11,9 @@
   served again.
 - --idle-timeout closes idle connections (and counts them), not busy ones.
 - SIGINT stops the server like SIGTERM: exit status 0.
+- --accept: reuseport (every loop accepts; none handed off) or handoff
+  (loop 0 accepts and hands connections to the loop with the fewest, so
+  about half of them move with two loops); both serve.
 - A small store (-m 5 -I 32k) gets small segments (stats settings
   slab_page_size) and takes writes from many connections at once without
   refusing any, evicting instead; also while clients that do not read
@@ -30,7 +33,8 @@ BAD_ARGS = [
     ["--nosuch"], ["-x"], ["-p", "abc"], ["-p", "70000"], ["-p"], ["-I", "10m"],
     ["-I", "12q"], ["--backend", "foo"], ["extra"], ["-m", "1", "-I", "1m"],
     ["--idle-timeout", "-1"], ["--metrics-port=x"], ["-c", "0"], ["-t", "1000"],
-    ["-m", "0"], ["--help=yes"], ["-l", ""],
+    ["-m", "0"], ["--help=yes"], ["-l", ""], ["--accept", "both"],
+    ["--copy-below", "70000"], ["--copy-below", "-1"],
 ]
 
 
@@ -189,6 +193,30 @@ class Limits(g.ServerTest):
         srv.proc.send_signal(signal.SIGINT)
         srv.signalled = True
         srv.stop()
+
+    def test_accept_modes(self):
+        for mode in ("reuseport", "handoff"):
+            with self.subTest(mode=mode):
+                srv = self.server("-t", "2", "--accept", mode)
+                socks = [g.connect(srv.port) for _ in range(20)]
+                for s in socks:
+                    self.addCleanup(s.close)
+                for i, s in enumerate(socks):
+                    s.sendall(g.bin_set(b"acc%d" % i, b"v%d" % i))
+                    self.assertEqual(g.bin_recv(s).status, 0)
+                    s.sendall(g.bin_req(0x00, b"acc%d" % i))
+                    self.assertEqual(g.bin_recv(s).value, b"v%d" % i)
+                st = srv.stats()
+                self.assertEqual(srv.stats("settings")["accept_mode"], mode)
+                # ours, and the one stats() asked on
+                self.assertEqual(int(st["curr_connections"]), 21)
+                moved = int(st["conns_handed_off"])
+                if mode == "reuseport":
+                    self.assertEqual(moved, 0)
+                else:
+                    self.assertGreaterEqual(moved, 5)
+                    self.assertLessEqual(moved, 15)
+                srv.stop()
 
     def test_segment_size_follows_m_and_I(self):
         for args, want in ((("-m", "5", "-I", "32k"), 65536),

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# bench/ab.sh — two builds (or two flag sets) of a server, side by side.
+#
+# Starts server A and server B on free loopback ports, prefills both, then
+# runs the same geecache-bench workload against each ALTERNATELY for N
+# rounds (which goes first swaps every round), and prints per round the
+# requests, errors, server CPU ticks and p99 of each, then the medians of
+# the per-round ratios B/A: throughput, requests per server CPU-second, p99.
+# This is how a change is measured on a noisy machine: only ratios within a
+# round are compared. Exit status 1 when any reply was an error or wrong.
+#
+#   bench/ab.sh A_BIN B_BIN ROUNDS SECONDS [geecache-bench workload args]
+#
+# Environment: SRVARGS (flags for both servers; default "--backend io_uring
+# -m 64"), AARGS / BARGS (extra flags for A / B only), BENCH (the load
+# generator; default build/geecache-bench). The workload defaults to
+# compare.sh's preset b (-c 50 -d 16 -g 0.9 -v 32 -k 100000).
+#   AARGS="--copy-below 0" bench/ab.sh build/geecached build/geecached 6 3
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+(($# >= 4)) || { sed -n '2,20p' "$0" >&2; exit 2; }
+A=$1 B=$2 R=$3 S=$4
+shift 4
+W=("$@")
+((${#W[@]})) || W=(-c 50 -d 16 -g 0.9 -v 32 -k 100000)
+BENCH=${BENCH:-$here/../build/geecache-bench}
+read -r -a common <<<"${SRVARGS:---backend io_uring -m 64}"
+read -r -a aargs <<<"${AARGS:-}"
+read -r -a bargs <<<"${BARGS:-}"
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pa=$(free_port) pb=$(free_port)
+"$A" "${common[@]}" "${aargs[@]}" -p "$pa" -l 127.0.0.1 >/dev/null 2>&1 & ia=$!
+"$B" "${common[@]}" "${bargs[@]}" -p "$pb" -l 127.0.0.1 >/dev/null 2>&1 & ib=$!
+trap 'kill $ia $ib 2>/dev/null; wait 2>/dev/null' EXIT
+sleep 0.5
+"$BENCH" -H 127.0.0.1 -p "$pa" "${W[@]}" -T 0.2 --prefill >/dev/null
+"$BENCH" -H 127.0.0.1 -p "$pb" "${W[@]}" -T 0.2 --prefill >/dev/null
+ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; local -a f; read -r -a f <<<"$s"; echo $((f[11] + f[12])); }
+run() { # PORT PID -> "requests errors cpu_ticks p99_us"
+	local c0 c1 out
+	c0=$(ticks "$2")
+	out=$("$BENCH" -H 127.0.0.1 -p "$1" "${W[@]}" -T "$S" --json |
+		/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["requests"], d["errors"] + d["wrong"], d["p99_us"])')
+	c1=$(ticks "$2")
+	set -- $out
+	echo "$1 $2 $((c1 - c0)) $3"
+}
+for r in $(seq "$R"); do
+	if ((r % 2)); then ra=$(run "$pa" "$ia"); rb=$(run "$pb" "$ib")
+	else rb=$(run "$pb" "$ib"); ra=$(run "$pa" "$ia"); fi
+	echo "$r A $ra B $rb"
+done | /usr/bin/python3 -c '
+import statistics, sys
+t, c, p, errors = [], [], [], 0
+print("round  A: requests errors cpu_ticks p99_us  B: requests errors cpu_ticks p99_us")
+for line in sys.stdin:
+    f = line.split()
+    print(line.rstrip())
+    ra, ca, pa = int(f[2]), int(f[4]), float(f[5])
+    rb, cb, pb = int(f[7]), int(f[9]), float(f[10])
+    errors += int(f[3]) + int(f[8])
+    t.append(rb / ra); c.append((rb / max(cb, 1)) / (ra / max(ca, 1))); p.append(pb / pa)
+print("B/A medians: throughput %.3f  requests per CPU-s %.3f  p99 %.3f" %
+      (statistics.median(t), statistics.median(c), statistics.median(p)))
+print("  throughput per round", " ".join("%.2f" % x for x in t))
+print("  per CPU-s per round ", " ".join("%.2f" % x for x in c))
+if errors:
+    sys.exit("ab.sh: %d errors or wrong replies" % errors)'
