@@ -384,32 +384,33 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 	struct ur *u = l->be;
 	if (c->send_armed || !bp_chain_len(&c->out))
 		return 0;
-	struct io_uring_sqe *sqe = sqe_get(l);
-	if (!sqe)
-		return -ENOMEM;
 	/* The output in one buffer (a small reply, or replies copied
 	 * together) goes by IORING_OP_SEND: no msghdr block, and the kernel
 	 * imports no iovec. Anything else gathers by sendmsg. */
 	struct iovec one[2];
+	bool single = bp_chain_write_iov(&c->out, one, 2, NULL) == 1;
 	struct bp_block *b = NULL;
-	if (bp_chain_write_iov(&c->out, one, 2, NULL) == 1) {
-		io_uring_prep_send(sqe, c->fd, one[0].iov_base, one[0].iov_len,
-		                   MSG_NOSIGNAL);
-	} else {
+	struct msghdr *msg = NULL;
+	if (!single) {
 		size_t need = sizeof(struct msghdr) + SEND_IOV * sizeof(struct iovec);
 		b = bp_block_get(l->g->pool, need);
-		if (!b) {
-			io_uring_prep_nop(sqe); /* the sqe is taken: spend it */
-			io_uring_sqe_set_data64(sqe, OP_IGNORE);
+		if (!b)
 			return -ENOMEM;
-		}
-		struct msghdr *msg = (struct msghdr *)bp_block_data(b);
+		msg = (struct msghdr *)bp_block_data(b);
 		struct iovec *iov = (struct iovec *)(msg + 1);
 		memset(msg, 0, sizeof(*msg));
 		msg->msg_iov = iov;
 		msg->msg_iovlen = (size_t)bp_chain_write_iov(&c->out, iov, SEND_IOV, NULL);
-		io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
 	}
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe) {
+		bp_block_unref(b);
+		return -ENOMEM;
+	}
+	if (single)
+		io_uring_prep_send(sqe, c->fd, one[0].iov_base, one[0].iov_len, MSG_NOSIGNAL);
+	else
+		io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud(c, OP_SEND));
 	c->send_blk = b;
 	c->send_armed = 1;
