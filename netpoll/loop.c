@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -999,6 +1000,11 @@ static void *loop_main(void *arg)
 		clock_update(l);
 		timers_run(l);
 		flush_all(l);
+		if (l->g->o.yield) {
+			sched_yield();
+			np__ctr(&l->st.yields, 1);
+			np__ctr(&l->st.syscalls, 1);
+		}
 		if (atomic_load(&l->stop_req) && !l->stopping)
 			stop_begin(l);
 		if (l->now - last_drain_check >= 50) {

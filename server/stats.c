@@ -125,6 +125,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 		return r;
 	EMIT("syscalls", t.np.syscalls);
 	EMIT("conns_handed_off", t.np.handoffs);
+	EMIT("yields", t.np.yields);
 	EMIT("requests", t.sv.requests);
 	EMIT("values_sent_by_ref", t.sv.get_refs);
 	EMIT("values_copied_small", t.sv.get_small);

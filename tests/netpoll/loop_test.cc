@@ -245,6 +245,33 @@ TEST_P(NetpollTest, HandoffSpreadsConnectionsOverLoops)
 		close(fd);
 }
 
+// np_opts.yield: one sched_yield per event batch, counted as a yield and
+// as a syscall; none without it. Echo still works either way.
+TEST_P(NetpollTest, YieldAfterEachBatchOnlyWhenAsked)
+{
+	for (bool on : {false, true}) {
+		SCOPED_TRACE(on ? "yield on" : "yield off");
+		np_opts o{};
+		o.nloops = 1;
+		o.yield = on;
+		START(o);
+		int fd = connect_to(port);
+		for (int i = 0; i < 20; i++) {
+			ASSERT_TRUE(write_all(fd, "ping", 4));
+			ASSERT_EQ(read_n(fd, 4), "ping");
+		}
+		np_stats st = stats();
+		if (on) {
+			EXPECT_GE(st.yields, 20u); // at least one batch per round trip
+			EXPECT_GE(st.syscalls, st.yields + st.wait_calls);
+		} else {
+			EXPECT_EQ(st.yields, 0u);
+		}
+		close(fd);
+		np_group_destroy(&g);
+	}
+}
+
 TEST_P(NetpollTest, PeerCloseMidMessageAndReset)
 {
 	START();

@@ -14,6 +14,8 @@
 - --accept: reuseport (every loop accepts; none handed off) or handoff
   (loop 0 accepts and hands connections to the loop with the fewest, so
   about half of them move with two loops); both serve.
+- --yield 1 (default) yields the CPU after each event batch and counts it
+  (`yields`); --yield 0 never does.
 - A small store (-m 5 -I 32k) gets small segments (stats settings
   slab_page_size) and takes writes from many connections at once without
   refusing any, evicting instead; also while clients that do not read
@@ -34,7 +36,7 @@ BAD_ARGS = [
     ["-I", "12q"], ["--backend", "foo"], ["extra"], ["-m", "1", "-I", "1m"],
     ["--idle-timeout", "-1"], ["--metrics-port=x"], ["-c", "0"], ["-t", "1000"],
     ["-m", "0"], ["--help=yes"], ["-l", ""], ["--accept", "both"],
-    ["--copy-below", "70000"], ["--copy-below", "-1"],
+    ["--copy-below", "70000"], ["--copy-below", "-1"], ["--yield", "2"],
 ]
 
 
@@ -216,6 +218,25 @@ class Limits(g.ServerTest):
                 else:
                     self.assertGreaterEqual(moved, 5)
                     self.assertLessEqual(moved, 15)
+                srv.stop()
+
+    def test_yield(self):
+        # --yield 1 (default): a sched_yield per event batch, in `yields`;
+        # --yield 0: none. Served the same either way.
+        for args, on in (((), True), (("--yield", "0"), False)):
+            with self.subTest(args=args):
+                srv = self.server("-t", "1", *args)
+                s = g.connect(srv.port)
+                self.addCleanup(s.close)
+                for i in range(20):
+                    s.sendall(g.bin_set(b"y%d" % i, b"v"))
+                    self.assertEqual(g.bin_recv(s).status, 0)
+                st = srv.stats()
+                self.assertEqual(srv.stats("settings")["yield"], "1" if on else "0")
+                if on:
+                    self.assertGreaterEqual(int(st["yields"]), 20)
+                else:
+                    self.assertEqual(int(st["yields"]), 0)
                 srv.stop()
 
     def test_segment_size_follows_m_and_I(self):
