@@ -38,6 +38,26 @@ static uint64_t mono_us(void)
 
 /* One clock read sets both: l->now (ms) for deadlines, l->now_us for
  * timers. */
+/* np_opts.yield_us: a batch of events that kept the loop busy for at least
+ * yield_us microseconds (from the wait's return, stamped by np__woke — the
+ * backends run the handlers inside their wait — to the end of its flushes)
+ * is followed by one sched_yield(). A lightly loaded loop's batches are
+ * short and never yield. */
+static void yield_check(struct np_loop *l)
+{
+	uint32_t after = l->g->o.yield_us;
+	if (!after || mono_us() - l->woke_us < after)
+		return;
+	sched_yield();
+	np__ctr(&l->st.yields, 1);
+	np__ctr(&l->st.syscalls, 1);
+}
+
+void np__woke(struct np_loop *l)
+{
+	l->woke_us = mono_us();
+}
+
 static void clock_update(struct np_loop *l)
 {
 	l->now_us = mono_us();
@@ -1000,11 +1020,7 @@ static void *loop_main(void *arg)
 		clock_update(l);
 		timers_run(l);
 		flush_all(l);
-		if (l->g->o.yield) {
-			sched_yield();
-			np__ctr(&l->st.yields, 1);
-			np__ctr(&l->st.syscalls, 1);
-		}
+		yield_check(l);
 		if (atomic_load(&l->stop_req) && !l->stopping)
 			stop_begin(l);
 		if (l->now - last_drain_check >= 50) {

@@ -101,17 +101,18 @@ struct np_opts {
 	uint32_t max_conns;       /* total over all loops; 0: 1024 */
 	uint32_t max_timers;      /* per loop; 0: 4096 */
 	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
-	bool yield;               /* sched_yield() after each event batch */
+	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never */
 	void *udata;              /* for the handler: np_group_udata() */
 };
 
-/* np_opts.yield: after each batch of events (and its flushes) the loop
- * calls sched_yield(), so that threads made runnable on its core meanwhile
- * (a co-located client or proxy, the other loops) run now instead of when
- * the scheduler's tick ends the loop's slice (4 ms at HZ=250 on a
- * non-preemptible kernel). With nothing else runnable it returns at once.
- * Counted in `yields` and in `syscalls`. docs/netpoll.md has the
- * measurements. */
+/* np_opts.yield_us: after a batch of events (and its flushes) that kept the
+ * loop busy for at least yield_us microseconds, the loop calls
+ * sched_yield(), so that threads made runnable on its core meanwhile (a
+ * co-located client or proxy, the other loops) run now instead of when the
+ * scheduler's tick ends the loop's slice (4 ms at HZ=250 on a
+ * non-preemptible kernel). Short batches (a lightly loaded loop) never
+ * yield: giving up the core there only delays the next wake-up. Counted in
+ * `yields` and in `syscalls`. docs/netpoll.md has the measurements. */
 
 /* Creates the group and its loops (not yet running). Start-up: allocates.
  * NULL with errno on failure (a forced backend that cannot run: ENOSYS). */
@@ -158,7 +159,7 @@ enum np_backend np_group_backend(const struct np_group *g);
 	X(posts, COUNTER, "cross-thread posts run")                          \
 	X(syscalls, COUNTER, "system calls made by the loops' data path")    \
 	X(handoffs, COUNTER, "connections handed from the acceptor to a loop") \
-	X(yields, COUNTER, "sched_yield calls after event batches (np_opts.yield)")
+	X(yields, COUNTER, "sched_yield calls after long event batches (yield_us)")
 
 struct np_stats {
 #define NP_X_FIELD(name, kind, help) uint64_t name;

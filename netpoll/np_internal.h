@@ -80,6 +80,7 @@ struct np_loop {
 	bool thread_started;
 	uint64_t now;     /* ms, CLOCK_MONOTONIC, read once per loop turn */
 	uint64_t now_us;  /* the same reading in microseconds (timers) */
+	uint64_t woke_us; /* when the backend's wait last returned (np__woke) */
 	/* connections by slot */
 	struct np_conn **slots;
 	uint32_t nslots, *free_slots, nfree;
@@ -164,6 +165,7 @@ void np__listener_ready(struct np_loop *l, int fd); /* accept4 loop */
 void np__conn_accepted(struct np_loop *l, int fd);  /* one accepted fd */
 bool np__accept_error(struct np_loop *l, int err);  /* true: backing off */
 void np__wake_drain(struct np_loop *l);             /* read eventfd, run posts */
+void np__woke(struct np_loop *l); /* backends: the wait returned, events follow */
 void np__wake_done(struct np_loop *l);              /* eventfd already read */
 struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag);
 void np__conn_release(struct np_conn *c);        /* backend's last ref */

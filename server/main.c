@@ -137,7 +137,7 @@ int main(int argc, char **argv)
 		.backend = be,
 		.accept_mode = strcmp(s->o.accept_str, "reuseport") == 0
 		                       ? NP_ACCEPT_REUSEPORT : NP_ACCEPT_HANDOFF,
-		.yield = s->o.yield != 0,
+		.yield_us = (uint32_t)s->o.yield_us,
 		.pool = s->pool,
 		.in_max = (size_t)s->o.max_item_size + 64 * 1024,
 		.idle_timeout_ms = (uint32_t)s->o.idle_timeout * 1000,

@@ -39,9 +39,9 @@
 	X(accept, 0, "accept", ACCEPT, "reuseport", 0, 0, "accept_mode",        \
 	  "how connections reach loops: reuseport (the kernel's hash) or "     \
 	  "handoff (one acceptor, to the loop with fewest)")                   \
-	X(yield, 0, "yield", INT, "1", 0, 1, "yield",                           \
-	  "1: after each event batch a loop yields the CPU to threads waiting " \
-	  "for it (sched_yield); 0: it runs until it sleeps or is preempted")   \
+	X(yield_us, 0, "yield-us", INT, "50", 0, 1000000, "yield_us",          \
+	  "a loop that ran this many microseconds on one batch of events "     \
+	  "yields the CPU (sched_yield) before waiting again (0: never)")      \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(idle_timeout, 0, "idle-timeout", INT, "0", 0, 2147483, "idle_timeout", \

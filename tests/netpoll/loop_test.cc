@@ -245,15 +245,17 @@ TEST_P(NetpollTest, HandoffSpreadsConnectionsOverLoops)
 		close(fd);
 }
 
-// np_opts.yield: one sched_yield per event batch, counted as a yield and
-// as a syscall; none without it. Echo still works either way.
-TEST_P(NetpollTest, YieldAfterEachBatchOnlyWhenAsked)
+// np_opts.yield_us: a batch that kept the loop busy that long is followed
+// by one sched_yield, counted as a yield and as a syscall. yield_us 1
+// makes every batch long enough; 0 (the default) never yields; a limit no
+// batch of a short echo reaches (10 s) yields nothing either.
+TEST_P(NetpollTest, YieldAfterLongBatchesOnly)
 {
-	for (bool on : {false, true}) {
-		SCOPED_TRACE(on ? "yield on" : "yield off");
+	for (uint32_t us : {0u, 1u, 10000000u}) {
+		SCOPED_TRACE("yield_us " + std::to_string(us));
 		np_opts o{};
 		o.nloops = 1;
-		o.yield = on;
+		o.yield_us = us;
 		START(o);
 		int fd = connect_to(port);
 		for (int i = 0; i < 20; i++) {
@@ -261,7 +263,7 @@ TEST_P(NetpollTest, YieldAfterEachBatchOnlyWhenAsked)
 			ASSERT_EQ(read_n(fd, 4), "ping");
 		}
 		np_stats st = stats();
-		if (on) {
+		if (us == 1) {
 			EXPECT_GE(st.yields, 20u); // at least one batch per round trip
 			EXPECT_GE(st.syscalls, st.yields + st.wait_calls);
 		} else {
