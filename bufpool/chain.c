@@ -23,7 +23,9 @@
 #include <errno.h>
 #include <string.h>
 
-#define WRITE_BLOCK 4096u        /* block size for reserve/append */
+#define WRITE_BLOCK 4096u        /* block size for reserve/append ... */
+#define WRITE_FIRST 1024u        /* ... but an empty chain's first is
+                                  * smaller: see new_write_tail */
 #define READ_MIN 2048u           /* adaptive read size bounds (block size) */
 #define READ_MAX 65536u
 #define READ_START 16384u
@@ -369,10 +371,24 @@ size_t bp_chain_nslices(const struct bp_chain *c)
 
 /* ---- writer ----------------------------------------------------------- */
 
-/* Links a fresh writable block of at least `need` bytes as the tail. */
+/* Links a fresh writable block of at least `need` bytes as the tail. An
+ * empty chain starts with a block of 1 KiB, or copy_below + 512 bytes when
+ * that is more (up to 4 KiB), so that a reply and a value copied beside
+ * its header still go out as one piece: most output chains carry one
+ * batch's small replies (a pipeline of 16 binary GET replies of 32-byte
+ * values fits) and are sent and emptied at the batch's end, when a loop
+ * may hold one such block for each of 256 connections at once; 4 KiB
+ * blocks there were 1 MiB per loop left in the pool's caches after a burst
+ * (bench/footprint.py). Later blocks of a chain are 4 KiB. */
 static void *new_write_tail(struct bp_chain *c, size_t need)
 {
-	size_t cap = need > WRITE_BLOCK - BP_BLOCK_HDR ? need : WRITE_BLOCK - BP_BLOCK_HDR;
+	size_t unit = WRITE_BLOCK;
+	if (!c->head) {
+		size_t first = (size_t)c->copy_below + 512u;
+		unit = first < WRITE_FIRST ? WRITE_FIRST : first < WRITE_BLOCK ? first : WRITE_BLOCK;
+	}
+	unit -= BP_BLOCK_HDR;
+	size_t cap = need > unit ? need : unit;
 	if (cap > UINT32_MAX)
 		return NULL;
 	struct bp_node *nd = node_get(c->pool);

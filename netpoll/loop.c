@@ -526,6 +526,8 @@ struct bp_chain *np_conn_out(struct np_conn *c) { return &c->out; }
 struct np_loop *np_conn_loop(const struct np_conn *c) { return c->loop; }
 void *np_conn_udata(const struct np_conn *c) { return c->udata; }
 void np_conn_set_udata(struct np_conn *c, void *u) { c->udata = u; }
+uint8_t np_conn_tag(const struct np_conn *c) { return c->tag; }
+void np_conn_set_tag(struct np_conn *c, uint8_t tag) { c->tag = tag; }
 int np_conn_fd(const struct np_conn *c) { return c->fd; }
 bool np_conn_is_closed(const struct np_conn *c) { return c->flags & NP_C_CLOSED; }
 

@@ -53,6 +53,7 @@ struct np_conn {
 	/* io_uring backend state */
 	struct bp_block *send_blk; /* msghdr + iovecs of the send in flight */
 	uint8_t recv_armed, send_armed, poll_armed;
+	uint8_t tag; /* the handler's (np_conn_tag) */
 };
 
 struct np_timer {

@@ -58,7 +58,6 @@ static void srv_free(struct srv *s)
 {
 	np_group_destroy(&s->metrics);
 	np_group_destroy(&s->group);
-	bp_objpool_destroy(&s->conn_pool);
 	bp_objpool_destroy(&s->parser_pool);
 	cache_destroy(&s->cache);
 	bp_pool_destroy(&s->pool);
@@ -123,9 +122,8 @@ int main(int argc, char **argv)
 	}
 	struct bp_pool_opts po = {.name = "net"};
 	s->pool = bp_pool_create(&po);
-	s->conn_pool = s->pool ? bp_objpool_create(s->pool, "srv_conn", sizeof(struct srv_conn)) : NULL;
 	s->parser_pool = s->pool ? bp_objpool_create(s->pool, "mc_parser", sizeof(struct mc_parser)) : NULL;
-	if (!s->conn_pool || !s->parser_pool) {
+	if (!s->parser_pool) {
 		fprintf(stderr, "geecached: out of memory at start\n");
 		srv_free(s);
 		return 1;

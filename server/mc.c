@@ -75,7 +75,7 @@ static enum cache_mode store_mode(const struct mc_request *r)
 
 struct ctx {
 	struct srv *s;
-	struct srv_conn *sc;
+	struct mc_parser *p;
 	struct np_conn *c;
 	struct bp_chain *in, *out;
 	struct srv_counters *ctr;
@@ -170,7 +170,7 @@ static int do_get(struct ctx *x, const struct mc_request *r)
 	size_t pos = 0;
 	const char *key;
 	size_t klen;
-	while (mc_req_next_key(x->sc->parser, x->in, r, &pos, &key, &klen) == 1) {
+	while (mc_req_next_key(x->p, x->in, r, &pos, &key, &klen) == 1) {
 		int w = do_get_one(x, r, key, klen, gat);
 		if (w < 0)
 			return w;
@@ -374,15 +374,16 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 
 /* ---- the handler ------------------------------------------------------ */
 
+static struct srv *srv_of(const struct np_conn *c)
+{
+	return np_group_udata(np_loop_group(np_conn_loop(c)));
+}
+
 static int mc_open(struct np_conn *c)
 {
-	struct srv *s = np_group_udata(np_loop_group(np_conn_loop(c)));
-	struct srv_conn *sc = bp_objpool_get(s->conn_pool);
-	if (!sc)
-		return -ENOMEM;
-	sc->s = s;
-	sc->proto = MC_PROTO_AUTO;
-	np_conn_set_udata(c, sc);
+	struct srv *s = srv_of(c);
+	np_conn_set_udata(c, NULL); /* the parser, made when bytes arrive */
+	np_conn_set_tag(c, MC_PROTO_AUTO);
 	bp_chain_set_copy_below(np_conn_out(c), (size_t)s->o.copy_below);
 	if (atomic_load_explicit(&s->verbosity, memory_order_relaxed) >= 2)
 		fprintf(stderr, "<%d new connection\n", np_conn_fd(c));
@@ -390,19 +391,28 @@ static int mc_open(struct np_conn *c)
 }
 
 /* The connection's parser, made when bytes arrive. NULL: out of memory. */
-static struct mc_parser *parser_of(struct srv_conn *sc)
+static struct mc_parser *parser_of(struct srv *s, struct np_conn *c)
 {
-	if (sc->parser)
-		return sc->parser;
-	sc->parser = bp_objpool_get(sc->s->parser_pool);
-	if (sc->parser) {
+	struct mc_parser *p = np_conn_udata(c);
+	if (p)
+		return p;
+	p = bp_objpool_get(s->parser_pool);
+	if (p) {
 		struct mc_parser_opts po = {
-			.proto = (enum mc_proto)sc->proto,
-			.item_max = (uint32_t)sc->s->o.max_item_size,
+			.proto = (enum mc_proto)np_conn_tag(c),
+			.item_max = (uint32_t)s->o.max_item_size,
 		};
-		mc_parser_init(sc->parser, &po);
+		mc_parser_init(p, &po);
+		np_conn_set_udata(c, p);
 	}
-	return sc->parser;
+	return p;
+}
+
+static void parser_put(struct srv *s, struct np_conn *c)
+{
+	struct mc_parser *p = np_conn_udata(c);
+	np_conn_set_udata(c, NULL);
+	bp_objpool_put(s->parser_pool, &p);
 }
 
 /* A pipeline of binary GETs: hand their keys to cache_prefetch before the
@@ -422,12 +432,11 @@ static void prefetch_gets(struct srv *s, const struct bp_chain *in)
 
 static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 {
-	struct srv_conn *sc = np_conn_udata(c);
-	struct srv *s = sc->s;
-	struct mc_parser *p = parser_of(sc);
+	struct srv *s = srv_of(c);
+	struct mc_parser *p = parser_of(s, c);
 	if (!p)
 		return -ENOMEM;
-	struct ctx x = {s, sc, c, in, np_conn_out(c),
+	struct ctx x = {s, p, c, in, np_conn_out(c),
 	                &s->ctr[np_loop_index(np_conn_loop(c))],
 	                bp_chain_len(np_conn_out(c))};
 	if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
@@ -435,16 +444,15 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 	for (;;) {
 		struct mc_request req;
 		int r = mc_parse(p, in, &req);
-		if (!sc->counted && mc_parser_proto(p) != MC_PROTO_AUTO) {
-			sc->counted = true;
-			sc->proto = (uint8_t)mc_parser_proto(p);
+		if (np_conn_tag(c) == MC_PROTO_AUTO && mc_parser_proto(p) != MC_PROTO_AUTO) {
+			np_conn_set_tag(c, (uint8_t)mc_parser_proto(p));
 			srv_ctr(mc_parser_proto(p) == MC_PROTO_BINARY
 			        ? &x.ctr->binary_conns : &x.ctr->text_conns, 1);
 		}
 		if (r == -EAGAIN) {
 			ssize_t need = (ssize_t)p->need;
 			if (!bp_chain_len(in) && mc_parser_idle(p))
-				bp_objpool_put(s->parser_pool, &sc->parser);
+				parser_put(s, c);
 			return need;
 		}
 		if (r < 0) {
@@ -472,17 +480,12 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 
 static void mc_close(struct np_conn *c, int err)
 {
-	struct srv_conn *sc = np_conn_udata(c);
-	if (!sc)
-		return;
-	if (atomic_load_explicit(&sc->s->verbosity, memory_order_relaxed) >= 2)
+	struct srv *s = srv_of(c);
+	if (atomic_load_explicit(&s->verbosity, memory_order_relaxed) >= 2)
 		fprintf(stderr, "<%d connection closed (%s)\n", np_conn_fd(c),
 		        err ? strerror(-err) : "ok");
-	struct srv *s = sc->s;
-	np_conn_set_udata(c, NULL);
-	if (sc->parser)
-		bp_objpool_put(s->parser_pool, &sc->parser);
-	bp_objpool_put(s->conn_pool, &sc);
+	if (np_conn_udata(c))
+		parser_put(s, c);
 }
 
 const struct np_handler srv_mc_handler = {

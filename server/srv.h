@@ -60,7 +60,6 @@ struct srv {
 	struct bp_pool *pool;         /* buffers and connection objects */
 	struct np_group *group;       /* memcached protocol */
 	struct np_group *metrics;     /* HTTP /metrics, or NULL */
-	struct bp_objpool *conn_pool; /* struct srv_conn */
 	struct bp_objpool *parser_pool; /* struct mc_parser, while not idle */
 	struct srv_counters *ctr;     /* one per loop */
 	int port, metrics_port;       /* bound */
@@ -68,16 +67,11 @@ struct srv {
 	_Atomic int verbosity;
 };
 
-/* Per-connection state (the np_conn's udata). The parser (520 bytes) is
- * taken from parser_pool when bytes arrive and given back when the input is
- * consumed and the parser idle, so that an idle connection holds only this
- * and netpoll's connection object. */
-struct srv_conn {
-	struct srv *s;
-	struct mc_parser *parser;     /* NULL while idle */
-	uint8_t proto;                /* enum mc_proto once chosen */
-	bool counted;                 /* protocol counted in the counters */
-};
+/* Per-connection state lives in netpoll's connection object: its udata is
+ * the parser (520 bytes), taken from parser_pool when bytes arrive and
+ * given back when the input is consumed and the parser idle (NULL while
+ * idle); its tag is the protocol (enum mc_proto) once chosen, and counted
+ * in the counters. An idle connection holds netpoll's object alone. */
 
 /* mc.c: the memcached handler. */
 extern const struct np_handler srv_mc_handler;

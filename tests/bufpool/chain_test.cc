@@ -770,7 +770,7 @@ void ChainModel::Step() {
 }
 
 TEST_P(ChainModel, RandomOperationsMatchAStringModel) {
-  const int kSteps = 3000;
+  const int kSteps = 4000;
   for (step_ = 1; step_ <= kSteps; step_++) {
     Step();
     if (HasFatalFailure()) {

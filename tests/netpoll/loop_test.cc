@@ -134,6 +134,45 @@ TEST_P(NetpollTest, EchoPipelined)
 	EXPECT_EQ(counts.close_errs, 0) << strerror(-counts.last_err);
 }
 
+// The handler's tag byte: 0 when a connection opens (also when its object
+// is a reused one), kept across reads. Each connection's first read sets it
+// to the first byte received; every later read replies with the tag, so a
+// lost or reset tag shows in the reply.
+ssize_t tag_data(np_conn *c, bp_chain *in)
+{
+	char b[64];
+	size_t n = bp_chain_len(in) < sizeof(b) ? bp_chain_len(in) : sizeof(b);
+	bp_chain_copy_out(in, 0, b, n);
+	bp_chain_skip(in, n);
+	if (np_conn_tag(c) == 0) {
+		np_conn_set_tag(c, static_cast<uint8_t>(b[0]));
+		return bp_chain_append(np_conn_out(c), "0", 1) < 0 ? -ENOMEM : 0;
+	}
+	char t = static_cast<char>(np_conn_tag(c));
+	return bp_chain_append(np_conn_out(c), &t, 1) < 0 ? -ENOMEM : 0;
+}
+
+TEST_P(NetpollTest, ConnTagStartsAtZeroAndIsKept)
+{
+	h.on_data = tag_data;
+	np_opts o{};
+	o.nloops = 1;
+	START(o);
+	for (int round = 0; round < 3; round++) { // objects are reused
+		int fd = connect_to(port);
+		ASSERT_GE(fd, 0);
+		char first = static_cast<char>('a' + round);
+		ASSERT_TRUE(write_all(fd, &first, 1));
+		EXPECT_EQ(read_n(fd, 1), "0");
+		for (int i = 0; i < 3; i++) {
+			ASSERT_TRUE(write_all(fd, "x", 1));
+			EXPECT_EQ(read_n(fd, 1), std::string(1, first));
+		}
+		close(fd);
+		EXPECT_TRUE(wait_for([&] { return counts.closes == round + 1; }));
+	}
+}
+
 TEST_P(NetpollTest, EchoOneByteAtATimeAndRandomSplits)
 {
 	START();
