@@ -590,13 +590,13 @@ static void seg_release(struct cache *c, struct shard *sh, int32_t id, bool keep
  * keeps (relocations), which would otherwise find no room exactly when
  * memory is full. The first pool block obtained while the reserve is
  * short refills it. */
-#define RESERVE 1u
+#define RESERVE(c) (2u * (c)->nshards - 1u)
 
 static int32_t seg_take(struct cache *c, bool reloc)
 {
 	int32_t id = NIL;
 	pthread_mutex_lock(&c->free_lock);
-	if (c->free_head != NIL && (reloc || c->nfree > RESERVE)) {
+	if (c->free_head != NIL && (reloc || c->nfree > RESERVE(c))) {
 		id = c->free_head;
 		c->free_head = c->segs[id].next;
 		c->nfree--;
@@ -611,7 +611,7 @@ static int32_t seg_take(struct cache *c, bool reloc)
 		c->empty_head = s->next;
 		s->blk = blk;
 		s->data = bp_block_data(blk);
-		if (reloc || c->nfree >= RESERVE)
+		if (reloc || c->nfree >= RESERVE(c))
 			goto out;
 		/* The first block after the reserve ran out refills it. */
 		s->next = c->free_head;
@@ -689,10 +689,11 @@ static int32_t bump_alloc(struct cache *c, struct shard *sh, int q,
 enum fate { DROP, KEEP };
 
 /* Removes every live item of segment id (owned by sh and unlinked from its
- * queue), relocating the ones the policy keeps when `retain`, and releases
- * the segment. Returns the live items dropped. */
+ * queue), relocating the ones the policy keeps when `retain` — all of them
+ * when `clean` (see pick_clean), into the victim's own queue with their
+ * counts — and releases the segment. */
 static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
-                      bool retain, int64_t now, bool keep_block)
+                      bool retain, bool clean, int64_t now, bool keep_block)
 {
 	struct seg *s = &c->segs[id];
 	uint32_t off = 0;
@@ -716,7 +717,7 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 		}
 		unsigned f = slot_freq(v);
 		enum fate fate = DROP;
-		if (c->policy == CACHE_S3FIFO && f > 0)
+		if (c->policy == CACHE_S3FIFO && (f > 0 || clean))
 			fate = KEEP;
 		if (fate == KEEP) {
 			uint8_t meta = (uint8_t)(it.meta | F_CAS);
@@ -725,7 +726,8 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 			uint32_t noff;
 			int32_t nid = NIL;
 			if (retain && nsize <= sh->reloc_budget)
-				nid = bump_alloc(c, sh, Q_M, ttl_class(it.exp, now), nsize, &noff);
+				nid = bump_alloc(c, sh, clean ? s->q : Q_M,
+				                 ttl_class(it.exp, now), nsize, &noff);
 			if (nid != NIL) {
 				struct seg *ns = &c->segs[nid];
 				char *d = ns->data + noff;
@@ -740,8 +742,9 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 				nit.size = nsize;
 				nit.cas = cas;
 				account(sh, ns, &nit);
-				/* S -> M resets the count; M -> M spends one. */
-				unsigned nf = s->q == Q_S ? 0 : f - 1;
+				/* S -> M resets the count; M -> M spends one; a
+				 * cleaned item keeps its queue and count. */
+				unsigned nf = clean ? f : s->q == Q_S ? 0 : f - 1;
 				atomic_store_explicit(sp,
 				                      slot_make(slot_tag(v), nf, (uint32_t)nid, noff),
 				                      memory_order_relaxed);
@@ -761,8 +764,55 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 	seg_release(c, sh, id, keep_block);
 }
 
-/* Picks and evicts one sealed segment of sh. Returns false when sh has
- * none. */
+/* Cleaning. memcached frees an overwritten item's memory at once; a log
+ * keeps the old version until its segment goes, so under overwrites a
+ * store with room for all of its data fills with garbage, and S3-FIFO,
+ * evicting the oldest segment (still mostly live then), dropped live items
+ * to make room the data did not need (docs/cache.md, "Cleaning"). So while
+ * less than CLEAN_PCT of the bytes of sh's segments are live items, an
+ * eviction takes the segment with the fewest live bytes among the
+ * CLEAN_SCAN oldest of each queue instead (a greedy cleaner, as in LFS)
+ * and keeps every item in it. It must be at most CLEAN_PCT live, so each
+ * cleaning frees at least a tenth of a segment. Returns NIL when sh holds
+ * too little garbage, or none of its old segments does. */
+#define CLEAN_PCT 90
+#define CLEAN_SCAN 64
+static int32_t pick_clean(struct cache *c, struct shard *sh)
+{
+	uint64_t live = atomic_load_explicit(&sh->ctr[CX_bytes_items], memory_order_relaxed);
+	uint64_t held = (uint64_t)(sh->qsegs[Q_S] + sh->qsegs[Q_M]) * c->seg_cap;
+	if (live * 100 >= held * CLEAN_PCT)
+		return NIL;
+	uint64_t best_live = (uint64_t)c->seg_cap * CLEAN_PCT / 100 + 1;
+	int32_t best = NIL;
+	for (int q = 0; q < NQ; q++) {
+		int32_t id = sh->q[q].tail;
+		for (unsigned n = 0; id != NIL && n < CLEAN_SCAN; n++, id = c->segs[id].prev) {
+			if (c->segs[id].live_bytes < best_live) {
+				best_live = c->segs[id].live_bytes;
+				best = id;
+			}
+		}
+	}
+	return best;
+}
+
+/* Cleans one segment of sh (pick_clean). False when sh has none to clean. */
+static bool clean_one(struct cache *c, struct shard *sh, int64_t now)
+{
+	if (c->policy != CACHE_S3FIFO)
+		return false;
+	int32_t id = pick_clean(c, sh);
+	if (id == NIL)
+		return false;
+	fifo_unlink(c, &sh->q[c->segs[id].q], id);
+	seg_evict(c, sh, id, true, true, now, true);
+	ctr_add(sh, CX_segs_cleaned, 1);
+	return true;
+}
+
+/* Picks and evicts one sealed segment of sh the S3-FIFO (or FIFO) way.
+ * Returns false when sh has none. */
 static bool evict_one(struct cache *c, struct shard *sh, int64_t now,
                       bool keep_block)
 {
@@ -783,7 +833,7 @@ static bool evict_one(struct cache *c, struct shard *sh, int64_t now,
 	if (id == NIL)
 		return false;
 	fifo_unlink(c, &sh->q[q], id);
-	seg_evict(c, sh, id, c->policy == CACHE_S3FIFO, now, keep_block);
+	seg_evict(c, sh, id, c->policy == CACHE_S3FIFO, false, now, keep_block);
 	return true;
 }
 
@@ -799,14 +849,34 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 	sh->reloc_budget += (uint64_t)c->seg_cap * RELOC_SEGS;
 	if (sh->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
 		sh->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
+	unsigned me = (unsigned)(sh - c->shards);
+	bool lent = false;
 	for (;;) {
 		int32_t id = seg_take(c, false);
 		if (id != NIL)
 			return id;
+		/* Garbage before items: a segment any shard can clean comes
+		 * before one whose unkept items would be dropped (segments
+		 * are one pool for all shards, so the shard that needs one is
+		 * not always the one holding the garbage). */
+		bool any = clean_one(c, sh, now);
+		for (unsigned i = 1; i < c->nshards && !any; i++) {
+			struct shard *o = &c->shards[(me + i) % c->nshards];
+			if (pthread_rwlock_trywrlock(&o->lock) != 0)
+				continue;
+			if (!lent) { /* this allocation's copying, once */
+				lent = true;
+				o->reloc_budget += (uint64_t)c->seg_cap * RELOC_SEGS;
+				if (o->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
+					o->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
+			}
+			any = clean_one(c, o, now);
+			pthread_rwlock_unlock(&o->lock);
+		}
+		if (any)
+			continue;
 		if (evict_one(c, sh, now, true))
 			continue;
-		bool any = false;
-		unsigned me = (unsigned)(sh - c->shards);
 		for (unsigned i = 1; i < c->nshards && !any; i++) {
 			struct shard *o = &c->shards[(me + i) % c->nshards];
 			if (pthread_rwlock_trywrlock(&o->lock) != 0)
@@ -914,7 +984,7 @@ static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 			            (s->max_exp != NEVER && (int64_t)s->max_exp <= now);
 			if (dead) {
 				fifo_unlink(c, &sh->q[q], id);
-				seg_evict(c, sh, id, false, now, true);
+				seg_evict(c, sh, id, false, false, now, true);
 				ctr_add(sh, CX_segs_expired, 1);
 				n++;
 			}
@@ -928,7 +998,7 @@ static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 			if (seg_flushed(c, s) ||
 			    (s->max_exp != NEVER && (int64_t)s->max_exp <= now)) {
 				sh->open[q][t] = NIL;
-				seg_evict(c, sh, id, false, now, true);
+				seg_evict(c, sh, id, false, false, now, true);
 				n++;
 			}
 		}

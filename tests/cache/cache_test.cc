@@ -603,6 +603,42 @@ TEST_F(CacheTest, SegmentsStayUsedUnderEviction)
 	EXPECT_GT(used, 0.85) << s.bytes_items << " of " << s.segments << " segments";
 }
 
+// Overwrites leave old versions in the log. A store with room for all of its
+// data (here about 75 % of the segment space) must reclaim that garbage by
+// cleaning — keeping every live item of the segments it empties — rather
+// than evict live items it has room for: every key keeps its latest value
+// and nothing is evicted, however many times the log wraps. (Before
+// cleaning, S3-FIFO dropped the unread items of each evicted segment.)
+TEST_F(CacheTest, OverwritesWithRoomLoseNothing)
+{
+	make(8u << 20, 64 * 1024, 2, CACHE_S3FIFO, 4096);
+	const int n = 1400;
+	std::vector<int> version(n, 0);
+	auto value = [](int k, int v) {
+		std::string s = std::to_string(k) + ":" + std::to_string(v) + ":";
+		s.resize(4000, 'x');
+		return s;
+	};
+	for (int k = 0; k < n; k++)
+		ASSERT_EQ(set(c, "ow" + std::to_string(k), value(k, 0)), 0);
+	std::mt19937_64 rng(11);
+	for (int i = 0; i < 20 * n; i++) { // the log wraps ~20 times
+		int k = static_cast<int>(rng() % n);
+		ASSERT_EQ(set(c, "ow" + std::to_string(k), value(k, ++version[k])), 0);
+	}
+	struct cache_stats s = stats(c);
+	EXPECT_EQ(s.evictions, 0u);
+	EXPECT_GT(s.segs_cleaned, 0u);
+	EXPECT_EQ(s.curr_items, uint64_t(n));
+	for (int k = 0; k < n; k++)
+		ASSERT_EQ(get(c, "ow" + std::to_string(k)).val, value(k, version[k])) << k;
+	// A store whose data does not fit still evicts (cleaning must not
+	// keep it from making room).
+	for (int k = n; k < 4 * n; k++)
+		ASSERT_EQ(set(c, "ow" + std::to_string(k), value(k, 0)), 0);
+	EXPECT_GT(stats(c).evictions, 0u);
+}
+
 TEST_F(CacheTest, TableGrowsAndKeepsItems)
 {
 	make(32u << 20, 64 * 1024, 2, CACHE_S3FIFO, 64);
