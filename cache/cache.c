@@ -588,9 +588,12 @@ static void seg_release(struct cache *c, struct shard *sh, int32_t id, bool keep
  * eviction. NIL when neither has one. New items (reloc false) may not take
  * the last RESERVE free segments: those are for the items an eviction
  * keeps (relocations), which would otherwise find no room exactly when
- * memory is full. The first pool block obtained while the reserve is
- * short refills it. */
-#define RESERVE(c) (2u * (c)->nshards - 1u)
+ * memory is full. One did for one shard; with more, evictions in two
+ * shards at once (one per loop thread here) ran it out, so three — not one
+ * per shard: geecached runs 16 shards at -m 512, and 31 reserved 2 MiB
+ * segments were 62 MiB its items could not use. The first pool block
+ * obtained while the reserve is short refills it. */
+#define RESERVE(c) ((c)->nshards > 1 ? 3u : 1u)
 
 static int32_t seg_take(struct cache *c, bool reloc)
 {
@@ -797,14 +800,20 @@ static int32_t pick_clean(struct cache *c, struct shard *sh)
 	return best;
 }
 
-/* Cleans one segment of sh (pick_clean). False when sh has none to clean. */
-static bool clean_one(struct cache *c, struct shard *sh, int64_t now)
+/* Cleans one segment of sh (pick_clean), adding `lend` bytes to sh's
+ * relocation budget first (up to its cap): a shard cleaned for another's
+ * allocation copies out of that allocation's share. False when sh has
+ * nothing to clean. */
+static bool clean_one(struct cache *c, struct shard *sh, int64_t now, uint64_t lend)
 {
 	if (c->policy != CACHE_S3FIFO)
 		return false;
 	int32_t id = pick_clean(c, sh);
 	if (id == NIL)
 		return false;
+	sh->reloc_budget += lend;
+	if (sh->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
+		sh->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
 	fifo_unlink(c, &sh->q[c->segs[id].q], id);
 	seg_evict(c, sh, id, true, true, now, true);
 	ctr_add(sh, CX_segs_cleaned, 1);
@@ -859,18 +868,14 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 		 * before one whose unkept items would be dropped (segments
 		 * are one pool for all shards, so the shard that needs one is
 		 * not always the one holding the garbage). */
-		bool any = clean_one(c, sh, now);
+		bool any = clean_one(c, sh, now, 0);
 		for (unsigned i = 1; i < c->nshards && !any; i++) {
 			struct shard *o = &c->shards[(me + i) % c->nshards];
 			if (pthread_rwlock_trywrlock(&o->lock) != 0)
 				continue;
-			if (!lent) { /* this allocation's copying, once */
-				lent = true;
-				o->reloc_budget += (uint64_t)c->seg_cap * RELOC_SEGS;
-				if (o->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
-					o->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
-			}
-			any = clean_one(c, o, now);
+			/* this allocation's copying, lent once */
+			any = clean_one(c, o, now, lent ? 0 : (uint64_t)c->seg_cap * RELOC_SEGS);
+			lent |= any;
 			pthread_rwlock_unlock(&o->lock);
 		}
 		if (any)
