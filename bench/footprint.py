@@ -7,7 +7,7 @@ then geecache-bench --prefill stores ITEMS items (12-byte keys, 32-byte
 values by default: the issue's 1M x 12 B / 32 B); `stats` must show them
 all (curr_items); RSS again. (RSS1 - RSS0) / ITEMS.
 
-Per idle connection: a fresh server holding one 32-byte item; 200
+Per idle connection: a fresh server holding one 32-byte item; WARM (1000)
 connections each GET it and close (pools and per-thread caches reach their
 working size); RSS0; CONNS connections open, each GETs the item (a hit, so
 the reply path ran) and stays open; `stats` must show them
@@ -20,7 +20,7 @@ turns; the medians are printed as a table (and --json). RSS is VmRSS of
 
   bench/footprint.py [--geecached build/geecached] [--memcached memcached]
                      [--rounds 3] [--items 1000000] [--conns 10000]
-                     [--value 32] [--json FILE]
+                     [--value 32] [--warm 1000] [--only KINDS] [--json FILE]
 """
 import argparse
 import json
@@ -205,17 +205,25 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.conns + 1024
     if soft < want:
-        if hard != resource.RLIM_INFINITY and hard < want and os.geteuid() == 0:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            if os.geteuid() != 0:
+                sys.exit("footprint.py: --conns %d needs %d file descriptors; the hard "
+                         "limit is %d (ulimit -Hn, or run as root)" % (args.conns, want, hard))
             hard = want
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
-    kinds = ["geecached-epoll", "geecached-io_uring"]
+    known = ["geecached-epoll", "geecached-io_uring", "memcached"]
+    kinds = known[:2]
     if args.memcached:
         kinds.append("memcached")
     else:
         print("footprint.py: no memcached; measuring geecached only", file=sys.stderr)
     if args.only:
-        kinds = [k for k in kinds if k in args.only.split(",")]
+        only = args.only.split(",")
+        bad = [k for k in only if k not in known]
+        if bad:
+            sys.exit("footprint.py: --only: unknown %s (one of %s)" % (",".join(bad), ",".join(known)))
+        kinds = [k for k in kinds if k in only]
     res = {k: {"item": [], "conn": []} for k in kinds}
     for r in range(args.rounds):
         order = kinds if r % 2 == 0 else kinds[::-1]

@@ -800,6 +800,14 @@ static int32_t pick_clean(struct cache *c, struct shard *sh)
 	return best;
 }
 
+/* Adds bytes to sh's relocation budget, up to RELOC_MAX segments' worth. */
+static void budget_add(struct cache *c, struct shard *sh, uint64_t bytes)
+{
+	sh->reloc_budget += bytes;
+	if (sh->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
+		sh->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
+}
+
 /* Cleans one segment of sh (pick_clean), adding `lend` bytes to sh's
  * relocation budget first (up to its cap): a shard cleaned for another's
  * allocation copies out of that allocation's share. False when sh has
@@ -811,9 +819,7 @@ static bool clean_one(struct cache *c, struct shard *sh, int64_t now, uint64_t l
 	int32_t id = pick_clean(c, sh);
 	if (id == NIL)
 		return false;
-	sh->reloc_budget += lend;
-	if (sh->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
-		sh->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
+	budget_add(c, sh, lend);
 	fifo_unlink(c, &sh->q[c->segs[id].q], id);
 	seg_evict(c, sh, id, true, true, now, true);
 	ctr_add(sh, CX_segs_cleaned, 1);
@@ -846,6 +852,26 @@ static bool evict_one(struct cache *c, struct shard *sh, int64_t now,
 	return true;
 }
 
+/* Cleans (clean) or evicts one segment of a shard other than shards[me],
+ * taking each one's lock only if it is free. A cleaning copies out of the
+ * allocation's budget, lent to the first shard cleaned (*lent). */
+static bool reclaim_other(struct cache *c, unsigned me, int64_t now, bool clean,
+                          bool *lent)
+{
+	for (unsigned i = 1; i < c->nshards; i++) {
+		struct shard *o = &c->shards[(me + i) % c->nshards];
+		if (pthread_rwlock_trywrlock(&o->lock) != 0)
+			continue;
+		bool done = clean ? clean_one(c, o, now, *lent ? 0 : (uint64_t)c->seg_cap * RELOC_SEGS)
+		                  : evict_one(c, o, now, true);
+		*lent |= clean && done;
+		pthread_rwlock_unlock(&o->lock);
+		if (done)
+			return true;
+	}
+	return false;
+}
+
 /* A segment for shard sh, evicting when the store has none. Tries the
  * shard's own queues first, then (without blocking) the other shards.
  * NIL when nothing can be evicted. */
@@ -855,9 +881,7 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 	 * RELOC_SEGS segments' worth per allocation, carried over up to
 	 * RELOC_MAX. Past it they drop everything, so the loop ends and the
 	 * copying per allocation stays bounded on average and at worst. */
-	sh->reloc_budget += (uint64_t)c->seg_cap * RELOC_SEGS;
-	if (sh->reloc_budget > (uint64_t)c->seg_cap * RELOC_MAX)
-		sh->reloc_budget = (uint64_t)c->seg_cap * RELOC_MAX;
+	budget_add(c, sh, (uint64_t)c->seg_cap * RELOC_SEGS);
 	unsigned me = (unsigned)(sh - c->shards);
 	bool lent = false;
 	for (;;) {
@@ -868,29 +892,11 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 		 * before one whose unkept items would be dropped (segments
 		 * are one pool for all shards, so the shard that needs one is
 		 * not always the one holding the garbage). */
-		bool any = clean_one(c, sh, now, 0);
-		for (unsigned i = 1; i < c->nshards && !any; i++) {
-			struct shard *o = &c->shards[(me + i) % c->nshards];
-			if (pthread_rwlock_trywrlock(&o->lock) != 0)
-				continue;
-			/* this allocation's copying, lent once */
-			any = clean_one(c, o, now, lent ? 0 : (uint64_t)c->seg_cap * RELOC_SEGS);
-			lent |= any;
-			pthread_rwlock_unlock(&o->lock);
-		}
-		if (any)
+		if (clean_one(c, sh, now, 0) || reclaim_other(c, me, now, true, &lent))
 			continue;
-		if (evict_one(c, sh, now, true))
+		if (evict_one(c, sh, now, true) || reclaim_other(c, me, now, false, &lent))
 			continue;
-		for (unsigned i = 1; i < c->nshards && !any; i++) {
-			struct shard *o = &c->shards[(me + i) % c->nshards];
-			if (pthread_rwlock_trywrlock(&o->lock) != 0)
-				continue;
-			any = evict_one(c, o, now, true);
-			pthread_rwlock_unlock(&o->lock);
-		}
-		if (!any)
-			return seg_take(c, true); /* last resort: the reserve */
+		return seg_take(c, true); /* last resort: the reserve */
 	}
 }
 

@@ -284,7 +284,7 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(evictions, COUNTER, "live items evicted for memory")                   \
 	X(expired_reclaimed, COUNTER, "expired or flushed items reclaimed")      \
 	X(segs_expired, COUNTER, "segments reclaimed whole by cache_expire")     \
-	X(relocations, COUNTER, "items kept by eviction (copied to main)")       \
+	X(relocations, COUNTER, "items kept by eviction or cleaning (copied)")   \
 	X(segs_cleaned, COUNTER, "segments evicted by the cleaner, every item kept") \
 	X(table_evictions, COUNTER, "items evicted because both buckets were full") \
 	X(table_grows, COUNTER, "hash table resizes")                            \

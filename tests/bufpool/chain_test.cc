@@ -1271,6 +1271,32 @@ TEST(ChainWriter, AppendSliceCopiesSmallAndReferencesLarge) {
   bp_block_unref(b);
 }
 
+// An empty chain's first write block is small — 1 KiB, or copy_below + 512
+// when that is more — so that a loop holding one reply chain per ready
+// connection holds 1 KiB blocks, not 4 KiB ones; blocks after the first are
+// 4 KiB. Measured by what the pool hands out (bytes_in_use, nodes included).
+TEST(ChainWriter, FirstWriteBlockIsSmallLaterOnesAreFull) {
+  Pool cp;
+  const size_t node = bp_class_size(0);  // a node is a smallest-class block
+  for (size_t below : {size_t{0}, size_t{1024}, size_t{8192}}) {
+    SCOPED_TRACE("copy_below " + std::to_string(below));
+    bp_chain c;
+    bp_chain_init(&c, cp);
+    bp_chain_set_copy_below(&c, below);
+    const size_t in0 = cp.stats().bytes_in_use;
+    ASSERT_EQ(bp_chain_append(&c, "reply", 5), 0);
+    const size_t first = cp.stats().bytes_in_use - in0 - node;
+    const size_t want = below + 512 < 1024 ? 1024 : below + 512 < 4096 ? below + 512 : 4096;
+    EXPECT_EQ(first, bptest::ClassSizeFor(want - BP_BLOCK_HDR));
+    // Fill it: the next block is a full 4 KiB one.
+    std::string fill(first, 'x');
+    ASSERT_EQ(bp_chain_append(&c, fill.data(), fill.size()), 0);
+    EXPECT_EQ(cp.stats().bytes_in_use - in0, first + 4096 + 2 * node);
+    EXPECT_EQ(ChainBytes(&c), "reply" + fill);
+    bp_chain_deinit(&c);
+  }
+}
+
 TEST(ChainWriter, UncommittedBytesAreDiscarded) {
   Pool cp;
   bp_chain c;

@@ -7,8 +7,8 @@ resident memory with them idle, minus its resident memory before they were
 opened, divided by N, must stay under 512 bytes per connection, the issue's
 bound (measured: about 340 B on either backend, of which ~50 B are the
 N items the connections stored; bench/footprint.py, which stores none,
-measures ~290; an epoll run now and then adds ~150 B of buffers left cached
-by a burst of 256-event batches; ASan: 2 KiB for its shadow; TSan: 64 KiB,
+measures ~290; an epoll run now and then adds up to ~50 B of reply blocks
+left cached by a burst of 256-event batches; ASan: 2 KiB for its shadow; TSan: 64 KiB,
 its shadow memory dominates). The figure is printed.
 
 The test raises its own RLIMIT_NOFILE (soft up to the hard limit; the
