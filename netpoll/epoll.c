@@ -132,7 +132,7 @@ static int ep_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct ep *e = l->be;
 	int n = ep_epoll_wait(e, timeout_us);
-	np__woke(l);
+	np__woke(l, n);
 	np__ctr(&l->st.wait_calls, 1);
 	np__ctr(&l->st.syscalls, 1);
 	if (n < 0)

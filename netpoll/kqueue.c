@@ -198,7 +198,7 @@ static int kq_wait(struct np_loop *l, int64_t timeout_us)
 		tsp = &ts;
 	}
 	int n = kevent(k->kqfd, NULL, 0, k->ev, MAX_EVENTS, tsp);
-	np__woke(l);
+	np__woke(l, n);
 	np__ctr(&l->st.wait_calls, 1);
 	np__ctr(&l->st.syscalls, 1);
 	if (n < 0)

@@ -53,9 +53,10 @@ static void yield_check(struct np_loop *l)
 	np__ctr(&l->st.syscalls, 1);
 }
 
-void np__woke(struct np_loop *l)
+void np__woke(struct np_loop *l, int nready)
 {
 	l->woke_us = mono_us();
+	l->send_now = nready >= 0 && nready <= NP_SEND_NOW_MAX;
 }
 
 static void clock_update(struct np_loop *l)
@@ -573,6 +574,10 @@ void np__read_ready(struct np_loop *l, struct np_conn *c)
 	if (total) {
 		np__ctr(&l->st.bytes_read, total);
 		np__conn_input(c);
+		/* A small batch sends now (NP_SEND_NOW_MAX); flush_all finds
+		 * the chain empty later. */
+		if (l->send_now && !(c->flags & (NP_C_CLOSED | NP_C_WANT_WRITE)) && bp_chain_len(&c->out))
+			np__conn_writable(c);
 	}
 	if (c->flags & NP_C_CLOSED)
 		return;

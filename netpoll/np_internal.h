@@ -82,6 +82,7 @@ struct np_loop {
 	uint64_t now;     /* ms, CLOCK_MONOTONIC, read once per loop turn */
 	uint64_t now_us;  /* the same reading in microseconds (timers) */
 	uint64_t woke_us; /* when the backend's wait last returned (np__woke) */
+	bool send_now;    /* a small readiness batch (NP_SEND_NOW_MAX) */
 	/* connections by slot */
 	struct np_conn **slots;
 	uint32_t nslots, *free_slots, nfree;
@@ -166,7 +167,9 @@ void np__listener_ready(struct np_loop *l, int fd); /* accept4 loop */
 void np__conn_accepted(struct np_loop *l, int fd);  /* one accepted fd */
 bool np__accept_error(struct np_loop *l, int err);  /* true: backing off */
 void np__wake_drain(struct np_loop *l);             /* read eventfd, run posts */
-void np__woke(struct np_loop *l); /* backends: the wait returned, events follow */
+/* Backends: the wait returned and nready readiness events follow (-1 when
+ * the backend is not readiness-based). */
+void np__woke(struct np_loop *l, int nready);
 void np__wake_done(struct np_loop *l);              /* eventfd already read */
 struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag);
 void np__conn_release(struct np_conn *c);        /* backend's last ref */
@@ -181,6 +184,15 @@ void np__conn_release(struct np_conn *c);        /* backend's last ref */
  * changes (to watch or stop watching for it). It returns 0, or a negative
  * errno for a fatal socket error (the caller closes). Either may close c. */
 #define NP_READ_BUDGET (256u * 1024u)
+/* In a batch of at most NP_SEND_NOW_MAX ready events, np__read_ready sends
+ * a connection's replies as soon as its handler returns, not at the end of
+ * the batch: the same one send per connection, and a reply no longer waits
+ * for the reads and handlers of the connections after it (open-loop p99
+ * x0.87 at 50k req/s, docs/netpoll.md). Larger batches, a saturated loop's,
+ * keep sending at the end: sends that leave together wake the client once
+ * for many replies (closed-loop throughput x0.91-0.93 when every batch sent
+ * at once). */
+#define NP_SEND_NOW_MAX 8
 void np__read_ready(struct np_loop *l, struct np_conn *c);
 int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
                     void (*update)(struct np_loop *l, struct np_conn *c));

@@ -560,7 +560,7 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
 		                                     timeout_us < 0 ? NULL : &ts, NULL);
 	}
-	np__woke(l);
+	np__woke(l, -1); /* completions are not a readiness batch */
 	np__ctr(&l->st.wait_calls, 1);
 	np__ctr(&l->st.syscalls, 1);
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)

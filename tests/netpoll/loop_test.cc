@@ -173,6 +173,70 @@ TEST_P(NetpollTest, ConnTagStartsAtZeroAndIsKept)
 	}
 }
 
+// Loop-thread state for SmallBatchSendsEachReplyBeforeTheNextRead.
+np_conn *last_replied;
+std::atomic<int> replies_seen{0}, replies_unsent_at_next_read{0};
+
+ssize_t echo_look_back(np_conn *c, bp_chain *in)
+{
+	if (last_replied && last_replied != c && bp_chain_len(np_conn_out(last_replied)))
+		replies_unsent_at_next_read++;
+	replies_seen++;
+	last_replied = c;
+	return echo_data(c, in);
+}
+
+void forget_replied(np_conn *c, int err)
+{
+	if (last_replied == c)
+		last_replied = nullptr;
+	count_close(c, err);
+}
+
+// Two connections become readable in one small batch (the loop is held in
+// a post while both are written). A readiness backend sends the first
+// one's reply before it reads the second (NP_SEND_NOW_MAX); it used to send
+// both at the batch's end, and the reply waited for the other's handler.
+TEST_P(NetpollTest, SmallBatchSendsEachReplyBeforeTheNextRead)
+{
+	if (GetParam() == NP_BACKEND_URING)
+		GTEST_SKIP() << "io_uring submits a batch's sends together by design";
+	last_replied = nullptr;
+	replies_seen = 0;
+	replies_unsent_at_next_read = 0;
+	h.on_data = echo_look_back;
+	h.on_close = forget_replied;
+	np_opts o{};
+	o.nloops = 1;
+	START(o);
+	int a = connect_to(port), b = connect_to(port);
+	ASSERT_GE(a, 0);
+	ASSERT_GE(b, 0);
+	ASSERT_TRUE(wait_for([&] { return counts.opens == 2; }));
+	static std::atomic<bool> held, release;
+	for (int round = 0; round < 5; round++) {
+		held = false;
+		release = false;
+		ASSERT_EQ(np_loop_post(np_group_loop(g, 0), [](void *) {
+			held = true;
+			while (!release)
+				std::this_thread::sleep_for(std::chrono::milliseconds(1));
+		}, nullptr), 0);
+		ASSERT_TRUE(wait_for([&] { return held.load(); }));
+		ASSERT_TRUE(write_all(a, "a", 1));
+		ASSERT_TRUE(write_all(b, "b", 1));
+		std::this_thread::sleep_for(std::chrono::milliseconds(5)); // both arrive
+		release = true;
+		EXPECT_EQ(read_n(a, 1), "a");
+		EXPECT_EQ(read_n(b, 1), "b");
+	}
+	EXPECT_EQ(replies_seen, 10);
+	EXPECT_EQ(replies_unsent_at_next_read, 0);
+	close(a);
+	close(b);
+	EXPECT_TRUE(wait_for([&] { return counts.closes == 2; }));
+}
+
 TEST_P(NetpollTest, EchoOneByteAtATimeAndRandomSplits)
 {
 	START();
