@@ -4,8 +4,8 @@
 # Starts server A and server B on free loopback ports, prefills both, then
 # runs the same geecache-bench workload against each ALTERNATELY for N
 # rounds (which goes first swaps every round), and prints per round the
-# requests, errors, server CPU ticks and p99 of each, then the medians of
-# the per-round ratios B/A: throughput, requests per server CPU-second, p99.
+# requests, errors, server CPU ticks and p99 and p50 of each, then the medians of
+# the per-round ratios B/A: throughput, requests per server CPU-second, p99, p50.
 # This is how a change is measured on a noisy machine: only ratios within a
 # round are compared. Exit status 1 when any reply was an error or wrong.
 #
@@ -36,14 +36,14 @@ sleep 0.5
 "$BENCH" -H 127.0.0.1 -p "$pa" "${W[@]}" -T 0.2 --prefill >/dev/null
 "$BENCH" -H 127.0.0.1 -p "$pb" "${W[@]}" -T 0.2 --prefill >/dev/null
 ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; local -a f; read -r -a f <<<"$s"; echo $((f[11] + f[12])); }
-run() { # PORT PID -> "requests errors cpu_ticks p99_us"
+run() { # PORT PID -> "requests errors cpu_ticks p99_us p50_us"
 	local c0 c1 out
 	c0=$(ticks "$2")
 	out=$("$BENCH" -H 127.0.0.1 -p "$1" "${W[@]}" -T "$S" --json |
-		/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["requests"], d["errors"] + d["wrong"], d["p99_us"])')
+		/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["requests"], d["errors"] + d["wrong"], d["p99_us"], d["p50_us"])')
 	c1=$(ticks "$2")
 	set -- $out
-	echo "$1 $2 $((c1 - c0)) $3"
+	echo "$1 $2 $((c1 - c0)) $3 $4"
 }
 for r in $(seq "$R"); do
 	if ((r % 2)); then ra=$(run "$pa" "$ia"); rb=$(run "$pb" "$ib")
@@ -51,18 +51,20 @@ for r in $(seq "$R"); do
 	echo "$r A $ra B $rb"
 done | /usr/bin/python3 -c '
 import statistics, sys
-t, c, p, errors = [], [], [], 0
-print("round  A: requests errors cpu_ticks p99_us  B: requests errors cpu_ticks p99_us")
+t, c, p, m, errors = [], [], [], [], 0
+print("round  A: requests errors cpu_ticks p99_us p50_us  B: requests errors cpu_ticks p99_us p50_us")
 for line in sys.stdin:
     f = line.split()
     print(line.rstrip())
-    ra, ca, pa = int(f[2]), int(f[4]), float(f[5])
-    rb, cb, pb = int(f[7]), int(f[9]), float(f[10])
-    errors += int(f[3]) + int(f[8])
-    t.append(rb / ra); c.append((rb / max(cb, 1)) / (ra / max(ca, 1))); p.append(pb / pa)
-print("B/A medians: throughput %.3f  requests per CPU-s %.3f  p99 %.3f" %
-      (statistics.median(t), statistics.median(c), statistics.median(p)))
+    ra, ca, pa, ma = int(f[2]), int(f[4]), float(f[5]), float(f[6])
+    rb, cb, pb, mb = int(f[8]), int(f[10]), float(f[11]), float(f[12])
+    errors += int(f[3]) + int(f[9])
+    t.append(rb / ra); c.append((rb / max(cb, 1)) / (ra / max(ca, 1)))
+    p.append(pb / pa); m.append(mb / ma)
+print("B/A medians: throughput %.3f  requests per CPU-s %.3f  p99 %.3f  p50 %.3f" %
+      (statistics.median(t), statistics.median(c), statistics.median(p), statistics.median(m)))
 print("  throughput per round", " ".join("%.2f" % x for x in t))
 print("  per CPU-s per round ", " ".join("%.2f" % x for x in c))
+print("  p99 per round       ", " ".join("%.2f" % x for x in p))
 if errors:
     sys.exit("ab.sh: %d errors or wrong replies" % errors)'

@@ -187,8 +187,8 @@ void np__conn_release(struct np_conn *c);        /* backend's last ref */
 /* In a batch of at most NP_SEND_NOW_MAX ready events, np__read_ready sends
  * a connection's replies as soon as its handler returns, not at the end of
  * the batch: the same one send per connection, and a reply no longer waits
- * for the reads and handlers of the connections after it (open-loop p99
- * x0.87 at 50k req/s, docs/netpoll.md). Larger batches, a saturated loop's,
+ * for the reads and handlers of the connections after it (open-loop p50
+ * x0.92 at 50k req/s, docs/netpoll.md). Larger batches, a saturated loop's,
  * keep sending at the end: sends that leave together wake the client once
  * for many replies (closed-loop throughput x0.91-0.93 when every batch sent
  * at once). */
