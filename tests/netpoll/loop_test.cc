@@ -399,13 +399,12 @@ TEST_P(NetpollTest, SlowReaderIsBoundedByBackpressure)
 	o.out_low = 64 * 1024;
 	o.nloops = 1;
 	START(o);
-	int fd = connect_to(port);
+	// A small receive buffer from the start (connect_to says why not later).
+	int fd = connect_to(port, 16 * 1024);
 	ASSERT_TRUE(write_all(fd, "w", 1));
 	ASSERT_EQ(read_n(fd, 1), "w");
 	bp_stats base; // fixed costs, e.g. io_uring's ring of provided buffers
 	bp_pool_stats(np_group_pool(g), &base);
-	int small = 16 * 1024;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	// Send up to 32 MiB without reading; the server's echo output cannot
 	// drain, so it must stop reading rather than grow. Keep writing until
@@ -428,7 +427,15 @@ TEST_P(NetpollTest, SlowReaderIsBoundedByBackpressure)
 	// It stops by pausing its reads at out_high, or, on io_uring, when
 	// small receives (a slow build) used up the ring's 4 KiB buffers before
 	// out_high was reached: the ring then bounds what it holds.
-	EXPECT_GE(stats().read_pauses + stats().recv_nobufs, 1u);
+	EXPECT_GE(stats().read_pauses + stats().recv_nobufs, 1u) << [&] {
+		np_stats st = stats();
+		std::string m = "sent " + std::to_string(sent);
+		for (size_t i = 0; i < np_ncounters; i++)
+			m += std::string(" ") + np_counters[i].name + "=" +
+			     std::to_string(*reinterpret_cast<const uint64_t *>(
+			             reinterpret_cast<const char *>(&st) + np_counters[i].offset));
+		return m;
+	}();
 	bp_stats s;
 	bp_pool_stats(np_group_pool(g), &s);
 	// out_high + one read budget + blocks in flight, far below what was sent.

@@ -15,9 +15,15 @@ namespace nptest {
 
 // A connected socket to 127.0.0.1:port (TCP_NODELAY, 10 s receive
 // timeout), or -1.
-inline int connect_to(int port)
+// rcvbuf > 0 sets SO_RCVBUF before connecting: set after, on an
+// established connection, it shrinks the buffer below the window already
+// advertised, and the peer's in-window data (with the window updates it
+// carries) is dropped — on loopback that can stall both directions.
+inline int connect_to(int port, int rcvbuf = 0)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	sockaddr_in a{};
 	a.sin_family = AF_INET;
 	a.sin_port = htons(static_cast<uint16_t>(port));
