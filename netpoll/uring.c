@@ -46,6 +46,7 @@
 #define BUF_CAP (4096u - BP_BLOCK_HDR) /* one 4 KiB block each */
 #define BGID 7
 #define SEND_IOV 256                 /* iovecs per sendmsg */
+#define RECV_COPY_BELOW 1024u        /* see on_recv */
 
 enum op { OP_RECV = 1, OP_SEND, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
 
@@ -434,19 +435,31 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 	if (flags & IORING_CQE_F_BUFFER) {
 		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
 		struct bp_block *b = u->bufs[bid];
-		buf_refill(l, bid);
 		if (res > 0 && !(c->flags & (NP_C_CLOSED | NP_C_DRAINING))) {
 			np__ctr(&l->st.read_calls, 1);
 			np__ctr(&l->st.bytes_read, (uint64_t)res);
-			/* The kernel's buffer becomes the chain's: no copy. */
-			if (bp_chain_adopt(&c->in, b, 0, (uint32_t)res) == 0)
-				np__conn_input(c);
-			else {
-				bp_block_unref(b);
-				np__conn_error(c, -ENOMEM);
+			int r;
+			if ((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) {
+				/* A small piece continuing unparsed input: copied
+				 * onto the chain's tail, its buffer straight back to
+				 * the ring. Adopted, each such piece would pin a
+				 * whole 4 KiB block (a value trickled a byte per
+				 * segment: ~1.5 KiB resident per byte). */
+				r = bp_chain_append(&c->in, bp_block_data(b), (size_t)res);
+				buf_put(u, bid, b);
+			} else {
+				/* The kernel's buffer becomes the chain's: no copy. */
+				buf_refill(l, bid);
+				r = bp_chain_adopt(&c->in, b, 0, (uint32_t)res);
+				if (r < 0)
+					bp_block_unref(b);
 			}
+			if (r == 0)
+				np__conn_input(c);
+			else
+				np__conn_error(c, -ENOMEM);
 		} else {
-			bp_block_unref(b);
+			buf_put(u, bid, b); /* unused: back to the ring */
 		}
 	}
 	if (flags & IORING_CQE_F_MORE)
