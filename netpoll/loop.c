@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -236,31 +237,52 @@ struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag)
 	return c && c->gen == gen ? c : NULL;
 }
 
+/* The idle list links slots + 1 (0: none); a listed connection holds its
+ * slot until idle_unlink (conn_close_now does both together). */
+static inline struct np_conn *idle_at(struct np_loop *l, uint32_t link)
+{
+	return link ? l->slots[link - 1] : NULL;
+}
+
 static void idle_unlink(struct np_loop *l, struct np_conn *c)
 {
-	if (c->idle_prev)
-		c->idle_prev->idle_next = c->idle_next;
+	struct np_conn *prev = idle_at(l, c->idle_prev), *next = idle_at(l, c->idle_next);
+	if (prev)
+		prev->idle_next = c->idle_next;
 	else if (l->idle_head == c)
-		l->idle_head = c->idle_next;
-	if (c->idle_next)
-		c->idle_next->idle_prev = c->idle_prev;
+		l->idle_head = next;
+	if (next)
+		next->idle_prev = c->idle_prev;
 	else if (l->idle_tail == c)
-		l->idle_tail = c->idle_prev;
-	c->idle_prev = c->idle_next = NULL;
+		l->idle_tail = prev;
+	c->idle_prev = c->idle_next = 0;
 }
 
 static void idle_touch(struct np_loop *l, struct np_conn *c)
 {
-	c->last_active = l->now;
+	c->last_active = (uint32_t)l->now;
 	if (l->idle_tail == c)
 		return;
 	idle_unlink(l, c);
-	c->idle_prev = l->idle_tail;
-	if (l->idle_tail)
-		l->idle_tail->idle_next = c;
+	struct np_conn *tail = l->idle_tail;
+	c->idle_prev = tail ? tail->slot + 1 : 0;
+	if (tail)
+		tail->idle_next = c->slot + 1;
 	else
 		l->idle_head = c;
 	l->idle_tail = c;
+}
+
+/* The first error a connection closes with, as its handler will see it. */
+static void conn_set_err(struct np_conn *c, int err)
+{
+	if (!c->close_errno && err < 0)
+		c->close_errno = (uint8_t)(-err <= 255 ? -err : EIO);
+}
+
+static inline int conn_err(const struct np_conn *c)
+{
+	return -(int)c->close_errno;
 }
 
 /* A new connection object for fd, registered in a slot; NULL when the
@@ -341,8 +363,7 @@ static void conn_close_now(struct np_conn *c, int err)
 {
 	if (c->flags & NP_C_CLOSED)
 		return;
-	if (!c->close_err)
-		c->close_err = err;
+	conn_set_err(c, err);
 	if (c->flags & NP_C_IN_DISPATCH) {
 		c->flags |= NP_C_DRAINING;
 		c->drain_deadline = 0; /* close as soon as on_data returns */
@@ -360,12 +381,12 @@ static void conn_close_now(struct np_conn *c, int err)
 	atomic_fetch_sub(&l->g->nconns, 1);
 	idle_unlink(l, c);
 	if ((c->flags & NP_C_OPEN) && l->g->h.on_close)
-		l->g->h.on_close(c, c->close_err);
+		l->g->h.on_close(c, conn_err(c));
 	/* Memory goes back now; the object may live on for other holders.
 	 * Output the kernel may still be sending from (io_uring) stays until
 	 * the last reference goes. */
 	bp_chain_deinit(&c->in);
-	if (!c->send_armed)
+	if (!(c->flags & NP_C_SEND_ARMED))
 		bp_chain_deinit(&c->out);
 	np_conn_unref(c);
 }
@@ -382,7 +403,7 @@ void np_conn_close(struct np_conn *c, bool flush)
 	if (!(c->flags & NP_C_DRAINING)) {
 		c->flags |= NP_C_DRAINING;
 		uint32_t d = atomic_load_explicit(&l->g->drain_ms, memory_order_relaxed);
-		c->drain_deadline = l->now + (d ? d : 5000);
+		c->drain_deadline = np__ms32(l->now + (d ? d : 5000));
 	}
 	if (!(c->flags & NP_C_IN_DISPATCH))
 		set_read(l, c, false);
@@ -416,15 +437,14 @@ void np__conn_input(struct np_conn *c)
 	c->flags &= ~NP_C_IN_DISPATCH;
 	if (r < 0) {
 		np_conn_close(c, true);
-		if (!c->close_err)
-			c->close_err = (int)r;
+		conn_set_err(c, r < INT_MIN ? -EIO : (int)r);
 	} else {
-		c->want_len = (size_t)r;
+		c->want_len = r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
 	}
 	if ((c->flags & NP_C_DRAINING) && !(c->flags & NP_C_CLOSED)) {
 		/* closed from inside on_data */
 		if (c->drain_deadline == 0 || !bp_chain_len(&c->out)) {
-			conn_close_now(c, c->close_err);
+			conn_close_now(c, conn_err(c));
 			return;
 		}
 		set_read(l, c, false);
@@ -435,7 +455,7 @@ check_bound:
 	if (bp_chain_len(&c->in) >= g->o.in_max) {
 		np__ctr(&l->st.in_overflows, 1);
 		np_conn_close(c, true);
-		c->close_err = -EMSGSIZE;
+		conn_set_err(c, -EMSGSIZE);
 		set_read(l, c, false);
 		return;
 	}
@@ -468,7 +488,7 @@ void np__conn_sent(struct np_conn *c, size_t n)
 	if (!bp_chain_len(&c->out)) {
 		bp_chain_trim(&c->out);
 		if (c->flags & NP_C_DRAINING) {
-			conn_close_now(c, c->close_err);
+			conn_close_now(c, conn_err(c));
 			return;
 		}
 	}
@@ -956,7 +976,7 @@ static void idle_sweep(void *arg)
 {
 	struct np_loop *l = arg;
 	uint64_t limit = l->g->o.idle_timeout_ms;
-	while (l->idle_head && l->now - l->idle_head->last_active >= limit) {
+	while (l->idle_head && (uint32_t)l->now - l->idle_head->last_active >= limit) {
 		struct np_conn *c = l->idle_head;
 		np__ctr(&l->st.idle_closed, 1);
 		idle_unlink(l, c); /* in case the close is deferred */
@@ -978,7 +998,7 @@ static void stop_begin(struct np_loop *l)
 	for (uint32_t s = 0; s < l->nslots; s++) {
 		struct np_conn *c = l->slots[s];
 		if (c) {
-			c->drain_deadline = l->stop_deadline;
+			c->drain_deadline = np__ms32(l->stop_deadline);
 			np_conn_close(c, true);
 		}
 	}
@@ -988,7 +1008,7 @@ static void drain_deadlines(struct np_loop *l)
 {
 	for (uint32_t s = 0; s < l->nslots; s++) {
 		struct np_conn *c = l->slots[s];
-		if (c && (c->flags & NP_C_DRAINING) && l->now >= c->drain_deadline)
+		if (c && (c->flags & NP_C_DRAINING) && np__ms32_reached(l->now, c->drain_deadline))
 			conn_close_now(c, -ETIMEDOUT);
 	}
 }
@@ -1182,6 +1202,10 @@ struct np_group *np_group_create(const struct np_opts *opts,
 		if (!g->pool)
 			goto fail;
 	}
+	/* 224 + the object pool's 24-byte offset = a 256-byte block's 248
+	 * bytes of capacity, plus 8 of header (np_internal.h). */
+	_Static_assert(sizeof(struct np_conn) <= 224,
+	               "struct np_conn outgrew the 256-byte pool class");
 	g->conn_pool = bp_objpool_create(g->pool, "np_conn", sizeof(struct np_conn));
 	g->timer_pool = bp_objpool_create(g->pool, "np_timer", sizeof(struct np_timer));
 	g->post_pool = bp_objpool_create(g->pool, "np_post", sizeof(struct np_post));

@@ -25,6 +25,10 @@ enum {
 	NP_C_PEER_EOF = 1u << 7,   /* peer shut its write side */
 	NP_C_CLIENT = 1u << 8,
 	NP_C_IN_DISPATCH = 1u << 9, /* inside on_data: defer close/free */
+	/* io_uring: an operation of that kind is in flight */
+	NP_C_RECV_ARMED = 1u << 10,
+	NP_C_SEND_ARMED = 1u << 11,
+	NP_C_POLL_ARMED = 1u << 12,
 };
 
 /* Event tags: what an epoll/uring event refers to. Connections carry their
@@ -36,25 +40,40 @@ static inline uint64_t np__tag(enum np_tag t, uint32_t slot, uint32_t gen)
 	return ((uint64_t)gen << 32) | ((uint64_t)slot << 2) | (uint64_t)t;
 }
 
+/* 224 bytes, so that with the object pool's 24-byte offset it takes a
+ * 256-byte block (a _Static_assert in loop.c says so): an idle
+ * connection is this object alone. Hence the narrow fields: times are the
+ * low 32 bits of the loop's millisecond clock (compared with wrap-around),
+ * the idle list links slots (+1, so that 0 is none), the close error is a
+ * positive errno in a byte, and io_uring's per-send block lives in the
+ * backend's array by slot. */
 struct np_conn {
 	struct np_loop *loop;
-	int fd;
-	uint32_t slot, gen;
-	uint32_t flags;
-	_Atomic uint32_t refs;
-	int close_err;
-	struct bp_chain in, out;
-	size_t want_len;          /* call on_data when in reaches this */
 	void *udata;
 	struct np_conn *flush_next;
-	struct np_conn *idle_prev, *idle_next; /* by last activity */
-	uint64_t last_active;
-	uint64_t drain_deadline;
-	/* io_uring backend state */
-	struct bp_block *send_blk; /* msghdr + iovecs of the send in flight */
-	uint8_t recv_armed, send_armed, poll_armed;
-	uint8_t tag; /* the handler's (np_conn_tag) */
+	struct bp_chain in, out;
+	int fd;
+	uint32_t slot, gen;
+	_Atomic uint32_t refs;
+	uint32_t want_len;             /* call on_data when in reaches this */
+	uint32_t idle_prev, idle_next; /* slot + 1 of the neighbours, by last
+	                                * activity; 0: none */
+	uint32_t last_active;          /* ms, low 32 bits */
+	uint32_t drain_deadline;       /* ms, low 32 bits, odd; 0: at once */
+	uint16_t flags;
+	uint8_t close_errno;           /* the first error (positive errno) */
+	uint8_t tag;                   /* the handler's (np_conn_tag) */
 };
+
+/* Milliseconds as kept in a connection: the low 32 bits, made odd so that
+ * a deadline is never 0 (which means "at once"). */
+static inline uint32_t np__ms32(uint64_t ms) { return (uint32_t)ms | 1u; }
+
+/* t has come, on the 32-bit wrap-around clock (differences < 24 days). */
+static inline int np__ms32_reached(uint64_t now, uint32_t t)
+{
+	return (int32_t)((uint32_t)now - t) >= 0;
+}
 
 struct np_timer {
 	uint64_t due, seq, repeat; /* microseconds */

@@ -48,7 +48,16 @@
 #define SEND_IOV 256                 /* iovecs per sendmsg */
 #define RECV_COPY_BELOW 1024u        /* see on_recv */
 
-enum op { OP_RECV = 1, OP_SEND, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
+enum op { OP_RECV = 1, OP_SEND, OP_SENDMSG, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
+
+/* A gathered send's block: its msghdr and iovecs stay put until the
+ * completion, whose user_data points here (the connection object has no
+ * room for the block; see struct np_conn). */
+struct send_msg {
+	struct np_conn *c;
+	struct msghdr msg;
+	struct iovec iov[SEND_IOV];
+};
 
 struct ur {
 	struct io_uring ring;
@@ -235,7 +244,7 @@ static void arm_recv(struct np_loop *l, struct np_conn *c)
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BGID;
 	io_uring_sqe_set_data64(sqe, ud(c, OP_RECV));
-	c->recv_armed = 1;
+	c->flags |= NP_C_RECV_ARMED;
 	np_conn_ref(c);
 	u->inflight++;
 }
@@ -363,27 +372,27 @@ static int ur_conn_add(struct np_loop *l, struct np_conn *c)
 			return -ENOMEM;
 		io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
 		io_uring_sqe_set_data64(sqe, ud(c, OP_POLL));
-		c->poll_armed = 1;
+		c->flags |= NP_C_POLL_ARMED;
 		np_conn_ref(c);
 		u->inflight++;
 		return 0;
 	}
 	arm_recv(l, c);
-	return c->recv_armed ? 0 : -ENOMEM;
+	return (c->flags & NP_C_RECV_ARMED) ? 0 : -ENOMEM;
 }
 
 static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 {
-	if (on && !c->recv_armed && !(c->flags & (NP_C_CLOSED | NP_C_PEER_EOF)))
+	if (on && !(c->flags & (NP_C_RECV_ARMED | NP_C_CLOSED | NP_C_PEER_EOF)))
 		arm_recv(l, c);
-	else if (!on && c->recv_armed)
+	else if (!on && (c->flags & NP_C_RECV_ARMED))
 		cancel(l, ud(c, OP_RECV));
 }
 
 static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 {
 	struct ur *u = l->be;
-	if (c->send_armed || !bp_chain_len(&c->out))
+	if ((c->flags & NP_C_SEND_ARMED) || !bp_chain_len(&c->out))
 		return 0;
 	/* The output in one buffer (a small reply, or replies copied
 	 * together) goes by IORING_OP_SEND: no msghdr block, and the kernel
@@ -391,30 +400,30 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 	struct iovec one[2];
 	bool single = bp_chain_write_iov(&c->out, one, 2, NULL) == 1;
 	struct bp_block *b = NULL;
-	struct msghdr *msg = NULL;
+	struct send_msg *sm = NULL;
 	if (!single) {
-		size_t need = sizeof(struct msghdr) + SEND_IOV * sizeof(struct iovec);
-		b = bp_block_get(l->g->pool, need);
+		b = bp_block_get(l->g->pool, sizeof(*sm));
 		if (!b)
 			return -ENOMEM;
-		msg = (struct msghdr *)bp_block_data(b);
-		struct iovec *iov = (struct iovec *)(msg + 1);
-		memset(msg, 0, sizeof(*msg));
-		msg->msg_iov = iov;
-		msg->msg_iovlen = (size_t)bp_chain_write_iov(&c->out, iov, SEND_IOV, NULL);
+		sm = (struct send_msg *)bp_block_data(b);
+		memset(&sm->msg, 0, sizeof(sm->msg));
+		sm->c = c;
+		sm->msg.msg_iov = sm->iov;
+		sm->msg.msg_iovlen = (size_t)bp_chain_write_iov(&c->out, sm->iov, SEND_IOV, NULL);
 	}
 	struct io_uring_sqe *sqe = sqe_get(l);
 	if (!sqe) {
 		bp_block_unref(b);
 		return -ENOMEM;
 	}
-	if (single)
+	if (single) {
 		io_uring_prep_send(sqe, c->fd, one[0].iov_base, one[0].iov_len, MSG_NOSIGNAL);
-	else
-		io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ud(c, OP_SEND));
-	c->send_blk = b;
-	c->send_armed = 1;
+		io_uring_sqe_set_data64(sqe, ud(c, OP_SEND));
+	} else {
+		io_uring_prep_sendmsg(sqe, c->fd, &sm->msg, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ud(sm, OP_SENDMSG));
+	}
+	c->flags |= NP_C_SEND_ARMED;
 	np_conn_ref(c);
 	u->inflight++;
 	np__ctr(&l->st.write_calls, 1);
@@ -423,9 +432,9 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 
 static void ur_conn_del(struct np_loop *l, struct np_conn *c)
 {
-	if (c->recv_armed)
+	if (c->flags & NP_C_RECV_ARMED)
 		cancel(l, ud(c, OP_RECV));
-	if (c->poll_armed)
+	if (c->flags & NP_C_POLL_ARMED)
 		cancel(l, ud(c, OP_POLL));
 }
 
@@ -465,7 +474,7 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 	if (flags & IORING_CQE_F_MORE)
 		return;
 	/* The multishot recv ended. */
-	c->recv_armed = 0;
+	c->flags &= ~NP_C_RECV_ARMED;
 	u->inflight--;
 	if (res == -ENOBUFS)
 		np__ctr(&l->st.recv_nobufs, 1);
@@ -481,12 +490,11 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 	np_conn_unref(c);
 }
 
-static void on_send(struct np_loop *l, struct np_conn *c, int res)
+/* b: a gathered send's block (struct send_msg), or NULL. */
+static void on_send(struct np_loop *l, struct np_conn *c, struct bp_block *b, int res)
 {
 	struct ur *u = l->be;
-	struct bp_block *b = c->send_blk;
-	c->send_blk = NULL;
-	c->send_armed = 0;
+	c->flags &= ~NP_C_SEND_ARMED;
 	u->inflight--;
 	if (c->flags & NP_C_CLOSED) {
 		bp_chain_deinit(&c->out); /* deferred by the close */
@@ -515,8 +523,13 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 		on_recv(l, p, cqe->res, cqe->flags);
 		break;
 	case OP_SEND:
-		on_send(l, p, cqe->res);
+		on_send(l, p, NULL, cqe->res);
 		break;
+	case OP_SENDMSG: {
+		struct send_msg *sm = p;
+		on_send(l, sm->c, bp_block_of(sm), cqe->res);
+		break;
+	}
 	case OP_ACCEPT: {
 		int idx = (int)(d >> 3);
 		if (cqe->res >= 0)
@@ -540,12 +553,12 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 		break;
 	case OP_POLL: {
 		struct np_conn *c = p;
-		c->poll_armed = 0;
+		c->flags &= ~NP_C_POLL_ARMED;
 		u->inflight--;
 		if (!(c->flags & NP_C_CLOSED)) {
 			int err = cqe->res < 0 ? -cqe->res : np__sock_error(c->fd);
 			np__conn_connected(c, -err);
-			if (!(c->flags & NP_C_CLOSED) && !c->recv_armed)
+			if (!(c->flags & (NP_C_CLOSED | NP_C_RECV_ARMED)))
 				arm_recv(l, c);
 		}
 		np_conn_unref(c);
