@@ -20,6 +20,8 @@
   slab_page_size) and takes writes from many connections at once without
   refusing any, evicting instead; also while clients that do not read
   hold replies (their values are copied, not pinned in the store).
+- A value trickled in one byte per segment is held in packed blocks on
+  both backends (io_uring used to pin a 4 KiB buffer per byte).
 """
 import os
 import signal
@@ -323,6 +325,36 @@ class Limits(g.ServerTest):
         self.assertLess(refused, 100)
         st = srv.stats()
         self.assertGreater(int(st["values_copied_backlog"]), 0)
+
+    def test_a_value_trickled_a_byte_per_segment_is_held_compactly(self):
+        # 200 KB of a SET's value arrive one byte per TCP segment. Each
+        # io_uring receive used to keep its whole 4 KiB provided buffer in
+        # the input chain: +309 MB resident for this value (epoll: +0.4 MB).
+        # Small pieces of unparsed input are now copied together. Both
+        # backends: under 16 MB of growth, and the value is stored whole.
+        n = 200000 if not g.SANITIZE else 50000
+        for backend in ("epoll", "io_uring"):
+            with self.subTest(backend=backend):
+                srv = self.server("-t", "1", "--backend", backend)
+                s = g.connect(srv.port)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.assertEqual(g.text_cmd(s, b"set warm 0 0 1\r\nw\r\n"), b"STORED\r\n")
+                before = srv.rss()
+                s.sendall(b"set trickled 0 0 %d\r\n" % n)
+                for i in range(n):
+                    s.send(b"abcdefghij"[i % 10:i % 10 + 1])
+                time.sleep(0.5 * g.SLOW)  # all read; the value still incomplete
+                grown = srv.rss() - before
+                self.assertEqual(g.text_cmd(s, b"\r\n"), b"STORED\r\n")
+                sys.stderr.write("%s: +%d KiB resident for %d bytes trickled\n"
+                                 % (backend, grown // 1024, n))
+                self.assertLess(grown, 16 << 20)
+                s.sendall(b"get trickled\r\n")
+                reply = g.recv_until(s, b"END\r\n")
+                value = (b"abcdefghij" * (n // 10 + 1))[:n]
+                self.assertEqual(reply, b"VALUE trickled 0 %d\r\n" % n + value + b"\r\nEND\r\n")
+                s.close()
+                srv.stop()
 
 
 def stats_on(s):
