@@ -260,9 +260,14 @@ static void idle_unlink(struct np_loop *l, struct np_conn *c)
 
 static void idle_touch(struct np_loop *l, struct np_conn *c)
 {
-	c->last_active = (uint32_t)l->now;
-	if (l->idle_tail == c)
+	uint32_t now = (uint32_t)l->now;
+	/* Touched already this millisecond: where it is keeps the list in
+	 * order (everything after it has this millisecond too). */
+	if (l->idle_tail == c || (c->last_active == now && (c->idle_prev || l->idle_head == c))) {
+		c->last_active = now;
 		return;
+	}
+	c->last_active = now;
 	idle_unlink(l, c);
 	struct np_conn *tail = l->idle_tail;
 	c->idle_prev = tail ? tail->slot + 1 : 0;

@@ -523,11 +523,15 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 		on_recv(l, p, cqe->res, cqe->flags);
 		break;
 	case OP_SEND:
-		on_send(l, p, NULL, cqe->res);
-		break;
-	case OP_SENDMSG: {
-		struct send_msg *sm = p;
-		on_send(l, sm->c, bp_block_of(sm), cqe->res);
+	case OP_SENDMSG: { /* one call: on_send stays inlined */
+		struct np_conn *c = p;
+		struct bp_block *b = NULL;
+		if (op == OP_SENDMSG) {
+			struct send_msg *sm = p;
+			c = sm->c;
+			b = bp_block_of(sm);
+		}
+		on_send(l, c, b, cqe->res);
 		break;
 	}
 	case OP_ACCEPT: {
