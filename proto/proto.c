@@ -93,7 +93,12 @@ int mc__fail(struct mc_request *req, enum mc_err err, size_t total)
 
 void mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts)
 {
-	memset(p, 0, sizeof(*p));
+	/* The state only: `pending` is read only while has_pending says it
+	 * was written, and `scratch` only after a key was copied into it.
+	 * geecached inits a parser per burst of input (an idle connection
+	 * keeps none), and zeroing the other ~480 bytes cost more than the
+	 * rest of the init. */
+	memset(p, 0, offsetof(struct mc_parser, pending));
 	p->item_max = MC_DEFAULT_ITEM_MAX;
 	p->body_max = MC_DEFAULT_BODY_MAX;
 	p->line_max = MC_DEFAULT_LINE_MAX;

@@ -360,6 +360,8 @@ struct mc_parser {
 	char scratch[MC_KEY_MAX + 6]; /* keys that span blocks; decoded b64 */
 };
 
+/* Sets the options and clears the parse state (not the pending request or
+ * the key scratch, which are written before they are read). */
 void mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts);
 /* Forgets any partial state (a new connection). Options are kept. */
 void mc_parser_reset(struct mc_parser *p);
