@@ -390,29 +390,50 @@ static int mc_open(struct np_conn *c)
 	return 0;
 }
 
-/* The connection's parser, made when bytes arrive. NULL: out of memory. */
-static struct mc_parser *parser_of(struct srv *s, struct np_conn *c)
-{
-	struct mc_parser *p = np_conn_udata(c);
-	if (p)
-		return p;
-	p = bp_objpool_get(s->parser_pool);
-	if (p) {
-		struct mc_parser_opts po = {
-			.proto = (enum mc_proto)np_conn_tag(c),
-			.item_max = (uint32_t)s->o.max_item_size,
-		};
-		mc_parser_init(p, &po);
-		np_conn_set_udata(c, p);
-	}
-	return p;
-}
-
 static void parser_put(struct srv *s, struct np_conn *c)
 {
 	struct mc_parser *p = np_conn_udata(c);
 	np_conn_set_udata(c, NULL);
 	bp_objpool_put(s->parser_pool, &p);
+}
+
+/* The parser of a burst of input. Input that ends on a request boundary
+ * (nearly all of it) leaves no parse state behind, so it is parsed with the
+ * loop thread's parser; only a connection left mid-request keeps a pooled
+ * parser of its own (its udata) until it is between requests again. A
+ * pooled parser per burst cost a block get and put, and its zeroing, on
+ * every pipeline-1 request. */
+static __thread struct mc_parser loop_parser;
+
+static struct mc_parser *parser_of(struct srv *s, struct np_conn *c)
+{
+	struct mc_parser *p = np_conn_udata(c);
+	if (p)
+		return p;
+	struct mc_parser_opts po = {
+		.proto = (enum mc_proto)np_conn_tag(c),
+		.item_max = (uint32_t)s->o.max_item_size,
+	};
+	mc_parser_init(&loop_parser, &po);
+	return &loop_parser;
+}
+
+/* At the end of a burst: a parser holding state becomes the connection's
+ * own; an own parser holding none goes back. 0, or -ENOMEM. */
+static int parser_keep(struct srv *s, struct np_conn *c, struct mc_parser *p)
+{
+	if (p == &loop_parser) {
+		if (mc_parser_idle(p))
+			return 0;
+		struct mc_parser *own = bp_objpool_get(s->parser_pool);
+		if (!own)
+			return -ENOMEM;
+		*own = *p;
+		np_conn_set_udata(c, own);
+	} else if (mc_parser_idle(p)) {
+		parser_put(s, c);
+	}
+	return 0;
 }
 
 /* A pipeline of binary GETs: hand their keys to cache_prefetch before the
@@ -451,9 +472,7 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 		}
 		if (r == -EAGAIN) {
 			ssize_t need = (ssize_t)p->need;
-			if (!bp_chain_len(in) && mc_parser_idle(p))
-				parser_put(s, c);
-			return need;
+			return parser_keep(s, c, p) < 0 ? -ENOMEM : need;
 		}
 		if (r < 0) {
 			srv_ctr(&x.ctr->proto_errors, 1);
