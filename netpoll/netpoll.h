@@ -224,8 +224,8 @@ void *np_conn_udata(const struct np_conn *c);
 void np_conn_set_udata(struct np_conn *c, void *udata);
 /* A byte of handler state kept in the connection itself (0 at open), for
  * what needs no allocation of its own: geecached keeps a connection's
- * protocol there and its parser, only while bytes are being parsed, in
- * udata, so an idle connection costs netpoll's object alone. */
+ * protocol there, and a parser in udata only while the connection is left
+ * mid-request, so an idle connection costs netpoll's object alone. */
 uint8_t np_conn_tag(const struct np_conn *c);
 void np_conn_set_tag(struct np_conn *c, uint8_t tag);
 int np_conn_fd(const struct np_conn *c);

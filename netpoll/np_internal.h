@@ -45,8 +45,8 @@ static inline uint64_t np__tag(enum np_tag t, uint32_t slot, uint32_t gen)
  * connection is this object alone. Hence the narrow fields: times are the
  * low 32 bits of the loop's millisecond clock (compared with wrap-around),
  * the idle list links slots (+1, so that 0 is none), the close error is a
- * positive errno in a byte, and io_uring's per-send block lives in the
- * backend's array by slot. */
+ * positive errno in a byte, and io_uring finds a gathered send's block from
+ * its completion (uring.c, struct send_msg). */
 struct np_conn {
 	struct np_loop *loop;
 	void *udata;

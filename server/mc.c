@@ -455,8 +455,6 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 {
 	struct srv *s = srv_of(c);
 	struct mc_parser *p = parser_of(s, c);
-	if (!p)
-		return -ENOMEM;
 	struct ctx x = {s, p, c, in, np_conn_out(c),
 	                &s->ctr[np_loop_index(np_conn_loop(c))],
 	                bp_chain_len(np_conn_out(c))};

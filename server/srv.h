@@ -60,7 +60,7 @@ struct srv {
 	struct bp_pool *pool;         /* buffers and connection objects */
 	struct np_group *group;       /* memcached protocol */
 	struct np_group *metrics;     /* HTTP /metrics, or NULL */
-	struct bp_objpool *parser_pool; /* struct mc_parser, while not idle */
+	struct bp_objpool *parser_pool; /* struct mc_parser, mid-request */
 	struct srv_counters *ctr;     /* one per loop */
 	int port, metrics_port;       /* bound */
 	time_t started;
@@ -68,10 +68,11 @@ struct srv {
 };
 
 /* Per-connection state lives in netpoll's connection object: its udata is
- * the parser (520 bytes), taken from parser_pool when bytes arrive and
- * given back when the input is consumed and the parser idle (NULL while
- * idle); its tag is the protocol (enum mc_proto) once chosen, and counted
- * in the counters. An idle connection holds netpoll's object alone. */
+ * a parser (520 bytes) from parser_pool only while the connection's input
+ * stops mid-request (input that ends between requests is parsed with the
+ * loop thread's parser, mc.c), else NULL; its tag is the protocol (enum
+ * mc_proto) once chosen, and counted in the counters. An idle connection
+ * holds netpoll's object alone. */
 
 /* mc.c: the memcached handler. */
 extern const struct np_handler srv_mc_handler;
