@@ -51,6 +51,7 @@
 #ifndef GEECACHE_BUFPOOL_H
 #define GEECACHE_BUFPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -178,7 +179,7 @@ struct bp_chain {
 	uint32_t rd_offer;           /* bytes offered by the last read_iov */
 	uint32_t rd_tail;            /* ... of which in the tail block */
 	uint8_t tail_writable;       /* tail's space after its data is ours */
-	uint8_t _pad;
+	uint8_t cut_from;            /* bp_chain_cut moved bytes out by reference */
 	uint16_t copy_below;         /* append_slice copies shorter slices */
 	struct bp_block *wblk;       /* a write block, its space from wend on */
 	uint32_t wend;               /* ours (one reference held): replies */
@@ -314,6 +315,21 @@ void bp_chain_read_commit(struct bp_chain *c, size_t n);
 /* Drops any block prepared for reading and not yet used, and the empty
  * tail block, so that an idle chain pins no memory. */
 void bp_chain_trim(struct bp_chain *c);
+
+/* True when the chain may still write into its tail block and that block
+ * is also referenced from elsewhere: a cut or a slice took the bytes before
+ * it by reference. Keeping such a tail (not trimming it) lets the next
+ * small read land next to them instead of in a fresh block. */
+bool bp_chain_tail_shared(const struct bp_chain *c);
+
+/* True once bp_chain_cut has moved bytes from this chain to another by
+ * reference (since init or reset): its reader forwards what it receives
+ * rather than consuming it. netpoll's io_uring backend then copies the
+ * connection's small pieces instead of lending out a 4 KiB buffer each. */
+static inline bool bp_chain_was_cut(const struct bp_chain *c)
+{
+	return c->cut_from;
+}
 
 /* Fills iov[0..max_iov) with the readable data from the start, without
  * copying; returns the count (0 when empty). *bytes (if not NULL) gets the

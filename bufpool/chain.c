@@ -338,6 +338,7 @@ int bp_chain_cut(struct bp_chain *src, size_t n, struct bp_chain *dst)
 	}
 	dst->tail_writable = 0;
 	src->len -= n;
+	src->cut_from = 1;
 	return 0;
 }
 
@@ -612,6 +613,11 @@ void bp_chain_trim(struct bp_chain *c)
 		c->tail_writable = 0;
 		node_free(t);
 	}
+}
+
+bool bp_chain_tail_shared(const struct bp_chain *c)
+{
+	return c->tail && c->tail_writable && bp_block_refs(c->tail->blk) > 1;
 }
 
 int bp_chain_write_iov(const struct bp_chain *c, struct iovec *iov,

@@ -464,8 +464,13 @@ check_bound:
 		set_read(l, c, false);
 		return;
 	}
-	if (!bp_chain_len(&c->in))
-		bp_chain_trim(&c->in); /* an idle connection pins no buffer */
+	/* An idle connection pins no buffer, but a tail block the handler
+	 * forwarded bytes from by reference (bp_chain_cut) is kept: the next
+	 * small read lands next to them rather than in a block of its own,
+	 * so a slow peer's backlog costs about what it holds. np__conn_sent
+	 * trims it once the output has drained. */
+	if (!bp_chain_len(&c->in) && !bp_chain_tail_shared(&c->in))
+		bp_chain_trim(&c->in);
 	if (bp_chain_len(&c->out)) {
 		flush_schedule(l, c);
 		backpressure_check(l, c);
@@ -492,6 +497,8 @@ void np__conn_sent(struct np_conn *c, size_t n)
 	np__ctr(&l->st.bytes_written, n);
 	if (!bp_chain_len(&c->out)) {
 		bp_chain_trim(&c->out);
+		if (c->in.head && !bp_chain_len(&c->in) && !(c->flags & NP_C_IN_DISPATCH))
+			bp_chain_trim(&c->in); /* a tail kept by np__conn_input */
 		if (c->flags & NP_C_DRAINING) {
 			conn_close_now(c, conn_err(c));
 			return;

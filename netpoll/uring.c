@@ -448,12 +448,15 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 			np__ctr(&l->st.read_calls, 1);
 			np__ctr(&l->st.bytes_read, (uint64_t)res);
 			int r;
-			if ((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) {
-				/* A small piece continuing unparsed input: copied
-				 * onto the chain's tail, its buffer straight back to
-				 * the ring. Adopted, each such piece would pin a
-				 * whole 4 KiB block (a value trickled a byte per
-				 * segment: ~1.5 KiB resident per byte). */
+			if ((uint32_t)res < RECV_COPY_BELOW &&
+			    (bp_chain_len(&c->in) || (c->flags & NP_C_COPY_SMALL))) {
+				/* A small piece continuing unparsed input, or for a
+				 * handler that forwards its input: copied onto the
+				 * chain's tail, its buffer straight back to the ring.
+				 * Adopted, each such piece would pin a whole 4 KiB
+				 * block (a value trickled a byte per segment: ~1.5
+				 * KiB resident per byte; an echo's backlog of small
+				 * pieces: 16x its size). */
 				r = bp_chain_append(&c->in, bp_block_data(b), (size_t)res);
 				buf_put(u, bid, b);
 			} else {
@@ -463,10 +466,15 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 				if (r < 0)
 					bp_block_unref(b);
 			}
-			if (r == 0)
-				np__conn_input(c);
-			else
+			if (r < 0) {
 				np__conn_error(c, -ENOMEM);
+			} else {
+				np__conn_input(c);
+				/* on_data forwards its input by reference (cut): copy
+				 * this connection's small pieces from now on. */
+				if (bp_chain_was_cut(&c->in))
+					c->flags |= NP_C_COPY_SMALL;
+			}
 		} else {
 			buf_put(u, bid, b); /* unused: back to the ring */
 		}

@@ -1077,6 +1077,55 @@ TEST(ChainIov, TrimLeavesAnIdleChainHoldingNothing) {
 }
 
 // A slice taken from a chain keeps its bytes after the chain is deinit'ed
+
+// A chain whose bytes were cut away by reference still shares its tail
+// block with the cut: bp_chain_tail_shared says so (netpoll then keeps the
+// tail rather than trimming it), and reads go on in the same block.
+TEST(ChainIov, TailSharedAfterACutAndReadsContinueInIt) {
+  Pool cp;
+  bp_chain in, out;
+  bp_chain_init(&in, cp);
+  bp_chain_init(&out, cp);
+  auto read = [&](const std::string &s) {
+    iovec iov[2];
+    ASSERT_GE(bp_chain_read_iov(&in, iov, 2), 1);
+    ASSERT_GE(iov[0].iov_len, s.size());
+    std::memcpy(iov[0].iov_base, s.data(), s.size());
+    bp_chain_read_commit(&in, s.size());
+  };
+  EXPECT_FALSE(bp_chain_tail_shared(&in)) << "an empty chain";
+  read("first");
+  EXPECT_FALSE(bp_chain_tail_shared(&in)) << "its block is the chain's alone";
+  EXPECT_FALSE(bp_chain_was_cut(&in));
+  ASSERT_EQ(bp_chain_cut(&in, 5, &out), 0);
+  EXPECT_EQ(bp_chain_len(&in), 0u);
+  EXPECT_TRUE(bp_chain_tail_shared(&in));
+  EXPECT_TRUE(bp_chain_was_cut(&in));
+  EXPECT_FALSE(bp_chain_was_cut(&out));
+  bp_stats s0 = cp.stats();
+  read("second");
+  EXPECT_EQ(cp.stats().blocks_in_use, s0.blocks_in_use) << "a new block for 6 bytes";
+  ASSERT_EQ(bp_chain_cut(&in, 6, &out), 0);
+  EXPECT_EQ(ChainBytes(&out), "firstsecond");
+  iovec o[4];
+  EXPECT_EQ(bp_chain_write_iov(&out, o, 4, nullptr), 2);
+  EXPECT_EQ(static_cast<char *>(o[0].iov_base) + 5, o[1].iov_base) << "not side by side";
+  // Once the output lets go, the tail is the chain's alone again.
+  bp_chain_deinit(&out);
+  EXPECT_FALSE(bp_chain_tail_shared(&in));
+  // Skipped (consumed) rather than cut: not shared either.
+  read("third");
+  ASSERT_EQ(bp_chain_skip(&in, 5), 0);
+  EXPECT_FALSE(bp_chain_tail_shared(&in));
+  // A reset chain starts over: not cut from, and a chain only skipped
+  // never is.
+  bp_chain_reset(&in);
+  EXPECT_FALSE(bp_chain_was_cut(&in));
+  read("fourth");
+  ASSERT_EQ(bp_chain_skip(&in, 6), 0);
+  EXPECT_FALSE(bp_chain_was_cut(&in));
+  bp_chain_deinit(&in);
+}
 // and its pool has served other chains.
 TEST(ChainLifetime, SliceSurvivesDeinitAndPoolReuse) {
   Pool dp, cp;

@@ -280,6 +280,63 @@ TEST_P(NetpollTest, TrickledInputIsHeldCompactly)
 	close(fd);
 }
 
+// A handler that forwards its input by reference (echo) to a peer that does
+// not read, fed in small segments: what waits in the output must cost about
+// what it holds. Each segment arrives on its own: on io_uring in a 4 KiB
+// buffer of its own, on epoll in a fresh read block once the chain is
+// trimmed; forwarded by reference, each would pin that block (256-byte
+// pieces: 8-16x their size, 8-16 MiB under a 1 MiB out_high).
+TEST_P(NetpollTest, SmallPiecesForwardedToASlowReaderAreHeldCompactly)
+{
+	h.on_open = [](np_conn *c) {
+		int small = 16 * 1024; // the backlog then builds in netpoll, not the kernel
+		setsockopt(np_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+		return count_open(c);
+	};
+	np_opts o{};
+	o.out_high = 1 << 20;
+	o.out_low = 256 * 1024;
+	o.nloops = 1;
+	START(o);
+	int fd = connect_to(port, 16 * 1024);
+	ASSERT_GE(fd, 0);
+	ASSERT_TRUE(write_all(fd, "w", 1));
+	ASSERT_EQ(read_n(fd, 1), "w");
+	bp_stats base;
+	bp_pool_stats(np_group_pool(g), &base);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	// 256-byte writes, spaced so that each is received on its own, until
+	// the server pauses its reads at out_high (8 MiB or 20 s at most).
+	std::string sent;
+	int64_t peak = 0;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+	for (unsigned i = 1; sent.size() < (8u << 20) &&
+	                     std::chrono::steady_clock::now() < deadline; i++) {
+		std::string piece = pattern(256, i);
+		ssize_t w = write(fd, piece.data(), piece.size());
+		if (w > 0)
+			sent.append(piece, 0, static_cast<size_t>(w));
+		std::this_thread::sleep_for(std::chrono::microseconds(w > 0 ? 20 : 1000));
+		if (i % 64 == 0) {
+			bp_stats now;
+			bp_pool_stats(np_group_pool(g), &now);
+			peak = std::max(peak, (int64_t)now.bytes_in_use - (int64_t)base.bytes_in_use);
+			if (stats().read_pauses >= 1)
+				break;
+		}
+	}
+	ASSERT_GE(stats().read_pauses, 1u) << "sent " << sent.size();
+	bp_stats now;
+	bp_pool_stats(np_group_pool(g), &now);
+	peak = std::max(peak, (int64_t)now.bytes_in_use - (int64_t)base.bytes_in_use);
+	// out_high of data, a node per piece and a read's slack: under 3 MiB.
+	EXPECT_LT(peak, int64_t{3} << 20) << "bytes in use grew by " << peak << " for "
+	                                  << stats().bytes_read << " read";
+	fcntl(fd, F_SETFL, 0);
+	EXPECT_EQ(read_n(fd, sent.size()), sent);
+	close(fd);
+}
+
 TEST_P(NetpollTest, EchoOneByteAtATimeAndRandomSplits)
 {
 	START();
@@ -301,7 +358,7 @@ TEST_P(NetpollTest, EchoOneByteAtATimeAndRandomSplits)
 	close(fd);
 }
 
-TEST_P(NetpollTest, EchoOneMebibyteWithoutCopying)
+TEST_P(NetpollTest, EchoOneMebibyteCopiesOnlySmallPieces)
 {
 	START();
 	bp_stats before;
@@ -317,9 +374,16 @@ TEST_P(NetpollTest, EchoOneMebibyteWithoutCopying)
 	bp_stats after;
 	bp_pool_stats(np_group_pool(g), &after);
 	// Read into pooled blocks, moved to the output by reference, written
-	// with writev: not one byte copied.
+	// with writev/sendmsg. The exception: on io_uring, once the echo has
+	// been seen to keep a piece under 1 KiB, such pieces are copied (the
+	// tail of a burst, a few hundred bytes in all) so that they do not
+	// each pin a 4 KiB buffer (SmallPiecesForwardedToASlowReader...).
+	// Copying the full-sized pieces would show here as ~1 MiB.
 	EXPECT_EQ(after.copied_view_bytes - before.copied_view_bytes, 0u);
-	EXPECT_EQ(after.copied_append_bytes - before.copied_append_bytes, 0u);
+	EXPECT_LT(after.copied_append_bytes - before.copied_append_bytes, 64u * 1024);
+	if (GetParam() != NP_BACKEND_URING) {
+		EXPECT_EQ(after.copied_append_bytes - before.copied_append_bytes, 0u);
+	}
 	EXPECT_EQ(after.copied_out_bytes - before.copied_out_bytes, 0u);
 	EXPECT_GE(stats().bytes_read, 1u << 20);
 }
