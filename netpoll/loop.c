@@ -1297,6 +1297,7 @@ struct bp_pool *np_group_pool(const struct np_group *g) { return g->pool; }
 enum np_backend np_group_backend(const struct np_group *g) { return g->o.backend; }
 uint64_t np_loop_now(const struct np_loop *l) { return l->now; }
 enum np_backend np_loop_backend(const struct np_loop *l) { return l->backend; }
+const char *np_loop_backend_mode(const struct np_loop *l) { return atomic_load(&l->be_mode); }
 int np_loop_index(const struct np_loop *l) { return l->index; }
 struct np_group *np_loop_group(const struct np_loop *l) { return l->g; }
 

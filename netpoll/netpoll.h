@@ -188,6 +188,14 @@ int np_loop_post(struct np_loop *l, void (*fn)(void *arg), void *arg);
 uint64_t np_loop_now(const struct np_loop *l);
 
 enum np_backend np_loop_backend(const struct np_loop *l);
+
+/* How the loop's backend was set up. io_uring: the task-run mode the
+ * kernel accepted, tried in this order: "defer_taskrun" (Linux 6.1+),
+ * "coop_taskrun" (5.19+), "plain". NULL for the other backends and until
+ * the loop's thread has made its ring. The environment variable
+ * GEECACHE_URING_SETUP=coop|plain starts the tries further down, so that
+ * the fallbacks can be run (and tested) on a kernel that has them all. */
+const char *np_loop_backend_mode(const struct np_loop *l);
 int np_loop_index(const struct np_loop *l);
 struct np_group *np_loop_group(const struct np_loop *l);
 

@@ -99,6 +99,7 @@ struct np_loop {
 	enum np_backend backend;
 	const struct np_backend_ops *ops;
 	void *be;             /* backend state */
+	_Atomic(const char *) be_mode; /* np_loop_backend_mode */
 	pthread_t thread;
 	bool thread_started;
 	uint64_t now;     /* ms, CLOCK_MONOTONIC, read once per loop turn */

@@ -260,12 +260,21 @@ static int ur_init(struct np_loop *l)
 	static const unsigned tries[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		IORING_SETUP_COOP_TASKRUN, 0};
+	static const char *const modes[] = {"defer_taskrun", "coop_taskrun", "plain"};
+	size_t i = 0;
+	const char *env = getenv("GEECACHE_URING_SETUP");
+	if (env && strcmp(env, "coop") == 0)
+		i = 1;
+	else if (env && strcmp(env, "plain") == 0)
+		i = 2;
 	int r = -EINVAL;
-	for (size_t i = 0; i < 3 && r < 0; i++) {
+	for (; i < 3; i++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = tries[i] | IORING_SETUP_CQSIZE;
 		p.cq_entries = CQ_ENTRIES;
 		r = io_uring_queue_init_params(SQ_ENTRIES, &u->ring, &p);
+		if (r == 0)
+			break;
 	}
 	if (r < 0) {
 		free(u);
@@ -291,9 +300,10 @@ static int ur_init(struct np_loop *l)
 		return r;
 	}
 	l->be = u;
-	for (uint16_t i = 0; i < NBUFS; i++)
-		buf_refill(l, i);
+	for (uint16_t b = 0; b < NBUFS; b++)
+		buf_refill(l, b);
 	arm_wake(l);
+	atomic_store(&l->be_mode, modes[i]);
 	return 0;
 }
 
