@@ -114,6 +114,10 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	/* GeeCache's own. */
 	if ((r = emit(arg, "backend", np_backend_name(np_group_backend(s->group)))))
 		return r;
+	/* io_uring's ring set-up (defer_taskrun on Linux 6.1+, else a fallback). */
+	const char *mode = np_loop_backend_mode(np_group_loop(s->group, 0));
+	if (mode && (r = emit(arg, "backend_mode", mode)))
+		return r;
 	EMIT("allocator_calls", t.bp_net.sys_alloc_calls + t.bp_store.sys_alloc_calls);
 	EMIT("bytes_copied", t.bp_net.copied_view_bytes + t.bp_net.copied_append_bytes +
 	                     t.bp_net.copied_out_bytes + t.bp_store.copied_view_bytes +

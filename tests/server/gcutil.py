@@ -112,9 +112,10 @@ class Server:
     metrics=True also serves /metrics on a free port chosen here (the
     server's --metrics-port 0 means off)."""
 
-    def __init__(self, *args, metrics=False, binary=None):
+    def __init__(self, *args, metrics=False, binary=None, env=None):
         self.binary = binary or GEECACHED
         self.args = [str(a) for a in args]
+        self.env = dict(os.environ, **env) if env else None
         self.proc = None
         self.port = None
         self.metrics_port = None
@@ -135,7 +136,7 @@ class Server:
             argv += ["--metrics-port", str(mport)]
         self.errfile = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.errfile,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=self.env)
         _procs.append(self.proc)
         line = b""
         deadline = time.monotonic() + 20 * SLOW

@@ -124,6 +124,25 @@ class Metrics(g.ServerTest):
             self.assertEqual(len(body), int(r.headers["Content-Length"]))
         return parse_exposition(self, body.decode("utf-8"))
 
+    def test_backend_mode_in_stats(self):
+        # io_uring says which ring set-up it got; GEECACHE_URING_SETUP
+        # moves it to a fallback. epoll has none to report.
+        st = self.server("-t", "1", "--backend", "epoll").stats()
+        self.assertEqual(st["backend"], "epoll")
+        self.assertNotIn("backend_mode", st)
+        st = self.server("-t", "1", "--backend", "io_uring").stats()
+        if st["backend"] != "io_uring":
+            self.skipTest("io_uring unavailable here")
+        self.assertIn(st["backend_mode"], ("defer_taskrun", "coop_taskrun", "plain"))
+        for env, mode in (("coop", "coop_taskrun"), ("plain", "plain")):
+            srv = self.server("-t", "1", "--backend", "io_uring",
+                              env={"GEECACHE_URING_SETUP": env})
+            self.assertEqual(srv.stats()["backend_mode"], mode)
+            with g.connect(srv.port) as c:  # and it serves
+                self.assertEqual(g.text_cmd(c, b"set k 0 0 2\r\nhi\r\n"), b"STORED\r\n")
+                self.assertEqual(g.text_cmd(c, b"get k\r\n", b"END\r\n"),
+                                 b"VALUE k 0 2\r\nhi\r\nEND\r\n")
+
     def test_scrape_parse_and_counters_move(self):
         srv = self.server("-t", "2", metrics=True)
         s0, types = self.scrape(srv)
