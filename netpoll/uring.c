@@ -458,6 +458,7 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 			np__ctr(&l->st.read_calls, 1);
 			np__ctr(&l->st.bytes_read, (uint64_t)res);
 			int r;
+			bool adopted = false;
 			if ((uint32_t)res < RECV_COPY_BELOW &&
 			    (bp_chain_len(&c->in) || (c->flags & NP_C_COPY_SMALL))) {
 				/* A small piece continuing unparsed input, or for a
@@ -470,11 +471,17 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 				r = bp_chain_append(&c->in, bp_block_data(b), (size_t)res);
 				buf_put(u, bid, b);
 			} else {
-				/* The kernel's buffer becomes the chain's: no copy. */
-				buf_refill(l, bid);
+				/* The kernel's buffer becomes the chain's: no copy. A
+				 * reference of ours says afterwards whether on_data
+				 * let go of it (the usual case: requests parsed whole),
+				 * and then the block goes straight back to the ring
+				 * instead of a fresh one taking its slot. */
 				r = bp_chain_adopt(&c->in, b, 0, (uint32_t)res);
-				if (r < 0)
-					bp_block_unref(b);
+				adopted = r == 0;
+				if (adopted)
+					bp_block_ref(b);
+				else
+					buf_put(u, bid, b);
 			}
 			if (r < 0) {
 				np__conn_error(c, -ENOMEM);
@@ -484,6 +491,14 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 				 * this connection's small pieces from now on. */
 				if (bp_chain_was_cut(&c->in))
 					c->flags |= NP_C_COPY_SMALL;
+			}
+			if (adopted) {
+				if (bp_block_refs(b) == 1) {
+					buf_put(u, bid, b);
+				} else {
+					buf_refill(l, bid);
+					bp_block_unref(b);
+				}
 			}
 		} else {
 			buf_put(u, bid, b); /* unused: back to the ring */

@@ -441,6 +441,10 @@ static int parser_keep(struct srv *s, struct np_conn *c, struct mc_parser *p)
  * each waiting in turn (see docs/performance.md, workload (b)). */
 static void prefetch_gets(struct srv *s, const struct bp_chain *in)
 {
+	/* Two GETs take at least 2 x (header + 1-byte key): shorter input
+	 * (a lone request, the pipeline-1 case) is not worth the peek. */
+	if (bp_chain_len(in) < 2 * (MC_BIN_HDR_LEN + 1))
+		return;
 	struct mc_key_view views[CACHE_PREFETCH_MAX];
 	unsigned n = mc_bin_peek_get_keys(in, views, CACHE_PREFETCH_MAX);
 	if (n < 2)
