@@ -316,10 +316,11 @@ void bp_chain_read_commit(struct bp_chain *c, size_t n);
  * tail block, so that an idle chain pins no memory. */
 void bp_chain_trim(struct bp_chain *c);
 
-/* True when the chain may still write into its tail block and that block
- * is also referenced from elsewhere: a cut or a slice took the bytes before
- * it by reference. Keeping such a tail (not trimming it) lets the next
- * small read land next to them instead of in a fresh block. */
+/* True when the chain may still write into its tail block, has room left
+ * there, and that block is also referenced from elsewhere: a cut or a
+ * slice took the bytes before the room by reference. Keeping such a tail
+ * (not trimming it) lets the next small read land next to them instead of
+ * in a fresh block. */
 bool bp_chain_tail_shared(const struct bp_chain *c);
 
 /* True once bp_chain_cut has moved bytes from this chain to another by

@@ -617,7 +617,7 @@ void bp_chain_trim(struct bp_chain *c)
 
 bool bp_chain_tail_shared(const struct bp_chain *c)
 {
-	return c->tail && c->tail_writable && bp_block_refs(c->tail->blk) > 1;
+	return c->tail && tail_space(c) && bp_block_refs(c->tail->blk) > 1;
 }
 
 int bp_chain_write_iov(const struct bp_chain *c, struct iovec *iov,

@@ -464,12 +464,15 @@ check_bound:
 		set_read(l, c, false);
 		return;
 	}
-	/* An idle connection pins no buffer, but a tail block the handler
-	 * forwarded bytes from by reference (bp_chain_cut) is kept: the next
-	 * small read lands next to them rather than in a block of its own,
-	 * so a slow peer's backlog costs about what it holds. np__conn_sent
-	 * trims it once the output has drained. */
-	if (!bp_chain_len(&c->in) && !bp_chain_tail_shared(&c->in))
+	/* An idle connection pins no buffer. One exception: a tail block the
+	 * handler forwarded bytes from into its own output (an echo's
+	 * bp_chain_cut) is kept while that output waits, so that the next
+	 * small read lands next to them rather than in a block of its own and
+	 * a slow peer's backlog costs about what it holds; np__conn_sent trims
+	 * it once the output has drained. (Forwarded to another connection,
+	 * nothing here would release it: trimmed at once.) */
+	if (!bp_chain_len(&c->in) &&
+	    !(bp_chain_len(&c->out) && bp_chain_tail_shared(&c->in)))
 		bp_chain_trim(&c->in);
 	if (bp_chain_len(&c->out)) {
 		flush_schedule(l, c);

@@ -459,15 +459,15 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 			np__ctr(&l->st.bytes_read, (uint64_t)res);
 			int r;
 			bool adopted = false;
-			if ((uint32_t)res < RECV_COPY_BELOW &&
-			    (bp_chain_len(&c->in) || (c->flags & NP_C_COPY_SMALL))) {
-				/* A small piece continuing unparsed input, or for a
-				 * handler that forwards its input: copied onto the
-				 * chain's tail, its buffer straight back to the ring.
-				 * Adopted, each such piece would pin a whole 4 KiB
-				 * block (a value trickled a byte per segment: ~1.5
-				 * KiB resident per byte; an echo's backlog of small
-				 * pieces: 16x its size). */
+			if (((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) ||
+			    ((uint32_t)res < BUF_CAP / 2 && (c->flags & NP_C_COPY_SMALL))) {
+				/* A small piece continuing unparsed input, or under
+				 * half a buffer for a handler that forwards its input:
+				 * copied onto the chain's tail, its buffer straight
+				 * back to the ring. Adopted, each such piece would pin
+				 * a whole 4 KiB block (a value trickled a byte per
+				 * segment: ~1.5 KiB resident per byte; an echo's
+				 * backlog of 256-byte pieces: 16x its size). */
 				r = bp_chain_append(&c->in, bp_block_data(b), (size_t)res);
 				buf_put(u, bid, b);
 			} else {

@@ -1076,8 +1076,6 @@ TEST(ChainIov, TrimLeavesAnIdleChainHoldingNothing) {
   bp_chain_deinit(&c);
 }
 
-// A slice taken from a chain keeps its bytes after the chain is deinit'ed
-
 // A chain whose bytes were cut away by reference still shares its tail
 // block with the cut: bp_chain_tail_shared says so (netpoll then keeps the
 // tail rather than trimming it), and reads go on in the same block.
@@ -1126,6 +1124,8 @@ TEST(ChainIov, TailSharedAfterACutAndReadsContinueInIt) {
   EXPECT_FALSE(bp_chain_was_cut(&in));
   bp_chain_deinit(&in);
 }
+
+// A slice taken from a chain keeps its bytes after the chain is deinit'ed
 // and its pool has served other chains.
 TEST(ChainLifetime, SliceSurvivesDeinitAndPoolReuse) {
   Pool dp, cp;
