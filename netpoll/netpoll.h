@@ -194,7 +194,8 @@ enum np_backend np_loop_backend(const struct np_loop *l);
  * "coop_taskrun" (5.19+), "plain". NULL for the other backends and until
  * the loop's thread has made its ring. The environment variable
  * GEECACHE_URING_SETUP=coop|plain starts the tries further down, so that
- * the fallbacks can be run (and tested) on a kernel that has them all. */
+ * the fallbacks can be run (and tested) on a kernel that has them all
+ * (defer: the default order; anything else is ignored with a warning). */
 const char *np_loop_backend_mode(const struct np_loop *l);
 int np_loop_index(const struct np_loop *l);
 struct np_group *np_loop_group(const struct np_loop *l);

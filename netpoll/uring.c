@@ -267,6 +267,9 @@ static int ur_init(struct np_loop *l)
 		i = 1;
 	else if (env && strcmp(env, "plain") == 0)
 		i = 2;
+	else if (env && *env && strcmp(env, "defer") != 0 && l->index == 0)
+		fprintf(stderr, "netpoll: GEECACHE_URING_SETUP=%s is not defer, coop "
+		                "or plain: ignored\n", env);
 	int r = -EINVAL;
 	for (; i < 3; i++) {
 		memset(&p, 0, sizeof(p));

@@ -135,6 +135,11 @@ class Metrics(g.ServerTest):
         except AssertionError as e:
             self.skipTest("io_uring unavailable here: %s" % e)
         self.assertIn(st["backend_mode"], ("defer_taskrun", "coop_taskrun", "plain"))
+        # A value it does not know: said on stderr, and the default order kept.
+        srv = self.server("-t", "1", "--backend", "io_uring",
+                          env={"GEECACHE_URING_SETUP": "bogus"})
+        self.assertEqual(srv.stats()["backend_mode"], st["backend_mode"])
+        self.assertIn("GEECACHE_URING_SETUP=bogus is not defer, coop or plain", srv.stderr())
         for env, mode in (("coop", "coop_taskrun"), ("plain", "plain")):
             srv = self.server("-t", "1", "--backend", "io_uring",
                               env={"GEECACHE_URING_SETUP": env})
