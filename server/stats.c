@@ -114,8 +114,14 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	/* GeeCache's own. */
 	if ((r = emit(arg, "backend", np_backend_name(np_group_backend(s->group)))))
 		return r;
-	/* io_uring's ring set-up (defer_taskrun on Linux 6.1+, else a fallback). */
+	/* io_uring's ring set-up (defer_taskrun on Linux 6.1+, else a fallback);
+	 * each loop makes its own ring, so "mixed" if they came out different. */
 	const char *mode = np_loop_backend_mode(np_group_loop(s->group, 0));
+	for (int i = 1; mode && i < np_group_nloops(s->group); i++) {
+		const char *m = np_loop_backend_mode(np_group_loop(s->group, i));
+		if (m && strcmp(m, mode) != 0)
+			mode = "mixed";
+	}
 	if (mode && (r = emit(arg, "backend_mode", mode)))
 		return r;
 	EMIT("allocator_calls", t.bp_net.sys_alloc_calls + t.bp_store.sys_alloc_calls);
