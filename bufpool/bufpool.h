@@ -325,8 +325,10 @@ bool bp_chain_tail_shared(const struct bp_chain *c);
 
 /* True once bp_chain_cut has moved bytes from this chain to another by
  * reference (since init or reset): its reader forwards what it receives
- * rather than consuming it. netpoll's io_uring backend then copies the
- * connection's small pieces instead of lending out a 4 KiB buffer each. */
+ * rather than consuming it. netpoll then keeps the input's shared tail
+ * for the next read (bp_chain_tail_shared), and its io_uring backend
+ * copies the connection's small pieces instead of lending out a 4 KiB
+ * buffer each. */
 static inline bool bp_chain_was_cut(const struct bp_chain *c)
 {
 	return c->cut_from;

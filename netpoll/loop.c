@@ -471,8 +471,8 @@ check_bound:
 	 * a slow peer's backlog costs about what it holds; np__conn_sent trims
 	 * it once the output has drained. (Forwarded to another connection,
 	 * nothing here would release it: trimmed at once.) */
-	if (!bp_chain_len(&c->in) &&
-	    !(bp_chain_len(&c->out) && bp_chain_tail_shared(&c->in)))
+	if (!bp_chain_len(&c->in) && !(bp_chain_was_cut(&c->in) && bp_chain_len(&c->out) &&
+	                               bp_chain_tail_shared(&c->in)))
 		bp_chain_trim(&c->in);
 	if (bp_chain_len(&c->out)) {
 		flush_schedule(l, c);

@@ -29,9 +29,6 @@ enum {
 	NP_C_RECV_ARMED = 1u << 10,
 	NP_C_SEND_ARMED = 1u << 11,
 	NP_C_POLL_ARMED = 1u << 12,
-	/* io_uring: on_data forwards its input by reference (bp_chain_cut),
-	 * so small pieces are copied from now on. */
-	NP_C_COPY_SMALL = 1u << 13,
 };
 
 /* Event tags: what an epoll/uring event refers to. Connections carry their

@@ -463,9 +463,10 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 			int r;
 			bool adopted = false;
 			if (((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) ||
-			    ((uint32_t)res < BUF_CAP / 2 && (c->flags & NP_C_COPY_SMALL))) {
+			    ((uint32_t)res < BUF_CAP / 2 && bp_chain_was_cut(&c->in))) {
 				/* A small piece continuing unparsed input, or under
-				 * half a buffer for a handler that forwards its input:
+				 * half a buffer for a handler that forwards its input
+				 * by reference (it has cut from the chain before):
 				 * copied onto the chain's tail, its buffer straight
 				 * back to the ring. Adopted, each such piece would pin
 				 * a whole 4 KiB block (a value trickled a byte per
@@ -486,15 +487,10 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 				else
 					buf_put(u, bid, b);
 			}
-			if (r < 0) {
+			if (r < 0)
 				np__conn_error(c, -ENOMEM);
-			} else {
+			else
 				np__conn_input(c);
-				/* on_data forwards its input by reference (cut): copy
-				 * this connection's small pieces from now on. */
-				if (bp_chain_was_cut(&c->in))
-					c->flags |= NP_C_COPY_SMALL;
-			}
 			if (adopted) {
 				if (bp_block_refs(b) == 1) {
 					buf_put(u, bid, b);
