@@ -27,7 +27,7 @@ BENCH=${BENCH:-$here/../build/geecache-bench}
 read -r -a common <<<"${SRVARGS:---backend io_uring -m 64}"
 read -r -a aargs <<<"${AARGS:-}"
 read -r -a bargs <<<"${BARGS:-}"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/lib.sh"
 pa=$(free_port) pb=$(free_port)
 "$A" "${common[@]}" "${aargs[@]}" -p "$pa" -l 127.0.0.1 >/dev/null 2>&1 & ia=$!
 "$B" "${common[@]}" "${bargs[@]}" -p "$pb" -l 127.0.0.1 >/dev/null 2>&1 & ib=$!
@@ -35,13 +35,12 @@ trap 'kill $ia $ib 2>/dev/null; wait 2>/dev/null' EXIT
 sleep 0.5
 "$BENCH" -H 127.0.0.1 -p "$pa" "${W[@]}" -T 0.2 --prefill >/dev/null
 "$BENCH" -H 127.0.0.1 -p "$pb" "${W[@]}" -T 0.2 --prefill >/dev/null
-ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; local -a f; read -r -a f <<<"$s"; echo $((f[11] + f[12])); }
 run() { # PORT PID -> "requests errors cpu_ticks p99_us p50_us"
 	local c0 c1 out
-	c0=$(ticks "$2")
+	c0=$(cpu_ticks "$2")
 	out=$("$BENCH" -H 127.0.0.1 -p "$1" "${W[@]}" -T "$S" --json |
 		/usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["requests"], d["errors"] + d["wrong"], d["p99_us"], d["p50_us"])')
-	c1=$(ticks "$2")
+	c1=$(cpu_ticks "$2")
 	set -- $out
 	echo "$1 $2 $((c1 - c0)) $3 $4"
 }

@@ -17,12 +17,13 @@
 # build with symbols is best (the function names in the .out files).
 # Output files stay in a temporary directory, named on the last line.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=${1:?usage: bench/callgrind_per_request.sh BIN [VALUE] [BACKEND] [N1] [N2]}
 value=${2:-32} backend=${3:-io_uring} n1=${4:-20000} n2=${5:-60000}
 bench=$(dirname "$bin")/geecache-bench
 command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 77; }
 dir=$(mktemp -d /tmp/callgrind.XXXXXX)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 wl=(-c 20 -d 1 -g 0.9 -v "$value" -k 2000)
 
 run() { # N -> "instructions frees"

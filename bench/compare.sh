@@ -26,6 +26,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
 py=/usr/bin/python3
 
 usage() {
@@ -247,18 +248,7 @@ start_memcached() {
 
 # ---- probes ----------------------------------------------------------------
 
-# utime + stime of PID in clock ticks (fields 14 and 15 of /proc/PID/stat;
-# the command name in field 2 may hold spaces, so count after its ')').
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	local -a f
-	read -r -a f <<<"$s"
-	echo $((f[11] + f[12]))
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# cpu_ticks, rss_kb: bench/lib.sh
 
 # alloc_snapshot PID FILE: asks PID's alloccount for a report (SIGUSR2)
 # and prints it once it has landed in FILE; fails after 2 s without one.

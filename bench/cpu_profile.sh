@@ -25,6 +25,7 @@
 # Needs perf (Debian: linux-perf) and permission to sample all CPUs (root,
 # or kernel.perf_event_paranoid <= -1). Exit 77 when perf cannot run.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 py=/usr/bin/python3
 server=geecached geecached='' backend=epoll preset=a threads=$(nproc) seconds=4 out=''
@@ -54,7 +55,7 @@ command -v perf >/dev/null || { echo "cpu_profile.sh: perf not installed (linux-
 [[ -n $out ]] || out=$(mktemp -d /tmp/cpu_profile.XXXXXX)
 mkdir -p "$out"
 
-port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 case $server in
 geecached)
 	"$geecached" -p "$port" -l 127.0.0.1 -t "$threads" -m "$mem" --backend "$backend" \
@@ -74,12 +75,11 @@ for _ in $(seq 100); do
 	sleep 0.05
 done
 "$bench" -p "$port" "${wl[@]}" -T 0.2 --prefill >/dev/null
-ticks() { local s; s=$(<"/proc/$pid/stat"); s=${s##*) }; local -a f; read -r -a f <<<"$s"; echo $((f[11] + f[12])); }
 total=$(awk -v s="$seconds" 'BEGIN { print s + 3 }')
 "$bench" -p "$port" "${wl[@]}" -T "$total" --json >"$out/bench.json" &
 bpid=$!
 sleep 1.5
-c0=$(ticks)
+c0=$(cpu_ticks "$pid")
 if ! perf record -a -g -e cpu-clock -F 2000 -o "$out/perf.data" -- sleep "$seconds" \
 	>"$out/perf-record.log" 2>&1; then
 	echo "cpu_profile.sh: perf record failed (permissions?):" >&2
@@ -87,7 +87,7 @@ if ! perf record -a -g -e cpu-clock -F 2000 -o "$out/perf.data" -- sleep "$secon
 	wait $bpid || true
 	exit 77
 fi
-c1=$(ticks)
+c1=$(cpu_ticks "$pid")
 wait $bpid
 hz=$(getconf CLK_TCK)
 # perf report's --pid/--comm filters drop the kernel's rows here (perf 6.x

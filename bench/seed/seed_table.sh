@@ -18,9 +18,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh" # free_port, rss_kb
 stat_field() { awk -v f="$2" '{print $f}' "/proc/$1/stat"; } # 10 minflt
-rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 mc_stat() { # port name
   /usr/bin/python3 - "$1" "$2" <<'PY'
 import socket, sys, time
