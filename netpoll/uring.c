@@ -69,6 +69,7 @@ struct ur {
 	bool wake_armed;
 	bool accept_armed[NP_MAX_LISTEN];
 	uint32_t inflight;            /* operations whose completion we await */
+	bool defer;                   /* IORING_SETUP_DEFER_TASKRUN */
 	bool closing;                 /* deinit: re-arm nothing */
 };
 
@@ -313,6 +314,7 @@ static int ur_init(struct np_loop *l)
 	for (uint16_t b = 0; b < NBUFS; b++)
 		buf_refill(l, b);
 	arm_wake(l);
+	u->defer = i == 0;
 	atomic_store(&l->be_mode, modes[i]);
 	return 0;
 }
@@ -403,18 +405,21 @@ static int ur_conn_add(struct np_loop *l, struct np_conn *c)
 
 static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 {
+	struct ur *u = l->be;
 	if (on && !(c->flags & (NP_C_RECV_ARMED | NP_C_CLOSED | NP_C_PEER_EOF)))
 		arm_recv(l, c);
 	else if (!on && (c->flags & NP_C_RECV_ARMED)) {
-		/* Cancelled at once, not at the end of the batch: without
-		 * DEFER_TASKRUN the kernel posts receives whenever this thread
-		 * enters it (any syscall, a timer tick), and refilled ring slots
-		 * let a paused connection's multishot receive keep filling them
-		 * until the cancel is in (6.4 MB over 4 waits with out_high at
-		 * 256 KiB, seen under TSan with COOP_TASKRUN). Pauses are rare:
-		 * one syscall each. */
+		/* Without DEFER_TASKRUN the kernel posts receives whenever this
+		 * thread enters it (any syscall, a timer tick), and refilled ring
+		 * slots let a paused connection's multishot receive keep filling
+		 * them until the cancel is in (6.4 MB over 4 waits with out_high
+		 * at 256 KiB, seen under TSan with COOP_TASKRUN): there the cancel
+		 * goes at once, one syscall per pause. With DEFER_TASKRUN nothing
+		 * is received before the next wait, whose enter submits the
+		 * cancel first. */
 		cancel(l, ud(c, OP_RECV));
-		submit_now(l);
+		if (!u->defer)
+			submit_now(l);
 	}
 }
 

@@ -29,11 +29,8 @@ msan_flags=(-g -O1 -fsanitize=fuzzer,memory -fsanitize-memory-track-origins -I. 
 status=0
 for t in bin:1 text:2 meta:3 bin-msan:1 text-msan:2 meta-msan:3; do
 	name=${t%%:*}; id=${t##*:}
-	if [[ $name == *-msan ]]; then
-		"$CC" "${msan_flags[@]}" -DFUZZ_PROTO="$id" "${srcs[@]}" -lpthread -o "$tmp/fuzz_$name"
-	else
-		"$CC" "${flags[@]}" -DFUZZ_PROTO="$id" "${srcs[@]}" -lpthread -o "$tmp/fuzz_$name"
-	fi
+	if [[ $name == *-msan ]]; then f=("${msan_flags[@]}"); else f=("${flags[@]}"); fi
+	"$CC" "${f[@]}" -DFUZZ_PROTO="$id" "${srcs[@]}" -lpthread -o "$tmp/fuzz_$name"
 	mkdir -p "$tmp/new_$name"
 	echo "== fuzz_$name: $RUNS runs"
 	if ! "$tmp/fuzz_$name" -runs="$RUNS" -max_len=8192 -timeout=10 \

@@ -116,6 +116,19 @@ protected:
 		np_group_stats(g, &s);
 		return s;
 	}
+	// The block pool's state now.
+	bp_stats pool()
+	{
+		bp_stats s;
+		bp_pool_stats(np_group_pool(g), &s);
+		return s;
+	}
+	// Bytes in use beyond base (signed: blocks cached when base was taken
+	// may have been freed since).
+	int64_t pool_growth(const bp_stats &base)
+	{
+		return (int64_t)pool().bytes_in_use - (int64_t)base.bytes_in_use;
+	}
 	// Every counter, for a failure's message.
 	std::string counters()
 	{
@@ -274,16 +287,12 @@ TEST_P(NetpollTest, TrickledInputIsHeldCompactly)
 	// Fixed costs first (io_uring's ring of buffers is filled as its loop
 	// starts): the base is taken once the first piece has been read.
 	ASSERT_TRUE(wait_for([&] { return stats().read_calls >= 1; }));
-	bp_stats base;
-	bp_pool_stats(np_group_pool(g), &base);
+	bp_stats base = pool();
 	int64_t peak = 0;
 	for (size_t i = 1; i < kTrickle; i++) {
 		ASSERT_TRUE(write_all(fd, "x", 1));
-		if (i % 4096 == 0) {
-			bp_stats now;
-			bp_pool_stats(np_group_pool(g), &now);
-			peak = std::max(peak, (int64_t)now.bytes_in_use - (int64_t)base.bytes_in_use);
-		}
+		if (i % 4096 == 0)
+			peak = std::max(peak, pool_growth(base));
 	}
 	EXPECT_EQ(read_n(fd, 1), "k");
 	// 64 KiB of data in at most twice that, plus a ring's worth of slack.
@@ -337,7 +346,7 @@ TEST_P(NetpollTest, SmallPiecesForwardedToASlowReaderAreHeldCompactly)
 		ASSERT_GE(fd, 0);
 		ASSERT_TRUE(write_all(fd, "w", 1));
 		ASSERT_EQ(read_n(fd, 1), "w");
-		bp_pool_stats(np_group_pool(g), &base);
+		base = pool();
 		fcntl(fd, F_SETFL, O_NONBLOCK);
 		sent.clear();
 		peak = 0;
@@ -352,9 +361,7 @@ TEST_P(NetpollTest, SmallPiecesForwardedToASlowReaderAreHeldCompactly)
 				sent.append(piece, 0, static_cast<size_t>(w));
 			std::this_thread::sleep_for(std::chrono::microseconds(w > 0 ? 20 : 1000));
 			if (i % 64 == 0) {
-				bp_stats at;
-				bp_pool_stats(np_group_pool(g), &at);
-				peak = std::max(peak, (int64_t)at.bytes_in_use - (int64_t)base.bytes_in_use);
+				peak = std::max(peak, pool_growth(base));
 				if (stats().read_pauses > pauses0)
 					break;
 				if (stats().bytes_read != read0) {
@@ -372,9 +379,7 @@ TEST_P(NetpollTest, SmallPiecesForwardedToASlowReaderAreHeldCompactly)
 		        sent.size(), counters().c_str());
 	}
 	ASSERT_GE(stats().read_pauses, 1u) << "sent " << sent.size() << counters();
-	bp_stats now;
-	bp_pool_stats(np_group_pool(g), &now);
-	peak = std::max(peak, (int64_t)now.bytes_in_use - (int64_t)base.bytes_in_use);
+	peak = std::max(peak, pool_growth(base));
 	// out_high of data, a node per piece and a read's slack: under 3 MiB.
 	EXPECT_LT(peak, int64_t{3} << 20) << "bytes in use grew by " << peak << " for "
 	                                  << stats().bytes_read << " read";
@@ -412,8 +417,7 @@ TEST_P(NetpollTest, InputForwardedElsewhereIsNotPinnedOnceReleased)
 	int fd = connect_to(port);
 	ASSERT_GE(fd, 0);
 	ASSERT_TRUE(wait_for([&] { return counts.opens == 1; }));
-	bp_stats base;
-	bp_pool_stats(np_group_pool(g), &base);
+	bp_stats base = pool();
 	std::string sent;
 	for (unsigned i = 0; i < 20; i++) {
 		std::string piece = pattern(100 + 300 * i, i);
@@ -426,11 +430,8 @@ TEST_P(NetpollTest, InputForwardedElsewhereIsNotPinnedOnceReleased)
 	ASSERT_EQ(np_loop_post(np_group_loop(g, 0), [](void *) { bp_chain_reset(&g_held); },
 	                       nullptr), 0);
 	ASSERT_TRUE(wait_for([&] { return held_len() == 0; }));
-	bp_stats now;
-	bp_pool_stats(np_group_pool(g), &now);
-	EXPECT_LE(now.bytes_in_use, base.bytes_in_use)
-	        << "the idle connection still pins " << now.bytes_in_use - base.bytes_in_use
-	        << " bytes";
+	int64_t pinned = pool_growth(base);
+	EXPECT_LE(pinned, 0) << "the idle connection still pins " << pinned << " bytes";
 	close(fd);
 	ASSERT_TRUE(wait_for([&] { return counts.closes == 1; }));
 	ASSERT_EQ(np_loop_post(np_group_loop(g, 0), [](void *) { bp_chain_deinit(&g_held); },
@@ -462,8 +463,7 @@ TEST_P(NetpollTest, EchoOneByteAtATimeAndRandomSplits)
 TEST_P(NetpollTest, EchoOneMebibyteCopiesOnlySmallPieces)
 {
 	START();
-	bp_stats before;
-	bp_pool_stats(np_group_pool(g), &before);
+	bp_stats before = pool();
 	int fd = connect_to(port);
 	ASSERT_GE(fd, 0);
 	std::string big = pattern(1 << 20, 3);
@@ -472,8 +472,7 @@ TEST_P(NetpollTest, EchoOneMebibyteCopiesOnlySmallPieces)
 	reader.join();
 	close(fd);
 	ASSERT_TRUE(wait_for([&] { return counts.closes == 1; }));
-	bp_stats after;
-	bp_pool_stats(np_group_pool(g), &after);
+	bp_stats after = pool();
 	// Read into pooled blocks, moved to the output by reference, written
 	// with writev/sendmsg. The exception: on io_uring, once the echo has
 	// cut its input (bp_chain_was_cut), pieces under half a buffer are
@@ -634,8 +633,7 @@ TEST_P(NetpollTest, SlowReaderIsBoundedByBackpressure)
 	int fd = connect_to(port, 16 * 1024);
 	ASSERT_TRUE(write_all(fd, "w", 1));
 	ASSERT_EQ(read_n(fd, 1), "w");
-	bp_stats base; // fixed costs, e.g. io_uring's ring of provided buffers
-	bp_pool_stats(np_group_pool(g), &base);
+	bp_stats base = pool(); // fixed costs, e.g. io_uring's ring of provided buffers
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	// Send up to 32 MiB without reading; the server's echo output cannot
 	// drain, so it must stop reading rather than grow. Keep writing until
@@ -659,24 +657,22 @@ TEST_P(NetpollTest, SlowReaderIsBoundedByBackpressure)
 	// small receives (a slow build) used up the ring's 4 KiB buffers before
 	// out_high was reached: the ring then bounds what it holds.
 	EXPECT_GE(stats().read_pauses + stats().recv_nobufs, 1u) << "sent " << sent << counters();
-	bp_stats s;
-	bp_pool_stats(np_group_pool(g), &s);
 	// out_high + one read budget + blocks in flight, far below what was sent.
-	// (Signed: blocks cached when `base` was taken may have been freed since.)
 	// io_uring without DEFER_TASKRUN posts completions whenever the thread
 	// enters the kernel: a pause can land mid-batch, after the kernel has
 	// filled up to the whole ring (1024 x 4 KiB) with what the peer sent,
 	// and those bytes are held too (one batch of 647 receives, 2.5 MB, was
-	// seen under COOP_TASKRUN). The pause's cancel is submitted at once, so
-	// the ring is the limit; before it waited for the batch's end, and the
-	// refilled ring let one pause take in 6.4 MB (CI, TSan).
+	// seen under COOP_TASKRUN). In those modes the pause's cancel is
+	// submitted at once, so the ring is the limit; before it waited for the
+	// batch's end, and the refilled ring let one pause take in 6.4 MB (CI,
+	// TSan).
 	int64_t bound = int64_t{2} << 20;
 	const char *mode = np_loop_backend_mode(np_group_loop(g, 0));
 	if (mode && std::string(mode) != "defer_taskrun")
 		bound += int64_t{4} << 20;
-	EXPECT_LT((int64_t)s.bytes_in_use - (int64_t)base.bytes_in_use, bound)
+	EXPECT_LT(pool_growth(base), bound)
 	        << "sent " << sent << counters() << " blocks "
-	        << s.blocks_in_use - base.blocks_in_use;
+	        << pool().blocks_in_use - base.blocks_in_use;
 	// Drain: everything sent comes back.
 	fcntl(fd, F_SETFL, 0);
 	std::string back = read_n(fd, sent);
