@@ -1261,9 +1261,13 @@ static int put_item(struct cache *c, struct shard *sh, const struct hk *k,
 		part_copy(v, &w->parts[i]);
 		v += w->parts[i].len;
 	}
+	/* From here on nothing of the old version is read: w's key and parts
+	 * may point into it (touch rewrites an item from its own bytes), and
+	 * once unpinned its segment may already have been evicted. The
+	 * lookup takes the key from the new copy. */
 	bp_block_unref(pin);
 	struct loc cur;
-	if (lookup(c, sh, k, w->key, w->klen, &cur))
+	if (lookup(c, sh, k, d + hs, w->klen, &cur))
 		remove_loc(sh, &cur);
 	struct itm it;
 	itm_parse(d, &it);

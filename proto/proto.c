@@ -159,6 +159,8 @@ int mc_parse(struct mc_parser *p, struct bp_chain *in, struct mc_request *req)
 			return -EAGAIN;
 		}
 		*req = p->pending;
+		if (req->key_len)
+			req->key = p->scratch; /* see mc__text_expect_value */
 		p->has_pending = 0;
 		rc = mc__text_complete(in, req);
 	} else if (p->proto == MC_PROTO_BINARY) {

@@ -347,7 +347,10 @@ struct mc_parser_opts {
 	struct mc_counters *counters; /* may be NULL; not owned */
 };
 
-/* Visible to be embedded; fields are private to proto. */
+/* Visible to be embedded; fields are private to proto. A parser may be
+ * moved or copied by value between mc_parse calls, also while a request
+ * waits for its value: the state holds no pointer into itself or into the
+ * input chain (a pending request's key is kept in its own scratch). */
 struct mc_parser {
 	uint8_t proto;            /* enum mc_proto; AUTO until the first byte */
 	uint8_t has_pending;      /* a header/line parsed, waiting for its value */

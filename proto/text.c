@@ -78,8 +78,14 @@ int mc__text_expect_value(struct mc_parser *p, struct bp_chain *in,
 	req->value_len = (uint32_t)vlen;
 	req->total = total;
 	if (bp_chain_len(in) < total) {
-		/* Keep what was parsed, so the line is not read again. */
+		/* Keep what was parsed, so the line is not read again. The
+		 * parser may be moved (a server keeps it per connection only
+		 * while a request is pending): the pending request holds no
+		 * pointer, its key lives in the parser's own scratch. */
+		if (req->key_len && req->key != p->scratch)
+			memcpy(p->scratch, req->key, req->key_len);
 		p->pending = *req;
+		p->pending.key = NULL;
 		p->has_pending = 1;
 		p->need = total;
 		return -EAGAIN;

@@ -258,3 +258,46 @@ TEST(Pipeline, TextAndMetaMixed)
 }
 
 } // namespace
+
+// A server parses a burst with a shared parser and, when the burst ends
+// mid-request, moves the state into a parser of the connection's own; the
+// shared one then parses another connection's bytes. The pending request
+// must not depend on the shared parser (geecached stored client 1's value
+// under client 2's key: its key pointed into the shared scratch).
+TEST(Split, PendingRequestSurvivesAMoveAndReuseOfTheOldParser)
+{
+	const std::string b64a = "a2V5LW9mLWNsaWVudC1vbmU="; // key-of-client-one
+	const std::vector<std::pair<std::string, std::string>> cases = {
+		{"ms " + b64a + " 10 b\r\n0123456789\r\n", "key-of-client-one"},
+		{"set " + std::string(40, 'A') + " 0 0 10\r\n0123456789\r\n",
+		 std::string(40, 'A')},
+	};
+	for (const auto &[wire, key] : cases) {
+		for (size_t cut : {size_t(5), size_t(20), wire.size() - 8}) {
+			SCOPED_TRACE(wire + " cut " + std::to_string(cut));
+			mc_parser shared, own;
+			mc_parser_init(&shared, nullptr);
+			Chain in1, in2;
+			// The key itself straddles blocks when cut is inside it.
+			add_split(&in1, wire.substr(0, wire.find("\r\n") + 5), {cut});
+			mc_request req;
+			ASSERT_EQ(mc_parse(&shared, &in1, &req), -EAGAIN);
+			own = shared;
+			// Another connection's request through the shared parser
+			// overwrites its scratch (a base64 key is decoded there).
+			mc_parser_init(&shared, nullptr);
+			add_block(&in2, "mg " + std::string("b3RoZXIta2V5LWItYmJiYmJiYmJiYmJi") +
+			                        " b v\r\n");
+			ASSERT_EQ(mc_parse(&shared, &in2, &req), 1);
+			ASSERT_EQ(std::string(req.key, req.key_len), "other-key-b-bbbbbbbbbbbb");
+			mc_parser_consume(&shared, &in2, &req);
+			memset(&shared, 0x5a, sizeof(shared)); // and is gone
+			add_block(&in1, wire.substr(wire.find("\r\n") + 5));
+			ASSERT_EQ(mc_parse(&own, &in1, &req), 1);
+			EXPECT_EQ(std::string(req.key, req.key_len), key);
+			EXPECT_EQ(value_str(req, &in1), "0123456789");
+			mc_parser_consume(&own, &in1, &req);
+			EXPECT_EQ(in1.len(), 0u);
+		}
+	}
+}
