@@ -377,14 +377,29 @@ static unsigned ttl_class(uint32_t exp, int64_t now)
 	return cls < NTTL ? cls : NTTL - 1;
 }
 
-/* Runs a due delayed flush. Any thread, any lock state. */
+/* Flushes every item stored so far: the segments opened up to now are
+ * dead. Holding every shard's writer lock orders the flush with every write
+ * (memcached's order: an item stored before the flush is gone after it, one
+ * stored after it stays): no SET is half done, and no eviction is moving
+ * live items of a segment that is about to be flushed into one that is not.
+ * Any thread, holding no shard lock. */
+static void flush_now(struct cache *c)
+{
+	for (unsigned i = 0; i < c->nshards; i++)
+		shard_wrlock(&c->shards[i]);
+	atomic_store(&c->flush_seq, atomic_load(&c->seq) - 1);
+	for (unsigned i = c->nshards; i-- > 0;)
+		pthread_rwlock_unlock(&c->shards[i].lock);
+}
+
+/* Runs a due delayed flush. Any thread, holding no shard lock. */
 static void flush_check(struct cache *c, int64_t now)
 {
 	int64_t at = atomic_load_explicit(&c->flush_at, memory_order_acquire);
 	if (at == 0 || now < at)
 		return;
 	if (atomic_compare_exchange_strong(&c->flush_at, &at, 0))
-		atomic_store(&c->flush_seq, atomic_load(&c->seq) - 1);
+		flush_now(c);
 }
 
 static inline bool seg_flushed(struct cache *c, const struct seg *s)
@@ -1709,7 +1724,7 @@ int cache_flush_all(struct cache *c, int64_t delay)
 		return 0;
 	}
 	atomic_store(&c->flush_at, 0);
-	atomic_store(&c->flush_seq, atomic_load(&c->seq) - 1);
+	flush_now(c);
 	return 0;
 }
 

@@ -853,6 +853,69 @@ TEST_F(CacheTest, CounterTable)
 
 // Many threads on few keys under memory pressure (run it under TSan).
 // Values are self-describing so torn or mixed bytes are detected.
+// flush_all against writers on other threads, memcached's order: an item
+// whose store returned before the flush was called is gone after it; one
+// whose store began after the flush returned stays. Writers run while a
+// small store evicts and relocates hot items (readers keep them hot), so a
+// relocation in flight cannot carry a flushed item into a new segment.
+TEST_F(CacheTest, FlushOrdersWithConcurrentWriters)
+{
+	for (bool evicting : {false, true}) {
+		SCOPED_TRACE(evicting ? "evicting" : "roomy");
+		make(evicting ? (1u << 20) : (16u << 20), 32 * 1024, 4);
+		const int nwriters = 3, rounds = 6;
+		for (int round = 0; round < rounds; round++) {
+			std::atomic<bool> stop{false};
+			std::atomic<int64_t> acked[nwriters], started[nwriters];
+			std::vector<std::thread> ts;
+			for (int t = 0; t < nwriters; t++) {
+				acked[t] = -1;
+				started[t] = 0;
+				ts.emplace_back([&, t] {
+					std::string v(200, char('a' + t));
+					for (int64_t i = 0; !stop.load(); i++) {
+						std::string k = "r" + std::to_string(round) + "w" +
+						                std::to_string(t) + "_" + std::to_string(i);
+						started[t] = i;
+						set(c, k, v);
+						acked[t] = i;
+						if (i % 7 == 0) // hot: relocated, not dropped
+							get(c, "r" + std::to_string(round) + "w" +
+							               std::to_string(t) + "_" +
+							               std::to_string(i / 2));
+					}
+				});
+			}
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+			int64_t before[nwriters], after[nwriters];
+			for (int t = 0; t < nwriters; t++)
+				before[t] = acked[t].load();
+			ASSERT_EQ(cache_flush_all(c, 0), 0);
+			for (int t = 0; t < nwriters; t++)
+				after[t] = started[t].load() + 1;
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+			stop = true;
+			for (auto &th : ts)
+				th.join();
+			for (int t = 0; t < nwriters; t++) {
+				std::string pre = "r" + std::to_string(round) + "w" +
+				                  std::to_string(t) + "_";
+				for (int64_t i = 0; i <= before[t]; i++)
+					ASSERT_EQ(get(c, pre + std::to_string(i)).rc, -ENOENT)
+						<< pre << i << " acked before the flush";
+				if (!evicting) {
+					for (int64_t i = after[t]; i < acked[t].load(); i++)
+						ASSERT_EQ(get(c, pre + std::to_string(i)).rc, 0)
+							<< pre << i << " stored after the flush";
+				}
+			}
+		}
+		if (evicting) {
+			EXPECT_GT(stats(c).evictions + stats(c).relocations, 0u);
+		}
+	}
+}
+
 TEST_F(CacheTest, ThreadedStress)
 {
 	make(2u << 20, 32 * 1024, 4);
