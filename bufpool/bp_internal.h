@@ -74,6 +74,20 @@ struct bp_node {
 /* Block of the given class (no lookup), refcount 1; NULL on ENOMEM. */
 struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls);
 
+/* Fault injection (fault.c). While bp__fault_armed is set, every block
+ * get first asks bp__fault_fire(cap), cap being the capacity it would hand
+ * out; true: refuse it (NULL, counted as enomem and faults_injected).
+ * bp__fault_init reads GEECACHE_FAULT_ALLOC (once per process). */
+extern atomic_bool bp__fault_armed;
+bool bp__fault_fire(size_t cap, const char *pool_name);
+void bp__fault_init(void);
+
+static inline bool bp__fault_check(size_t cap, const char *pool_name)
+{
+	return BP_UNLIKELY(atomic_load_explicit(&bp__fault_armed, memory_order_relaxed)) &&
+	       bp__fault_fire(cap, pool_name);
+}
+
 /* Counts n bytes copied by a chain operation of `pool` on this thread. */
 void bp__count_copy(struct bp_pool *pool, enum bp_copy_reason why, size_t n);
 

@@ -128,12 +128,51 @@ static inline struct bp_block *bp_block_of(void *data)
 	return (struct bp_block *)((char *)data - BP_BLOCK_HDR);
 }
 
+/* Fault injection, for tests: makes block gets fail on purpose, exactly as
+ * if the pool's limit had been reached (NULL / -ENOMEM, counted in enomem
+ * and in faults_injected). Every get can fail: bp_block_get (cached
+ * blocks, carved ones and huge ones alike), bp_objpool_get and the chain
+ * calls that take a block or a node. The environment variable
+ * GEECACHE_FAULT_ALLOC holds a spec, read once by the process's first
+ * bp_pool_create (a malformed one is reported on stderr and ignored):
+ *
+ *   every:N       the Nth counted get fails, and every Nth after it (N >= 1)
+ *   prob:P:SEED   each counted get fails with probability P (0 <= P <= 1),
+ *                 drawn from a generator seeded with SEED + the thread's
+ *                 index (threads in the order they first draw), so that
+ *                 one thread's failures repeat from run to run
+ *
+ * followed by any of
+ *
+ *   ,after:M      the first M counted gets never fail (a server starts up);
+ *                 every:N then fails gets M+N, M+2N, ...
+ *   ,min:BYTES    only gets of blocks with at least BYTES of capacity are
+ *                 counted and may fail (say, 4000: buffers fail, small
+ *                 bookkeeping objects do not)
+ *   ,pool:NAME    only gets from the pool of that name (bp_pool_opts.name)
+ *                 are counted and may fail (geecached: "net" fails reads,
+ *                 replies and rings, never the store's segments)
+ *
+ * Counts are process-wide (all pools, all threads) and restart whenever a
+ * spec is set. Off, a get pays one load of a flag and a branch. */
+
+/* Replaces the spec (the environment's too): NULL or "" turns injection
+ * off. Returns 0, or -EINVAL for a malformed spec (nothing changes). Any
+ * thread, any time; a get racing with it sees the old spec or the new. */
+int bp_fault_set(const char *spec);
+
 /* Size classes: class i holds blocks of bp_class_size(i) bytes in total
  * (header included). bp_class_of(cap) is the smallest class whose capacity
  * is >= cap, or -1 when cap needs a huge (mmap) block. */
 int bp_class_count(void);
 size_t bp_class_size(int cls);
 int bp_class_of(size_t cap);
+
+/* Bytes a block of capacity cap counts against its pool's limit (and in
+ * charged_bytes) from bp_block_get to its last unref: its class size, or
+ * for a huge block its whole mapping, rounded up to pages. For caps that
+ * bp_block_get can grant (below 4 GiB). Any thread. */
+size_t bp_block_charge(size_t cap);
 
 /* ------------------------------------------------------------------------
  * Slices
@@ -392,6 +431,7 @@ uint64_t bp_objpool_in_use(const struct bp_objpool *op);
 	X(pool_misses, COUNTER, "gets that went to the depot or carved memory") \
 	X(huge_gets, COUNTER, "blocks above the largest class (mmap)")          \
 	X(enomem, COUNTER, "gets refused: limit reached or no memory")          \
+	X(faults_injected, COUNTER, "gets refused by fault injection (of enomem)") \
 	X(copied_view_bytes, COUNTER, "bytes copied for contiguous views across blocks") \
 	X(copied_append_bytes, COUNTER, "bytes appended to chains by copy")     \
 	X(copied_out_bytes, COUNTER, "bytes copied out of chains to caller memory")

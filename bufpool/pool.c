@@ -86,6 +86,7 @@ struct bp_pool {
 	/* Rare-path counters, updated with atomics from any thread. */
 	_Atomic uint64_t charged, sys_bytes, sys_alloc_calls, sys_free_calls;
 	_Atomic uint64_t huge_gets, huge_puts, huge_bytes, enomem;
+	_Atomic uint64_t faults_injected;
 };
 
 /* The pool table. A slot is written under g_lock at create/destroy; the
@@ -145,6 +146,18 @@ int bp_class_of(size_t cap)
 	size_t sp = (size_t)1 << (k - 2);
 	int step = (int)((t - ((size_t)1 << k) + sp - 1) / sp);
 	return 7 + (k - 7) * 4 + step - 1;
+}
+
+/* What bp_block_get(pool, cap) charges: the class size, or a huge block's
+ * whole mapping as huge_get makes it ([u64 size][header][data], rounded up
+ * to pages). Keep the two in step (pool_test.cc, BlockCharge). */
+size_t bp_block_charge(size_t cap)
+{
+	int cls = bp_class_of(cap);
+	if (cls >= 0)
+		return bp__class_size[cls];
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (cap + sizeof(uint64_t) + BP_BLOCK_HDR + page - 1) & ~(page - 1);
 }
 
 /* ---- thread caches ---------------------------------------------------- */
@@ -350,11 +363,21 @@ static bool refill(struct bp_pool *pool, struct tbin *bin, int cls)
 	return n > 0;
 }
 
+/* A get refused by fault injection: to the caller it is the limit. */
+static struct bp_block *fault_refuse(struct bp_pool *pool)
+{
+	atomic_fetch_add(&pool->faults_injected, 1);
+	atomic_fetch_add(&pool->enomem, 1);
+	return NULL;
+}
+
 /* ---- huge blocks ------------------------------------------------------ */
 
 /* A huge block is a private mapping: [u64 mapping size][header][data]. */
 static struct bp_block *huge_get(struct bp_pool *pool, size_t cap)
 {
+	if (bp__fault_check(cap, pool->name))
+		return fault_refuse(pool);
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	if (cap > ((size_t)1 << 32) - 2 * page)
 		goto fail; /* slices address blocks with 32-bit offsets */
@@ -445,6 +468,10 @@ static void naive_put(struct bp_pool *pool, struct bp_tcache *tc, struct bp_bloc
 
 struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls)
 {
+	/* Before the cache: with injection on, a cached block can be refused
+	 * too, so that every get may fail (bp_fault_set). */
+	if (bp__fault_check(bp__class_size[cls] - BP_BLOCK_HDR, pool->name))
+		return fault_refuse(pool);
 	struct bp_tcache *tc = tcache(pool);
 	if (BP_UNLIKELY(!tc)) {
 		atomic_fetch_add(&pool->enomem, 1);
@@ -592,6 +619,7 @@ struct bp_pool *bp_pool_create(const struct bp_pool_opts *opts)
 {
 	pthread_once(&g_keys_once, keys_init);
 	pthread_once(&g_batch_once, batch_init);
+	bp__fault_init();
 	struct bp_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return NULL;
@@ -735,4 +763,5 @@ void bp_pool_stats(struct bp_pool *pool, struct bp_stats *s)
 	s->limit_bytes = pool->limit;
 	s->charged_bytes = atomic_load(&pool->charged);
 	s->enomem = atomic_load(&pool->enomem);
+	s->faults_injected = atomic_load(&pool->faults_injected);
 }

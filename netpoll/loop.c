@@ -459,8 +459,8 @@ check_bound:
 		return;
 	if (bp_chain_len(&c->in) >= g->o.in_max) {
 		np__ctr(&l->st.in_overflows, 1);
+		conn_set_err(c, -EMSGSIZE); /* before the close reports it */
 		np_conn_close(c, true);
-		conn_set_err(c, -EMSGSIZE);
 		set_read(l, c, false);
 		return;
 	}
@@ -616,10 +616,17 @@ void np__read_ready(struct np_loop *l, struct np_conn *c)
 	}
 	if (c->flags & NP_C_CLOSED)
 		return;
-	if (err)
+	if (err == -ENOMEM) {
+		/* No buffer for the next read: the handler has had every byte
+		 * read so far, and the replies it queued still go out before
+		 * the close (reads stop, so level triggering does not spin). */
+		conn_set_err(c, err);
+		np_conn_close(c, true);
+	} else if (err) {
 		np__conn_error(c, err);
-	else if (eof)
+	} else if (eof) {
 		np__conn_eof(c);
+	}
 }
 
 /* Sets whether c waits for writability; tells the backend on a change. */
@@ -723,11 +730,16 @@ static void accept_backoff(struct np_loop *l)
 	 * an event that stays ready, and say nothing per failure. */
 	if (l->accept_paused)
 		return;
+	/* The timer first: paused without one, the listeners would never
+	 * resume (no memory for it: keep accepting, and try again at the
+	 * next failure). */
+	l->accept_timer = np_timer_add(l, ACCEPT_BACKOFF_MS, 0, accept_resume, l);
+	if (!l->accept_timer)
+		return;
 	l->accept_paused = true;
 	np__ctr(&l->st.accept_backoffs, 1);
 	for (int i = 0; i < l->nlisten; i++)
 		l->ops->pause_listener(l, l->listen_fd[i], true);
-	l->accept_timer = np_timer_add(l, ACCEPT_BACKOFF_MS, 0, accept_resume, l);
 }
 
 static void conn_adopt(struct np_loop *l, int fd);
@@ -1123,6 +1135,8 @@ static int loop_init(struct np_group *g, struct np_loop *l, int index,
 	if (g->o.idle_timeout_ms) {
 		uint64_t every = g->o.idle_timeout_ms / 4 ? g->o.idle_timeout_ms / 4 : 1;
 		l->idle_timer = np_timer_add(l, every, every, idle_sweep, l);
+		if (!l->idle_timer)
+			return -ENOMEM;
 	}
 	return 0;
 }

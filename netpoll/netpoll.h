@@ -155,6 +155,9 @@ enum np_backend np_group_backend(const struct np_group *g);
 	X(wait_calls, COUNTER, "epoll_wait/io_uring_enter calls")           \
 	X(read_pauses, COUNTER, "reads paused for output backpressure")     \
 	X(recv_nobufs, COUNTER, "io_uring receives ended: buffer ring empty") \
+	X(recv_parked, COUNTER, "io_uring receives left for the ring's refill: memory short") \
+	X(ring_empty_slots, GAUGE, "io_uring buffer-ring slots the pool could not refill") \
+	X(ring_retries, COUNTER, "io_uring refills of empty ring slots tried (backed off)") \
 	X(in_overflows, COUNTER, "connections closed: input over in_max")   \
 	X(posts, COUNTER, "cross-thread posts run")                          \
 	X(syscalls, COUNTER, "system calls made by the loops' data path")    \

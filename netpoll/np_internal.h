@@ -29,6 +29,9 @@ enum {
 	NP_C_RECV_ARMED = 1u << 10,
 	NP_C_SEND_ARMED = 1u << 11,
 	NP_C_POLL_ARMED = 1u << 12,
+	/* io_uring: the recv ended with the buffer ring empty and memory
+	 * short; re-armed once the ring holds a buffer again */
+	NP_C_RECV_PARKED = 1u << 13,
 };
 
 /* Event tags: what an epoll/uring event refers to. Connections carry their
@@ -230,6 +233,12 @@ static inline void np__ctr(uint64_t *c, uint64_t n)
 	 * atomics. */
 	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
 	                 __ATOMIC_RELAXED);
+}
+
+/* The same for a loop's gauge (np_group_stats sums the loops'). */
+static inline void np__gauge(uint64_t *g, uint64_t v)
+{
+	__atomic_store_n(g, v, __ATOMIC_RELAXED);
 }
 
 #endif

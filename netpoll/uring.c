@@ -10,6 +10,12 @@
  *   kernel filled is adopted into the connection's input chain as it is
  *   (no copy), and a fresh block takes its place in the ring. An idle
  *   connection therefore pins no buffer. -ENOBUFS (ring empty) re-arms.
+ * - Out of memory: a ring slot the pool cannot refill stays empty and is
+ *   retried with a back-off (1 ms doubling to 64 ms, back to 1 ms after a
+ *   refill), the wait sleeping no longer than the next retry. A receive
+ *   that ends with -ENOBUFS while no slot holds a buffer is parked, not
+ *   re-armed (it would end again at once and spin the loop): it is
+ *   re-armed by the wait that finds a buffer back in the ring.
  * - Writes: one send in flight per connection: IORING_OP_SEND when the
  *   output is one buffer, else a sendmsg gathering the output chain, its
  *   msghdr and iovecs in a small bufpool block until the completion. The
@@ -47,6 +53,8 @@
 #define BGID 7
 #define SEND_IOV 256                 /* iovecs per sendmsg */
 #define RECV_COPY_BELOW 1024u        /* see on_recv */
+#define RETRY_MIN_US 1000u           /* refill back-off (bufs_retry) */
+#define RETRY_MAX_US 64000u
 
 enum op { OP_RECV = 1, OP_SEND, OP_SENDMSG, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
 
@@ -65,6 +73,9 @@ struct ur {
 	size_t br_size;
 	struct bp_block *bufs[NBUFS];
 	uint32_t nempty;              /* ring slots without a block (ENOMEM) */
+	uint32_t retry_us;            /* bufs_retry's back-off ... */
+	uint64_t retry_at;            /* ... and its next try (loop us clock) */
+	uint32_t nparked;             /* connections with NP_C_RECV_PARKED */
 	uint64_t wake_buf;
 	bool wake_armed;
 	bool accept_armed[NP_MAX_LISTEN];
@@ -183,28 +194,55 @@ static void buf_put(struct ur *u, uint16_t bid, struct bp_block *b)
 	io_uring_buf_ring_advance(u->br, 1);
 }
 
-/* Gives slot bid a fresh block; false (slot left empty) when the pool is
- * out of memory. */
-static bool buf_refill(struct np_loop *l, uint16_t bid)
+/* Gives slot bid, which is not counted empty (its block was just taken,
+ * or it never had one), a fresh block; when the pool refuses, leaves it
+ * empty and counted for bufs_retry. */
+static void buf_refill(struct np_loop *l, uint16_t bid)
 {
 	struct ur *u = l->be;
 	struct bp_block *b = bp_block_get(l->g->pool, BUF_CAP);
-	if (!b) {
-		u->bufs[bid] = NULL;
-		u->nempty++;
-		return false;
+	if (b) {
+		buf_put(u, bid, b);
+		return;
 	}
-	buf_put(u, bid, b);
-	return true;
+	u->bufs[bid] = NULL;
+	if (u->nempty++ == 0) {
+		u->retry_us = RETRY_MIN_US;
+		u->retry_at = l->now_us + RETRY_MIN_US;
+	}
 }
 
-static void bufs_retry(struct np_loop *l)
+/* Refills empty slots when the back-off has passed (it stops at the first
+ * refusal: the pool is short). Any refill resets the back-off; none
+ * doubles it, up to RETRY_MAX_US. Returns the wait's timeout cut to the
+ * next retry while slots stay empty. */
+static int64_t bufs_retry(struct np_loop *l, int64_t timeout_us)
 {
 	struct ur *u = l->be;
-	for (uint16_t i = 0; u->nempty && i < NBUFS; i++) {
-		if (!u->bufs[i] && buf_refill(l, i))
+	uint64_t now = l->now_us;
+	if (now >= u->retry_at) {
+		np__ctr(&l->st.ring_retries, 1);
+		bool refilled = false;
+		for (uint16_t i = 0; u->nempty && i < NBUFS; i++) {
+			if (u->bufs[i])
+				continue;
+			struct bp_block *b = bp_block_get(l->g->pool, BUF_CAP);
+			if (!b)
+				break;
+			buf_put(u, i, b);
 			u->nempty--;
+			refilled = true;
+		}
+		if (refilled)
+			u->retry_us = RETRY_MIN_US;
+		else if (u->retry_us < RETRY_MAX_US)
+			u->retry_us *= 2;
+		u->retry_at = now + u->retry_us;
 	}
+	if (!u->nempty)
+		return timeout_us;
+	int64_t left = (int64_t)(u->retry_at - now);
+	return timeout_us < 0 || timeout_us > left ? left : timeout_us;
 }
 
 /* ---- arming ----------------------------------------------------------- */
@@ -255,6 +293,29 @@ static void arm_recv(struct np_loop *l, struct np_conn *c)
 	c->flags |= NP_C_RECV_ARMED;
 	np_conn_ref(c);
 	u->inflight++;
+}
+
+/* Takes c off the parked receives (a parked one holds no reference). */
+static void recv_unpark(struct ur *u, struct np_conn *c)
+{
+	c->flags &= ~NP_C_RECV_PARKED;
+	u->nparked--;
+}
+
+/* Re-arms the parked receives, once the ring holds a buffer again. They
+ * are found through the loop's slots: parking needs the pool to have
+ * refused memory, and this runs once per recovery, not per wait. */
+static void recv_unpark_all(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	for (uint32_t s = 0; u->nparked && s < l->nslots; s++) {
+		struct np_conn *c = l->slots[s];
+		if (!c || !(c->flags & NP_C_RECV_PARKED))
+			continue;
+		recv_unpark(u, c);
+		if (!(c->flags & (NP_C_READ_OFF | NP_C_CLOSED | NP_C_PEER_EOF)))
+			arm_recv(l, c);
+	}
 }
 
 /* ---- interface -------------------------------------------------------- */
@@ -313,6 +374,7 @@ static int ur_init(struct np_loop *l)
 	l->be = u;
 	for (uint16_t b = 0; b < NBUFS; b++)
 		buf_refill(l, b);
+	np__gauge(&l->st.ring_empty_slots, u->nempty);
 	arm_wake(l);
 	u->defer = i == 0;
 	atomic_store(&l->be_mode, modes[i]);
@@ -359,6 +421,7 @@ static void ur_deinit(struct np_loop *l)
 	io_uring_queue_exit(&u->ring); /* the kernel lets go of everything */
 	for (int i = 0; i < NBUFS; i++)
 		bp_block_unref(u->bufs[i]);
+	np__gauge(&l->st.ring_empty_slots, 0);
 	munmap(u->br, u->br_size);
 	free(u);
 	l->be = NULL;
@@ -406,8 +469,11 @@ static int ur_conn_add(struct np_loop *l, struct np_conn *c)
 static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 {
 	struct ur *u = l->be;
-	if (on && !(c->flags & (NP_C_RECV_ARMED | NP_C_CLOSED | NP_C_PEER_EOF)))
+	if (on && !(c->flags & (NP_C_RECV_ARMED | NP_C_RECV_PARKED | NP_C_CLOSED |
+	                        NP_C_PEER_EOF)))
 		arm_recv(l, c);
+	else if (!on && (c->flags & NP_C_RECV_PARKED))
+		recv_unpark(u, c); /* nothing in flight to cancel */
 	else if (!on && (c->flags & NP_C_RECV_ARMED)) {
 		/* Without DEFER_TASKRUN the kernel posts receives whenever this
 		 * thread enters it (any syscall, a timer tick), and refilled ring
@@ -436,9 +502,13 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 	struct bp_block *b = NULL;
 	struct send_msg *sm = NULL;
 	if (!single) {
+		/* Short of memory for the msghdr: the first piece goes alone
+		 * (a partial send, which the socket may make anyway), and its
+		 * completion sends the rest. */
 		b = bp_block_get(l->g->pool, sizeof(*sm));
-		if (!b)
-			return -ENOMEM;
+		single = b == NULL;
+	}
+	if (!single) {
 		sm = (struct send_msg *)bp_block_data(b);
 		memset(&sm->msg, 0, sizeof(sm->msg));
 		sm->c = c;
@@ -466,10 +536,29 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 
 static void ur_conn_del(struct np_loop *l, struct np_conn *c)
 {
+	if (c->flags & NP_C_RECV_PARKED)
+		recv_unpark(l->be, c);
 	if (c->flags & NP_C_RECV_ARMED)
 		cancel(l, ud(c, OP_RECV));
 	if (c->flags & NP_C_POLL_ARMED)
 		cancel(l, ud(c, OP_POLL));
+}
+
+/* A multishot receive that ended without an error goes on: re-armed at
+ * once, unless it ran out of buffers while no slot holds one (none is on
+ * its way back: the pool refused the refills). Re-armed then, it would end
+ * again at once, every loop turn; it is parked until ur_wait finds a
+ * buffer back in the ring. */
+static void recv_rearm(struct np_loop *l, struct np_conn *c, int res)
+{
+	struct ur *u = l->be;
+	if (res == -ENOBUFS && u->nempty == NBUFS) {
+		c->flags |= NP_C_RECV_PARKED;
+		u->nparked++;
+		np__ctr(&l->st.recv_parked, 1);
+		return;
+	}
+	arm_recv(l, c);
 }
 
 static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flags)
@@ -481,26 +570,29 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 		if (res > 0 && !(c->flags & (NP_C_CLOSED | NP_C_DRAINING))) {
 			np__ctr(&l->st.read_calls, 1);
 			np__ctr(&l->st.bytes_read, (uint64_t)res);
-			int r;
+			int r = 0;
 			bool adopted = false;
-			if (((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) ||
-			    ((uint32_t)res < BUF_CAP / 2 && bp_chain_was_cut(&c->in))) {
-				/* A small piece continuing unparsed input, or under
-				 * half a buffer for a handler that forwards its input
-				 * by reference (it has cut from the chain before):
-				 * copied onto the chain's tail, its buffer straight
-				 * back to the ring. Adopted, each such piece would pin
-				 * a whole 4 KiB block (a value trickled a byte per
-				 * segment: ~1.5 KiB resident per byte; an echo's
-				 * backlog of 256-byte pieces: 16x its size). */
-				r = bp_chain_append(&c->in, bp_block_data(b), (size_t)res);
+			/* A small piece continuing unparsed input, or under half a
+			 * buffer for a handler that forwards its input by
+			 * reference (it has cut from the chain before): copied
+			 * onto the chain's tail, its buffer straight back to the
+			 * ring. Adopted, each such piece would pin a whole 4 KiB
+			 * block (a value trickled a byte per segment: ~1.5 KiB
+			 * resident per byte; an echo's backlog of 256-byte
+			 * pieces: 16x its size). */
+			bool copied = (((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) ||
+			               ((uint32_t)res < BUF_CAP / 2 && bp_chain_was_cut(&c->in))) &&
+			              bp_chain_append(&c->in, bp_block_data(b), (size_t)res) == 0;
+			if (copied) {
 				buf_put(u, bid, b);
 			} else {
-				/* The kernel's buffer becomes the chain's: no copy. A
-				 * reference of ours says afterwards whether on_data
-				 * let go of it (the usual case: requests parsed whole),
-				 * and then the block goes straight back to the ring
-				 * instead of a fresh one taking its slot. */
+				/* The kernel's buffer becomes the chain's: no copy
+				 * (and the way left when the copy found no memory:
+				 * adopting takes a node only). A reference of ours
+				 * says afterwards whether on_data let go of it (the
+				 * usual case: requests parsed whole), and then the
+				 * block goes straight back to the ring instead of a
+				 * fresh one taking its slot. */
 				r = bp_chain_adopt(&c->in, b, 0, (uint32_t)res);
 				adopted = r == 0;
 				if (adopted)
@@ -509,7 +601,7 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 					buf_put(u, bid, b);
 			}
 			if (r < 0)
-				np__conn_error(c, -ENOMEM);
+				np__conn_error(c, -ENOMEM); /* the bytes cannot be kept */
 			else
 				np__conn_input(c);
 			if (adopted) {
@@ -538,7 +630,7 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 			np__conn_error(c, res);
 		else if (!(c->flags & (NP_C_READ_OFF | NP_C_CLOSED | NP_C_PEER_EOF)) &&
 		         !u->closing)
-			arm_recv(l, c); /* out of buffers, or ended early: go on */
+			recv_rearm(l, c, res); /* out of buffers, or ended early */
 	}
 	np_conn_unref(c);
 }
@@ -630,8 +722,12 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 static int ur_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct ur *u = l->be;
-	if (u->nempty)
-		bufs_retry(l);
+	if (u->nempty) {
+		timeout_us = bufs_retry(l, timeout_us);
+		np__gauge(&l->st.ring_empty_slots, u->nempty); /* the wait may be long */
+	}
+	if (u->nparked && u->nempty < NBUFS)
+		recv_unpark_all(l);
 	struct io_uring_cqe *cqe;
 	int r;
 	if (timeout_us == 0) {
@@ -649,6 +745,7 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 		return r;
 	reap(l);
+	np__gauge(&l->st.ring_empty_slots, u->nempty);
 	return 0;
 }
 

@@ -802,4 +802,46 @@ TEST(PoolLifetime, AtMostMaxPoolsAndSlotsAreReused) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// bp_block_charge: what a block counts against the limit
+// ---------------------------------------------------------------------------
+
+// A pool whose limit is exactly bp_block_charge(cap) grants one such block
+// and then charges exactly that; one byte less refuses it. Small and
+// largest classes, and huge blocks on and off a page boundary.
+TEST(BlockCharge, IsWhatTheLimitCounts) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t mib = size_t{1} << 20;
+  const size_t caps[] = {0,       1,       100,        1000,        4000,
+                         kMaxClassCap - 1, kMaxClassCap, kMaxClassCap + 1,
+                         mib - 16, mib,     3 * mib + 5};
+  for (size_t cap : caps) {
+    SCOPED_TRACE(cap);
+    const size_t charge = bp_block_charge(cap);
+    ASSERT_GT(charge, cap);
+    if (bp_class_of(cap) >= 0) {
+      EXPECT_EQ(charge, bp_class_size(bp_class_of(cap)));
+    } else {
+      EXPECT_EQ(charge % page, 0u);
+      EXPECT_LT(charge - cap, page + 16);
+    }
+    Pool exact(charge);
+    bp_block *b = bp_block_get(exact, cap);
+    ASSERT_NE(b, nullptr) << "a limit of bp_block_charge(cap) refused the block";
+    EXPECT_EQ(exact.stats().charged_bytes, charge);
+    EXPECT_EQ(bp_block_get(exact, cap), nullptr);
+    bp_block_unref(b);
+    if (bp_class_of(cap) < 0) {
+      EXPECT_EQ(exact.stats().charged_bytes, 0u);  // unmapped, uncharged
+    }
+    Pool under(charge - 1);
+    EXPECT_EQ(bp_block_get(under, cap), nullptr) << "the block charges less than bp_block_charge(cap)";
+    EXPECT_EQ(under.stats().charged_bytes, 0u);
+  }
+  // 1 MiB - 16 is the largest capacity whose mapping is exactly 1 MiB (the
+  // cache's default segment); one byte more takes another page.
+  EXPECT_EQ(bp_block_charge(mib - 16), mib);
+  EXPECT_EQ(bp_block_charge(mib - 15), mib + page);
+}
+
 }  // namespace
