@@ -1,4 +1,4 @@
-// The store (cache/cache.c): every operation and its memcached edge cases,
+// The store (cache/): every operation and its memcached edge cases,
 // expiry on a fake clock, flush, reader references that outlive the item,
 // the memory limit under random storms, eviction, table growth, counters,
 // and a multi-threaded stress run (for TSan).
@@ -309,10 +309,10 @@ TEST_F(CacheTest, TouchAndGat)
 // Every operation that writes a new version of an existing item (touch and
 // gat giving an expiry to an item stored without one, append, prepend,
 // incr/decr, cas) while its allocation evicts: the old version's segment may
-// be the victim, so nothing of it may be read once the allocation is done.
-// touch/gat read the key from the old item itself: before the fix the index
-// lookup after the copy read a freed segment (ASan: use-after-poison; a
-// release build crashed). Every hit must hold the last value written.
+// be the victim, so nothing of it may be read once the allocation is done
+// (touch/gat read the key from the old item itself; docs/cache.md, "A new
+// version reads nothing of the old one after allocating"). Every hit must
+// hold the last value written.
 TEST_F(CacheTest, RestoresWhileEvictingReadNothingFreed)
 {
 	for (size_t seg : {size_t(32 * 1024), size_t(320 * 1024)}) {
@@ -696,8 +696,8 @@ TEST_F(CacheTest, SegmentsStayUsedUnderEviction)
 // data (here about 75 % of the segment space) must reclaim that garbage by
 // cleaning — keeping every live item of the segments it empties — rather
 // than evict live items it has room for: every key keeps its latest value
-// and nothing is evicted, however many times the log wraps. (Before
-// cleaning, S3-FIFO dropped the unread items of each evicted segment.)
+// and nothing is evicted, however many times the log wraps (docs/cache.md,
+// "Cleaning: garbage before items").
 TEST_F(CacheTest, OverwritesWithRoomLoseNothing)
 {
 	make(8u << 20, 64 * 1024, 2, CACHE_S3FIFO, 4096);

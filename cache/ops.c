@@ -1,0 +1,585 @@
+/*
+ * Every memcached operation: store (set/add/replace/append/prepend/cas),
+ * get, delete, incr/decr, touch, gat, flush_all, and the prefetch hint.
+ * Each takes its key's shard lock (shared for get and prefetch, exclusive
+ * otherwise) and writes a new version of an item by appending it to an
+ * open segment (put_item). See cache/cache.h for the contract and
+ * docs/cache.md for the reasons.
+ */
+#include "cache/cache_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Converts a memcached expiration to an absolute time: 0 never, else the
+ * unix time; *expired when it is already in the past. */
+static uint32_t exp_abs(int64_t now, int64_t exptime, bool *expired)
+{
+	*expired = false;
+	if (exptime == 0)
+		return 0;
+	int64_t t;
+	if (exptime < 0) {
+		*expired = true;
+		return 1;
+	}
+	t = exptime <= CACHE_REALTIME_MAXDELTA ? now + exptime : exptime;
+	if (t <= now) {
+		*expired = true;
+		return 1;
+	}
+	if (t >= (int64_t)NEVER)
+		t = (int64_t)NEVER - 1;
+	return (uint32_t)t;
+}
+
+/* ------------------------------------------------------------------------
+ * Writing items
+ * ---------------------------------------------------------------------- */
+
+/* Where some of a new value's bytes come from: caller memory, a chain
+ * range or iovecs. A value is at most two parts (append, prepend). */
+struct part {
+	const char *mem;
+	struct bp_chain *chain;
+	const struct iovec *iov;
+	int iovcnt;
+	size_t off, len;
+};
+
+static void part_copy(char *dst, const struct part *pt)
+{
+	if (pt->mem) {
+		memcpy(dst, pt->mem, pt->len);
+	} else if (pt->chain) {
+		if (pt->len)
+			(void)bp_chain_copy_out(pt->chain, pt->off, dst, pt->len);
+	} else {
+		for (int i = 0; i < pt->iovcnt; i++) {
+			memcpy(dst, pt->iov[i].iov_base, pt->iov[i].iov_len);
+			dst += pt->iov[i].iov_len;
+		}
+	}
+}
+
+struct wreq {
+	const void *key;
+	uint32_t klen;
+	struct part parts[2];
+	int nparts;
+	uint32_t vlen, flags, exp;
+	uint64_t keep_cas; /* nonzero: the new item keeps this CAS */
+	int q;
+	unsigned freq;
+};
+
+/* Writes a new version of the key: allocates (perhaps evicting), copies,
+ * then replaces whatever version the table holds. `old` (may be NULL) is
+ * the current version, whose bytes the parts may reference: its segment
+ * is pinned across the allocation. Returns 0 or -ENOMEM. */
+static int put_item(struct cache *c, struct shard *sh, const struct hk *k,
+                    const struct wreq *w, const struct loc *old, int64_t now,
+                    uint64_t *cas_out)
+{
+	uint8_t meta = (uint8_t)(F_ITEM | (w->flags ? F_FLAGS : 0) |
+	                         (w->exp ? F_EXP : 0) | (w->keep_cas ? F_CAS : 0));
+	uint32_t hs = hdr_size(meta, w->vlen);
+	uint32_t size = hs + w->klen + w->vlen;
+	struct bp_block *pin = NULL;
+	if (old) {
+		pin = old->seg->blk;
+		bp_block_ref(pin);
+	}
+	table_maybe_grow(c, sh, now);
+	uint32_t off;
+	int32_t id = item_alloc(c, sh, w->q, ttl_class(w->exp, now), size, now, &off);
+	if (id == NIL) {
+		bp_block_unref(pin);
+		ctr_add(sh, CX_enomem, 1);
+		return -ENOMEM;
+	}
+	struct seg *s = &c->segs[id];
+	char *d = s->data + off;
+	hdr_write(d, meta, w->klen, w->vlen, w->flags, w->exp, w->keep_cas);
+	memcpy(d + hs, w->key, w->klen);
+	char *v = d + hs + w->klen;
+	for (int i = 0; i < w->nparts; i++) {
+		part_copy(v, &w->parts[i]);
+		v += w->parts[i].len;
+	}
+	/* From here on nothing of the old version is read: w's key and parts
+	 * may point into it (touch rewrites an item from its own bytes), and
+	 * once unpinned its segment may already have been evicted. The
+	 * lookup takes the key from the new copy. */
+	bp_block_unref(pin);
+	struct loc cur;
+	if (cache__lookup(c, sh, k, d + hs, w->klen, &cur))
+		remove_loc(sh, &cur);
+	struct itm it;
+	itm_parse(d, &it);
+	cache__account(sh, s, &it);
+	uint64_t slot = slot_make(k->tag, w->freq, (uint32_t)id, off);
+	if (!cache__place(sh, k, slot))
+		cache__place_hard(c, sh, k, slot);
+	if (cas_out)
+		*cas_out = item_cas(s, off, &it);
+	return 0;
+}
+
+/* Queue for a new version: main if the old one was there or the key is a
+ * ghost, else small. */
+static int queue_for(struct cache *c, struct shard *sh, const struct hk *k,
+                     const struct loc *old)
+{
+	if (c->policy != CACHE_S3FIFO)
+		return Q_S;
+	if (old)
+		return old->seg->q;
+	return ghost_take(sh, k) ? Q_M : Q_S;
+}
+
+static inline bool key_ok(const void *key, size_t klen)
+{
+	return key && klen > 0 && klen <= CACHE_KEY_MAX;
+}
+
+static struct shard *lock_w(struct cache *c, const struct hk *k, int64_t *now)
+{
+	*now = clock_now(c);
+	flush_check(c, *now);
+	struct shard *sh = shard_of(c, k);
+	shard_wrlock(sh);
+	return sh;
+}
+
+static const int mode_ctr[] = {
+	[CACHE_SET] = CX_cmd_set,         [CACHE_ADD] = CX_cmd_add,
+	[CACHE_REPLACE] = CX_cmd_replace, [CACHE_APPEND] = CX_cmd_append,
+	[CACHE_PREPEND] = CX_cmd_append,  [CACHE_CAS] = CX_cmd_cas,
+};
+
+static int store_common(struct cache *c, enum cache_mode mode, const void *key,
+                        size_t klen, const struct part *src, uint32_t flags,
+                        int64_t exptime, uint64_t cas, uint64_t *cas_out)
+{
+	if (!key_ok(key, klen) || (unsigned)mode > CACHE_CAS ||
+	    (mode == CACHE_CAS && cas == 0))
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now;
+	struct shard *sh = lock_w(c, &k, &now);
+	ctr_add(sh, mode_ctr[mode], 1);
+	struct loc old;
+	bool found = cache__lookup_live(c, sh, &k, key, klen, now, &old);
+	int rc = 0;
+	if (mode == CACHE_ADD) {
+		if (found) {
+			rc = -EEXIST;
+			goto out;
+		}
+	} else if (mode != CACHE_SET || cas) {
+		if (!found) {
+			rc = (mode == CACHE_APPEND || mode == CACHE_PREPEND) ? -ENOTSUP
+			                                                      : -ENOENT;
+			goto out;
+		}
+		if (cas && item_cas(old.seg, old.off, &old.it) != cas) {
+			ctr_add(sh, CX_cas_mismatch, 1);
+			rc = -EEXIST;
+			goto out;
+		}
+	}
+	struct wreq w = {.key = key, .klen = (uint32_t)klen, .flags = flags};
+	bool expired = false;
+	if (mode == CACHE_APPEND || mode == CACHE_PREPEND) {
+		struct part ov = {.mem = old.p + old.it.hdr + old.it.klen,
+		                  .len = old.it.vlen};
+		w.parts[0] = mode == CACHE_APPEND ? ov : *src;
+		w.parts[1] = mode == CACHE_APPEND ? *src : ov;
+		w.nparts = 2;
+		w.flags = old.it.flags;
+		w.exp = old.it.exp;
+	} else {
+		w.parts[0] = *src;
+		w.nparts = 1;
+		w.exp = exp_abs(now, exptime, &expired);
+	}
+	uint64_t vlen = 0;
+	for (int i = 0; i < w.nparts; i++)
+		vlen += w.parts[i].len;
+	if (klen + vlen > c->max_item) {
+		rc = -E2BIG;
+		goto out;
+	}
+	if (expired) { /* stored and gone at once */
+		if (found)
+			remove_loc(sh, &old);
+		if (cas_out)
+			*cas_out = 0;
+		goto out;
+	}
+	w.vlen = (uint32_t)vlen;
+	w.q = queue_for(c, sh, &k, found ? &old : NULL);
+	w.freq = 0;
+	rc = put_item(c, sh, &k, &w, found ? &old : NULL, now, cas_out);
+out:
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+int cache_store(struct cache *c, enum cache_mode mode, const void *key,
+                size_t klen, struct bp_chain *src, size_t off, size_t len,
+                uint32_t flags, int64_t exptime, uint64_t cas,
+                uint64_t *cas_out)
+{
+	if (!src || bp_chain_len(src) < off || bp_chain_len(src) - off < len)
+		return -EINVAL;
+	struct part p = {.chain = src, .off = off, .len = len};
+	return store_common(c, mode, key, klen, &p, flags, exptime, cas, cas_out);
+}
+
+int cache_storev(struct cache *c, enum cache_mode mode, const void *key,
+                 size_t klen, const struct iovec *iov, int iovcnt,
+                 uint32_t flags, int64_t exptime, uint64_t cas,
+                 uint64_t *cas_out)
+{
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	size_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	struct part p = {.iov = iov, .iovcnt = iovcnt, .len = len};
+	return store_common(c, mode, key, klen, &p, flags, exptime, cas, cas_out);
+}
+
+int cache_set(struct cache *c, const void *key, size_t klen, const void *val,
+              size_t vlen, uint32_t flags, int64_t exptime)
+{
+	struct part p = {.mem = vlen ? val : "", .len = vlen};
+	return store_common(c, CACHE_SET, key, klen, &p, flags, exptime, 0, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Delete, incr/decr, touch and gat
+ * ---------------------------------------------------------------------- */
+
+int cache_delete(struct cache *c, const void *key, size_t klen, uint64_t cas)
+{
+	if (!key_ok(key, klen))
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now;
+	struct shard *sh = lock_w(c, &k, &now);
+	ctr_add(sh, CX_cmd_delete, 1);
+	struct loc l;
+	int rc = 0;
+	if (!cache__lookup_live(c, sh, &k, key, klen, now, &l)) {
+		rc = -ENOENT;
+	} else if (cas && item_cas(l.seg, l.off, &l.it) != cas) {
+		ctr_add(sh, CX_cas_mismatch, 1);
+		rc = -EEXIST;
+	} else {
+		remove_loc(sh, &l);
+	}
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+/* Parses a decimal value of 1..20 digits that fits 64 bits. */
+static bool parse_u64(const char *p, uint32_t n, uint64_t *out)
+{
+	if (n == 0 || n > 20)
+		return false;
+	uint64_t v = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		unsigned d = (unsigned)(p[i] - '0');
+		if (d > 9)
+			return false;
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+static uint32_t fmt_u64(char *buf, uint64_t v)
+{
+	char t[24];
+	uint32_t n = 0;
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (uint32_t i = 0; i < n; i++)
+		buf[i] = t[n - 1 - i];
+	return n;
+}
+
+int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
+                uint64_t delta, const struct cache_arith_init *init,
+                uint64_t cas, uint64_t *value, uint64_t *cas_out)
+{
+	if (!key_ok(key, klen))
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now;
+	struct shard *sh = lock_w(c, &k, &now);
+	ctr_add(sh, CX_cmd_arith, 1);
+	struct loc old;
+	bool found = cache__lookup_live(c, sh, &k, key, klen, now, &old);
+	char buf[24];
+	struct wreq w = {.key = key, .klen = (uint32_t)klen, .nparts = 1};
+	uint64_t nv;
+	int rc;
+	bool expired = false;
+	if (!found) {
+		if (!init || cas) {
+			rc = -ENOENT;
+			goto out;
+		}
+		nv = init->initial;
+		w.flags = init->flags;
+		w.exp = exp_abs(now, init->exptime, &expired);
+		w.q = queue_for(c, sh, &k, NULL);
+	} else {
+		if (cas && item_cas(old.seg, old.off, &old.it) != cas) {
+			ctr_add(sh, CX_cas_mismatch, 1);
+			rc = -EEXIST;
+			goto out;
+		}
+		uint64_t cur;
+		if (!parse_u64(old.p + old.it.hdr + old.it.klen, old.it.vlen, &cur)) {
+			rc = -EINVAL;
+			goto out;
+		}
+		if (decr)
+			nv = cur < delta ? 0 : cur - delta;
+		else
+			nv = cur + delta; /* wraps at 2^64 */
+		w.flags = old.it.flags;
+		w.exp = old.it.exp;
+		w.q = old.seg->q;
+		w.freq = slot_freq(old.slot);
+	}
+	w.vlen = fmt_u64(buf, nv);
+	w.parts[0] = (struct part){.mem = buf, .len = w.vlen};
+	if (expired) {
+		rc = 0;
+		if (cas_out)
+			*cas_out = 0;
+	} else {
+		rc = put_item(c, sh, &k, &w, found ? &old : NULL, now, cas_out);
+	}
+	if (rc == 0 && value)
+		*value = nv;
+out:
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+/* Sets the expiry of the live item at l (writer lock held): in place when
+ * it has an expiry field, else by rewriting it with its CAS kept. */
+static int set_exp(struct cache *c, struct shard *sh, const struct hk *k,
+                   struct loc *l, uint32_t exp, int64_t now)
+{
+	if (l->it.meta & F_EXP) {
+		uint32_t at = hdr_exp_at(l->it.meta, l->it.vlen);
+		memcpy(l->p + at, &exp, 4);
+		l->it.exp = exp;
+		if (exp == 0)
+			l->seg->max_exp = NEVER;
+		else if (l->seg->max_exp != NEVER && exp > l->seg->max_exp)
+			l->seg->max_exp = exp;
+		return 0;
+	}
+	if (exp == 0)
+		return 0;
+	struct wreq w = {
+		.key = l->p + l->it.hdr,
+		.klen = l->it.klen,
+		.nparts = 1,
+		.vlen = l->it.vlen,
+		.flags = l->it.flags,
+		.exp = exp,
+		.keep_cas = item_cas(l->seg, l->off, &l->it),
+		.q = l->seg->q,
+		.freq = slot_freq(l->slot),
+	};
+	w.parts[0] = (struct part){.mem = l->p + l->it.hdr + l->it.klen,
+	                           .len = l->it.vlen};
+	/* The key bytes live in the old item, which put_item pins. */
+	return put_item(c, sh, k, &w, l, now, NULL);
+}
+
+static void fill_value(struct cache_value *out, const struct loc *l)
+{
+	bp_block_ref(l->seg->blk);
+	out->data.blk = l->seg->blk;
+	out->data.off = l->off + l->it.hdr + l->it.klen;
+	out->data.len = l->it.vlen;
+	out->flags = l->it.flags;
+	out->exptime = l->it.exp;
+	out->cas = item_cas(l->seg, l->off, &l->it);
+}
+
+static int touch_common(struct cache *c, const void *key, size_t klen,
+                        int64_t exptime, struct cache_value *out)
+{
+	if (!key_ok(key, klen))
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now;
+	struct shard *sh = lock_w(c, &k, &now);
+	ctr_add(sh, CX_cmd_touch, 1);
+	if (out)
+		ctr_add(sh, CX_cmd_get, 1);
+	struct loc l;
+	int rc = 0;
+	if (!cache__lookup_live(c, sh, &k, key, klen, now, &l)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	bool expired;
+	uint32_t exp = exp_abs(now, exptime, &expired);
+	if (expired) {
+		remove_loc(sh, &l);
+		rc = -ENOENT;
+		goto out;
+	}
+	rc = set_exp(c, sh, &k, &l, exp, now);
+	if (rc == 0 && out) {
+		struct loc cur;
+		if (cache__lookup(c, sh, &k, key, klen, &cur))
+			fill_value(out, &cur);
+		else
+			rc = -ENOENT;
+	}
+out:
+	if (out)
+		ctr_add(sh, rc == 0 ? CX_get_hits : CX_get_misses, 1);
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+int cache_touch(struct cache *c, const void *key, size_t klen, int64_t exptime)
+{
+	return touch_common(c, key, klen, exptime, NULL);
+}
+
+int cache_gat(struct cache *c, const void *key, size_t klen, int64_t exptime,
+              struct cache_value *out)
+{
+	if (!out)
+		return -EINVAL;
+	return touch_common(c, key, klen, exptime, out);
+}
+
+/* ------------------------------------------------------------------------
+ * Reads
+ * ---------------------------------------------------------------------- */
+
+void cache_prefetch(struct cache *c, const struct cache_key *keys, unsigned n)
+{
+	struct hk hk[CACHE_PREFETCH_MAX];
+	if (n > CACHE_PREFETCH_MAX)
+		n = CACHE_PREFETCH_MAX;
+	/* Stage 1, no lock: a table being replaced at the same time only
+	 * makes a prefetch miss (a prefetch never faults). */
+	for (unsigned i = 0; i < n; i++) {
+		hk_make(&hk[i], keys[i].key, keys[i].len);
+		struct shard *sh = shard_of(c, &hk[i]);
+		_Atomic uint64_t *slots = __atomic_load_n(&sh->slots, __ATOMIC_RELAXED);
+		uint32_t nb = __atomic_load_n(&sh->nb, __ATOMIC_RELAXED);
+		__builtin_prefetch(slots + (size_t)range32((uint32_t)hk[i].h, nb) * SLOTS_PER_BUCKET);
+		__builtin_prefetch(slots + (size_t)range32((uint32_t)hk[i].h2, nb) * SLOTS_PER_BUCKET);
+	}
+	/* Stage 2, under the shard's read lock: the items the tags match. */
+	for (unsigned i = 0; i < n; i++) {
+		struct shard *sh = shard_of(c, &hk[i]);
+		shard_rdlock(sh);
+		uint32_t bs[2] = {bucket1(sh, &hk[i]), bucket2(sh, &hk[i])};
+		for (int j = 0; j < 2; j++) {
+			_Atomic uint64_t *b = bucket_at(sh, bs[j]);
+			for (unsigned k = 0; k < SLOTS_PER_BUCKET; k++) {
+				uint64_t v = atomic_load_explicit(&b[k], memory_order_relaxed);
+				if (v != 0 && slot_tag(v) == hk[i].tag)
+					__builtin_prefetch(c->segs[slot_seg(v)].data + slot_off(v));
+			}
+		}
+		pthread_rwlock_unlock(&sh->lock);
+	}
+}
+
+int cache_get(struct cache *c, const void *key, size_t klen,
+              struct cache_value *out)
+{
+	if (!key_ok(key, klen) || !out)
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now = clock_now(c);
+	flush_check(c, now);
+	struct shard *sh = shard_of(c, &k);
+	shard_rdlock(sh);
+	ctr_add(sh, CX_cmd_get, 1);
+	struct loc l;
+	int rc = -ENOENT;
+	if (cache__lookup(c, sh, &k, key, klen, &l)) {
+		if (item_dead(c, l.seg, &l.it, now)) {
+			ctr_add(sh, CX_get_expired, 1);
+		} else {
+			/* CLOCK-style count, saturating: a hot item stops writing. */
+			uint64_t v = l.slot;
+			while (slot_freq(v) < FREQ_MAX &&
+			       !atomic_compare_exchange_weak_explicit(
+				       l.sp, &v, slot_with_freq(v, slot_freq(v) + 1),
+				       memory_order_relaxed, memory_order_relaxed)) {
+				if (slot_seg(v) != slot_seg(l.slot) ||
+				    slot_off(v) != slot_off(l.slot))
+					break;
+			}
+			fill_value(out, &l);
+			rc = 0;
+		}
+	}
+	ctr_add(sh, rc == 0 ? CX_get_hits : CX_get_misses, 1);
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Flush
+ * ---------------------------------------------------------------------- */
+
+/* Holding every shard's writer lock orders the flush with every write
+ * (memcached's order: an item stored before the flush is gone after it, one
+ * stored after it stays): no SET is half done, and no eviction is moving
+ * live items of a segment that is about to be flushed into one that is not. */
+void cache__flush_now(struct cache *c)
+{
+	for (unsigned i = 0; i < c->nshards; i++)
+		shard_wrlock(&c->shards[i]);
+	atomic_store(&c->flush_seq, atomic_load(&c->seq) - 1);
+	for (unsigned i = c->nshards; i-- > 0;)
+		pthread_rwlock_unlock(&c->shards[i].lock);
+}
+
+int cache_flush_all(struct cache *c, int64_t delay)
+{
+	int64_t now = clock_now(c);
+	ctr_add(&c->shards[0], CX_cmd_flush, 1);
+	if (delay > 0) {
+		int64_t at = delay <= CACHE_REALTIME_MAXDELTA ? now + delay : delay;
+		atomic_store_explicit(&c->flush_at, at, memory_order_release);
+		flush_check(c, now);
+		return 0;
+	}
+	atomic_store(&c->flush_at, 0);
+	cache__flush_now(c);
+	return 0;
+}
