@@ -141,6 +141,9 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("values_copied_small", t.sv.get_small);
 	EMIT("values_copied_backlog", t.sv.get_copies);
 	EMIT("store_bytes_total", t.c.bytes_total);
+	/* memcached's names for refused writes */
+	EMIT("store_too_large", t.sv.oversized);
+	EMIT("store_no_memory", t.sv.out_of_memory);
 	return 0;
 }
 

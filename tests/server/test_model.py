@@ -64,6 +64,59 @@ class ModelTest(g.ServerTest):
                 self.run_model(name, "io_uring")
 
 
+class FaultTest(g.ServerTest):
+    """Allocation faults (GEECACHE_FAULT_ALLOC, bufpool/bufpool.h) under the
+    model: the server stays up, exits cleanly (ASan's leak check runs at
+    exit), and corrupts or loses nothing. Faults in the network pool close
+    connections (no memory for a read or a reply): what a closed
+    connection's unfinished requests did is unknown to the model, every
+    other key is still checked exactly. Faults everywhere (the store's
+    segments too) make the store evict: checked "never wrong"."""
+
+    def run_faulty(self, name, spec, backend):
+        seed = SEED + zlib.crc32(name.encode()) % 1000
+        spec = spec % seed
+        try:
+            s = model.run_config(g.GEECACHED, name, seed, units=STEPS // 2,
+                                 backend=backend, faults=True,
+                                 env={"GEECACHE_FAULT_ALLOC": spec})
+        except model.Mismatch as e:
+            self.fail("%s (reproduce: tests/server/model.py %s --config %s --seed %d "
+                      "--backend %s --faults '%s')"
+                      % (e, g.GEECACHED, name, seed, backend, spec))
+        print("%s %s faults %s: %s" % (name, backend, spec, s), flush=True)
+        self.assertGreater(s["closes"], 0, "no fault fired")
+        return s
+
+    def test_network_faults(self):
+        for backend in ("epoll", "io_uring"):
+            for name in ("one-loop", "parallel"):
+                with self.subTest(backend=backend, config=name):
+                    self.run_faulty(name, "prob:0.01:%d,after:2000,pool:net", backend)
+
+    def test_faults_everywhere(self):
+        for backend in ("epoll", "io_uring"):
+            with self.subTest(backend=backend):
+                self.run_faulty("evicting", "prob:0.05:%d,after:500", backend)
+
+    def test_store_without_memory_answers_enomem(self):
+        # Every get of a segment (1 MiB or more) fails: the first SET finds
+        # no segment and nothing to evict.
+        srv = self.server("-t", "1", env={"GEECACHE_FAULT_ALLOC":
+                                          "every:1,min:1048576,pool:store"})
+        with g.connect(srv.port) as s:
+            self.assertEqual(g.text_cmd(s, b"set k 0 0 1\r\nx\r\n"),
+                             b"SERVER_ERROR out of memory storing object\r\n")
+            self.assertEqual(g.text_cmd(s, b"ms k 1\r\nx\r\n"),
+                             b"SERVER_ERROR out of memory storing object\r\n")
+            self.assertEqual(g.text_cmd(s, b"get k\r\n", b"END\r\n"), b"END\r\n")
+        with g.connect(srv.port) as s:
+            s.sendall(g.bin_set(b"k", b"x", opaque=7))
+            r = g.bin_recv(s)
+            self.assertEqual((r.status, r.opaque), (0x82, 7))
+        self.assertEqual(int(srv.stats()["store_no_memory"]), 3)
+
+
 class TouchWhileEvictingTest(g.ServerTest):
     """The issue's crash: one connection alternating SETs of 1 B-100 KiB
     values over 20,000 keys with touch (or gat) giving them a TTL, -t 1
