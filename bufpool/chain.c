@@ -378,9 +378,10 @@ size_t bp_chain_nslices(const struct bp_chain *c)
  * its header still go out as one piece: most output chains carry one
  * batch's small replies (a pipeline of 16 binary GET replies of 32-byte
  * values fits) and are sent and emptied at the batch's end, when a loop
- * may hold one such block for each of 256 connections at once; 4 KiB
- * blocks there were 1 MiB per loop left in the pool's caches after a burst
- * (bench/footprint.py). Later blocks of a chain are 4 KiB. */
+ * may hold one such block for each of 256 connections at once, and what a
+ * burst leaves in the pool's caches grows with the first block's size
+ * (docs/bufpool.md, "Size classes, and why"). Later blocks of a chain are
+ * 4 KiB. */
 static void *new_write_tail(struct bp_chain *c, size_t need)
 {
 	size_t unit = WRITE_BLOCK;

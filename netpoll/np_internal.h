@@ -209,12 +209,11 @@ void np__conn_release(struct np_conn *c);        /* backend's last ref */
 #define NP_READ_BUDGET (256u * 1024u)
 /* In a batch of at most NP_SEND_NOW_MAX ready events, np__read_ready sends
  * a connection's replies as soon as its handler returns, not at the end of
- * the batch: the same one send per connection, and a reply no longer waits
- * for the reads and handlers of the connections after it (open-loop p50
- * x0.92 at 50k req/s, docs/netpoll.md). Larger batches, a saturated loop's,
- * keep sending at the end: sends that leave together wake the client once
- * for many replies (closed-loop throughput x0.91-0.93 when every batch sent
- * at once). */
+ * the batch: the same one send per connection, and a reply does not wait
+ * for the reads and handlers of the connections after it. Larger batches,
+ * a saturated loop's, send at the end: sends that leave together wake the
+ * client once for many replies. Figures: docs/netpoll.md, "Sending as soon
+ * as a handler returns, in small batches". */
 #define NP_SEND_NOW_MAX 8
 void np__read_ready(struct np_loop *l, struct np_conn *c);
 int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,

@@ -478,11 +478,10 @@ static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 		/* Without DEFER_TASKRUN the kernel posts receives whenever this
 		 * thread enters it (any syscall, a timer tick), and refilled ring
 		 * slots let a paused connection's multishot receive keep filling
-		 * them until the cancel is in (6.4 MB over 4 waits with out_high
-		 * at 256 KiB, seen under TSan with COOP_TASKRUN): there the cancel
-		 * goes at once, one syscall per pause. With DEFER_TASKRUN nothing
-		 * is received before the next wait, whose enter submits the
-		 * cancel first. */
+		 * them until the cancel is in: there the cancel goes at once, one
+		 * syscall per pause. With DEFER_TASKRUN nothing is received before
+		 * the next wait, whose enter submits the cancel first. Why and
+		 * what it bounds: docs/netpoll.md, "io_uring" (Pausing). */
 		cancel(l, ud(c, OP_RECV));
 		if (!u->defer)
 			submit_now(l);

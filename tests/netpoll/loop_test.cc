@@ -321,18 +321,11 @@ TEST_P(NetpollTest, SmallPiecesForwardedToASlowReaderAreHeldCompactly)
 	// 256-byte writes, spaced so that each is received on its own, until
 	// the server pauses its reads at out_high (8 MiB or 20 s at most).
 	//
-	// Loopback TCP itself can stall here. The client's 32 KiB receive
-	// buffer, which nobody reads, ran out of memory before its advertised
-	// window did and dropped one of the server's segments (perf, tracepoint
-	// skb:kfree_skb: PROTO_MEM). The server's later segments, and the ACKs
-	// in them, then fell outside the client's window and were dropped too
-	// (TCP_INVALID_SEQUENCE), so the client retransmitted data the server
-	// already had (TCP_OLD_DATA) in exponential backoff (ss: backoff 6,
-	// rto 13 s), while the server's socket was empty (FIONREAD 0) and its
-	// receive armed. About 1 run in 30 of the io_uring suite under TSan
-	// with a busy CPU beside it; not seen on epoll. Nothing the server does
-	// is wrong then, so a connection whose reads stop for 3 s short of the
-	// pause is replaced, twice at most.
+	// Loopback TCP itself can stall here, with the server's socket empty
+	// and its receive armed (the mechanism: docs/netpoll.md, "A loopback
+	// stall the tests allow for"). Nothing the server does is wrong then,
+	// so a connection whose reads stop for 3 s short of the pause is
+	// replaced, twice at most.
 	int fd = -1;
 	std::string sent;
 	int64_t peak = 0;

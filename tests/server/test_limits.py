@@ -21,7 +21,7 @@
   refusing any, evicting instead; also while clients that do not read
   hold replies (their values are copied, not pinned in the store).
 - A value trickled in one byte per segment is held in packed blocks on
-  both backends (io_uring used to pin a 4 KiB buffer per byte).
+  both backends (docs/netpoll.md, "Small pieces are copied").
 """
 import os
 import signal
@@ -327,10 +327,9 @@ class Limits(g.ServerTest):
         self.assertGreater(int(st["values_copied_backlog"]), 0)
 
     def test_a_value_trickled_a_byte_per_segment_is_held_compactly(self):
-        # 200 KB of a SET's value arrive one byte per TCP segment. Each
-        # io_uring receive used to keep its whole 4 KiB provided buffer in
-        # the input chain: +309 MB resident for this value (epoll: +0.4 MB).
-        # Small pieces of unparsed input are now copied together. Both
+        # 200 KB of a SET's value arrive one byte per TCP segment; small
+        # pieces of unparsed input are copied together, not held one
+        # buffer each (docs/netpoll.md, "Small pieces are copied"). Both
         # backends: under 16 MB of growth, and the value is stored whole.
         n = 200000 if not g.SANITIZE else 50000
         for backend in ("epoll", "io_uring"):
