@@ -7,6 +7,7 @@
  * docs/cache.md for the reasons.
  */
 #include "cache/cache_int.h"
+#include "bufpool/decimal.h"
 
 #include <errno.h>
 #include <string.h>
@@ -287,37 +288,6 @@ int cache_delete(struct cache *c, const void *key, size_t klen, uint64_t cas)
 	return rc;
 }
 
-/* Parses a decimal value of 1..20 digits that fits 64 bits. */
-static bool parse_u64(const char *p, uint32_t n, uint64_t *out)
-{
-	if (n == 0 || n > 20)
-		return false;
-	uint64_t v = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		unsigned d = (unsigned)(p[i] - '0');
-		if (d > 9)
-			return false;
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
-static uint32_t fmt_u64(char *buf, uint64_t v)
-{
-	char t[24];
-	uint32_t n = 0;
-	do {
-		t[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (uint32_t i = 0; i < n; i++)
-		buf[i] = t[n - 1 - i];
-	return n;
-}
-
 int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
                 uint64_t delta, const struct cache_arith_init *init,
                 uint64_t cas, uint64_t *value, uint64_t *cas_out)
@@ -352,7 +322,7 @@ int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
 			goto out;
 		}
 		uint64_t cur;
-		if (!parse_u64(old.p + old.it.hdr + old.it.klen, old.it.vlen, &cur)) {
+		if (!bp_dec_parse_u64(old.p + old.it.hdr + old.it.klen, old.it.vlen, &cur)) {
 			rc = -EINVAL;
 			goto out;
 		}
@@ -365,7 +335,7 @@ int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
 		w.q = old.seg->q;
 		w.freq = slot_freq(old.slot);
 	}
-	w.vlen = fmt_u64(buf, nv);
+	w.vlen = (uint32_t)(bp_dec_put_u64(buf, nv) - buf);
 	w.parts[0] = (struct part){.mem = buf, .len = w.vlen};
 	if (expired) {
 		rc = 0;

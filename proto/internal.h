@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "bufpool/decimal.h"
 #include "proto/proto.h"
 
 /* --- parsing entry points (return as mc_parse) ------------------------ */
@@ -61,12 +62,12 @@ int mc__cur_token(struct mc__cur *k, struct mc__tok *t);
 const char *mc__tok_ptr(struct bp_chain *in, const struct mc__tok *t,
                         char *scratch);
 
-/* Number parsers over a token's buf: 1 on success. */
+/* Number parsers over a token's buf: 1 on success. Decimal digits are
+ * read by bufpool/decimal.h (shared with cache). */
 int mc__tok_u64(const struct mc__tok *t, uint64_t *out);
 int mc__tok_u32(const struct mc__tok *t, uint32_t *out);
 int mc__tok_i32(const struct mc__tok *t, int32_t *out);
-/* Same over raw bytes. */
-int mc__parse_u64(const char *s, size_t n, uint64_t *out);
+/* Same over raw bytes: an optional '-', then digits; fits int32_t. */
 int mc__parse_i32(const char *s, size_t n, int32_t *out);
 
 static inline int mc__tok_is(const struct mc__tok *t, const char *s)
@@ -82,9 +83,8 @@ int mc__meta_parse(struct mc_parser *p, struct bp_chain *in,
 
 /* --- writing ----------------------------------------------------------- */
 
-/* Decimal digits of v at w; returns the end. */
-char *mc__put_u64(char *w, uint64_t v);
-char *mc__put_i64(char *w, int64_t v);
+/* Numbers are written with bp_dec_put_u64 / bp_dec_put_i64
+ * (bufpool/decimal.h). */
 
 static inline char *mc__put(char *w, const void *s, size_t n)
 {
@@ -139,10 +139,5 @@ int mc__text_encode_status(struct bp_chain *out, const struct mc_request *req,
 int mc__bin_encode_status(struct bp_chain *out, const struct mc_request *req,
                           enum mc_status st, uint64_t cas);
 int mc__bin_encode_error(struct bp_chain *out, const struct mc_request *req);
-
-static inline int mc__is_meta(enum mc_cmd cmd)
-{
-	return cmd >= MC_CMD_MG && cmd <= MC_CMD_ME;
-}
 
 #endif /* GEECACHE_PROTO_INTERNAL_H */

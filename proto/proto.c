@@ -4,7 +4,7 @@
 /* --- tables ------------------------------------------------------------ */
 
 static const char *const cmd_names[MC_CMD__COUNT] = {
-#define MC_X_NAME(sym, name) [MC_CMD_##sym] = name,
+#define MC_X_NAME(sym, name, cls) [MC_CMD_##sym] = name,
 	MC_CMDS(MC_X_NAME)
 #undef MC_X_NAME
 };
@@ -259,53 +259,12 @@ int mc_encode_status(struct bp_chain *out, const struct mc_request *req,
 {
 	if (req->proto == MC_PROTO_BINARY)
 		return mc__bin_encode_status(out, req, st, cas);
-	if (mc__is_meta(req->cmd))
+	if (mc_cmd_is_meta(req->cmd))
 		return mc__meta_encode_status(out, req, st, cas);
 	return mc__text_encode_status(out, req, st);
 }
 
 /* --- numbers ----------------------------------------------------------- */
-
-char *mc__put_u64(char *w, uint64_t v)
-{
-	char tmp[20];
-	int n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*w++ = tmp[--n];
-	return w;
-}
-
-char *mc__put_i64(char *w, int64_t v)
-{
-	if (v < 0) {
-		*w++ = '-';
-		return mc__put_u64(w, (uint64_t)0 - (uint64_t)v);
-	}
-	return mc__put_u64(w, (uint64_t)v);
-}
-
-int mc__parse_u64(const char *s, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (n == 0 || n > 20)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned d = (unsigned char)s[i] - '0';
-		if (d > 9)
-			return 0;
-		if (v > (UINT64_MAX - d) / 10)
-			return 0;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 1;
-}
 
 int mc__parse_i32(const char *s, size_t n, int32_t *out)
 {
@@ -317,7 +276,7 @@ int mc__parse_i32(const char *s, size_t n, int32_t *out)
 		s++;
 		n--;
 	}
-	if (!mc__parse_u64(s, n, &v))
+	if (!bp_dec_parse_u64(s, n, &v))
 		return 0;
 	if (neg ? v > (uint64_t)INT32_MAX + 1 : v > (uint64_t)INT32_MAX)
 		return 0;
@@ -327,14 +286,15 @@ int mc__parse_i32(const char *s, size_t n, int32_t *out)
 
 int mc__tok_u64(const struct mc__tok *t, uint64_t *out)
 {
-	return t->len <= MC__TOKBUF && mc__parse_u64(t->buf, t->len, out);
+	return t->len <= MC__TOKBUF && bp_dec_parse_u64(t->buf, t->len, out);
 }
 
 int mc__tok_u32(const struct mc__tok *t, uint32_t *out)
 {
 	uint64_t v;
 
-	if (!mc__tok_u64(t, &v) || v > UINT32_MAX)
+	if (t->len > MC__TOKBUF || !bp_dec_parse_u64(t->buf, t->len, &v) ||
+	    v > UINT32_MAX)
 		return 0;
 	*out = (uint32_t)v;
 	return 1;

@@ -86,42 +86,77 @@ enum mc_proto {
  * The command table.
  *
  * MC_CMDS: every operation once, with its counter name (what `stats` calls
- * it). A request's cmd says what the store must do; how to answer follows
- * from (proto, cmd, opcode, quiet/noreply).
+ * it) and its class:
+ *    X(sym, counter name, class)
+ * STORE: carries a value to store (set add replace append prepend cas, ms);
+ * META: a meta command (answers with return flags; mc_cmd_is_meta);
+ * PLAIN: the others. A request's cmd says what the store must do; how to
+ * answer follows from (proto, cmd, opcode, quiet/noreply).
  * ---------------------------------------------------------------------- */
 #define MC_CMDS(X)                                                            \
-	X(NONE, "none")                                                       \
-	X(GET, "get")             /* bin GET(Q)/GETK(Q), text get/gets */     \
-	X(GAT, "gat")             /* bin GAT(Q)/GATK(Q), text gat/gats */     \
-	X(TOUCH, "touch")                                                     \
-	X(SET, "set")             /* bin: non-zero cas compares */            \
-	X(ADD, "add")                                                         \
-	X(REPLACE, "replace")                                                 \
-	X(APPEND, "append")                                                   \
-	X(PREPEND, "prepend")                                                 \
-	X(CAS, "cas")             /* text cas */                              \
-	X(DELETE, "delete")                                                   \
-	X(INCR, "incr")                                                       \
-	X(DECR, "decr")                                                       \
-	X(FLUSH, "flush")                                                     \
-	X(NOOP, "noop")                                                       \
-	X(VERSION, "version")                                                 \
-	X(STATS, "stats")         /* group in key (may be empty) */           \
-	X(VERBOSITY, "verbosity")                                             \
-	X(QUIT, "quit")                                                       \
-	X(MG, "mg")               /* meta get */                              \
-	X(MS, "ms")               /* meta set (mode in meta.mode) */          \
-	X(MD, "md")               /* meta delete */                           \
-	X(MA, "ma")               /* meta arithmetic */                       \
-	X(MN, "mn")               /* meta no-op */                            \
-	X(ME, "me")               /* meta debug */
+	X(NONE, "none", PLAIN)                                                \
+	X(GET, "get", PLAIN)      /* bin GET(Q)/GETK(Q), text get/gets */     \
+	X(GAT, "gat", PLAIN)      /* bin GAT(Q)/GATK(Q), text gat/gats */     \
+	X(TOUCH, "touch", PLAIN)                                              \
+	X(SET, "set", STORE)      /* bin: non-zero cas compares */            \
+	X(ADD, "add", STORE)                                                  \
+	X(REPLACE, "replace", STORE)                                          \
+	X(APPEND, "append", STORE)                                            \
+	X(PREPEND, "prepend", STORE)                                          \
+	X(CAS, "cas", STORE)      /* text cas */                              \
+	X(DELETE, "delete", PLAIN)                                            \
+	X(INCR, "incr", PLAIN)                                                \
+	X(DECR, "decr", PLAIN)                                                \
+	X(FLUSH, "flush", PLAIN)                                              \
+	X(NOOP, "noop", PLAIN)                                                \
+	X(VERSION, "version", PLAIN)                                          \
+	X(STATS, "stats", PLAIN)  /* group in key (may be empty) */           \
+	X(VERBOSITY, "verbosity", PLAIN)                                      \
+	X(QUIT, "quit", PLAIN)                                                \
+	X(MG, "mg", META)         /* meta get */                              \
+	X(MS, "ms", META_STORE)   /* meta set (mode in meta.mode) */          \
+	X(MD, "md", META)         /* meta delete */                           \
+	X(MA, "ma", META)         /* meta arithmetic */                       \
+	X(MN, "mn", META)         /* meta no-op */                            \
+	X(ME, "me", META)         /* meta debug */
+
+#define MC_CC_PLAIN 0u
+#define MC_CC_STORE 1u
+#define MC_CC_META 2u
+#define MC_CC_META_STORE (MC_CC_META | MC_CC_STORE)
 
 enum mc_cmd {
-#define MC_X_ENUM(sym, name) MC_CMD_##sym,
+#define MC_X_ENUM(sym, name, cls) MC_CMD_##sym,
 	MC_CMDS(MC_X_ENUM)
 #undef MC_X_ENUM
 	MC_CMD__COUNT
 };
+
+/* The class bits of a command (MC_CC_STORE, MC_CC_META: command class). */
+static inline unsigned mc_cmd_class(enum mc_cmd cmd)
+{
+	switch (cmd) {
+#define MC_X_CLASS(sym, name, cls)                                            \
+	case MC_CMD_##sym:                                                    \
+		return MC_CC_##cls;
+		MC_CMDS(MC_X_CLASS)
+#undef MC_X_CLASS
+	default:
+		return MC_CC_PLAIN;
+	}
+}
+
+/* A storage command: set, add, replace, append, prepend, cas, ms. */
+static inline int mc_cmd_is_store(enum mc_cmd cmd)
+{
+	return (mc_cmd_class(cmd) & MC_CC_STORE) != 0;
+}
+
+/* A meta command: mg, ms, md, ma, mn, me. */
+static inline int mc_cmd_is_meta(enum mc_cmd cmd)
+{
+	return (mc_cmd_class(cmd) & MC_CC_META) != 0;
+}
 
 /* Counter name of a command ("get", "set", ...). */
 const char *mc_cmd_name(enum mc_cmd cmd);
@@ -193,34 +228,39 @@ struct mc_bin_opdesc {
 };
 const struct mc_bin_opdesc *mc_bin_lookup(uint8_t opcode);
 
-/* MC_TEXT_CMDS: the classic text commands.
- *    X(name, cmd, min args, max args)   (args: tokens after the name) */
+/* MC_TEXT_CMDS: the text commands (classic and meta).
+ *    X(name, cmd, min args, max args, family)
+ * args: tokens after the name (-1: any number); they are counted, and a
+ * count out of range is ERROR, by the families with fixed arguments
+ * (storage, delete, arith, touch, flush, verbosity); the others read
+ * their arguments themselves. family: the argument parser in text.c
+ * (text_<family>) that turns the rest of the line into the request. */
 #define MC_TEXT_CMDS(X)                                                       \
-	X("get", GET, 1, -1)                                                  \
-	X("gets", GET, 1, -1)                                                 \
-	X("gat", GAT, 1, -1)                                                  \
-	X("gats", GAT, 1, -1)                                                 \
-	X("set", SET, 4, 5)                                                   \
-	X("add", ADD, 4, 5)                                                   \
-	X("replace", REPLACE, 4, 5)                                           \
-	X("append", APPEND, 4, 5)                                             \
-	X("prepend", PREPEND, 4, 5)                                           \
-	X("cas", CAS, 5, 6)                                                   \
-	X("delete", DELETE, 1, 3)                                             \
-	X("incr", INCR, 2, 3)                                                 \
-	X("decr", DECR, 2, 3)                                                 \
-	X("touch", TOUCH, 2, 3)                                               \
-	X("flush_all", FLUSH, 0, 2)                                           \
-	X("stats", STATS, 0, -1)                                              \
-	X("version", VERSION, 0, -1)                                          \
-	X("verbosity", VERBOSITY, 1, 2)                                       \
-	X("quit", QUIT, 0, -1)                                                \
-	X("mg", MG, 1, -1)                                                    \
-	X("ms", MS, 2, -1)                                                    \
-	X("md", MD, 1, -1)                                                    \
-	X("ma", MA, 1, -1)                                                    \
-	X("mn", MN, 0, -1)                                                    \
-	X("me", ME, 1, -1)
+	X("get", GET, 1, -1, retrieval)                                       \
+	X("gets", GET, 1, -1, retrieval)                                      \
+	X("gat", GAT, 1, -1, retrieval)                                       \
+	X("gats", GAT, 1, -1, retrieval)                                      \
+	X("set", SET, 4, 5, storage)                                          \
+	X("add", ADD, 4, 5, storage)                                          \
+	X("replace", REPLACE, 4, 5, storage)                                  \
+	X("append", APPEND, 4, 5, storage)                                    \
+	X("prepend", PREPEND, 4, 5, storage)                                  \
+	X("cas", CAS, 5, 6, storage)                                          \
+	X("delete", DELETE, 1, 3, delete)                                     \
+	X("incr", INCR, 2, 3, arith)                                          \
+	X("decr", DECR, 2, 3, arith)                                          \
+	X("touch", TOUCH, 2, 3, touch)                                        \
+	X("flush_all", FLUSH, 0, 2, flush)                                    \
+	X("stats", STATS, 0, -1, stats)                                       \
+	X("version", VERSION, 0, -1, version)                                 \
+	X("verbosity", VERBOSITY, 1, 2, verbosity)                            \
+	X("quit", QUIT, 0, -1, quit)                                          \
+	X("mg", MG, 1, -1, meta)                                              \
+	X("ms", MS, 2, -1, meta)                                              \
+	X("md", MD, 1, -1, meta)                                              \
+	X("ma", MA, 1, -1, meta)                                              \
+	X("mn", MN, 0, -1, meta)                                              \
+	X("me", ME, 1, -1, meta)
 
 /* ------------------------------------------------------------------------
  * Parse errors: what the server answers. Binary status (0 = close without
@@ -271,6 +311,95 @@ const char *mc_err_line(enum mc_err err);  /* text line, or NULL */
 #define MC_MF(ch) ((ch) >= 'a' ? (UINT64_C(1) << ((ch) - 'a' + 26))        \
                                : (UINT64_C(1) << ((ch) - 'A')))
 
+/* MC_META_FLAGS: every meta flag once. The parser, the return flags of the
+ * answers and docs/protocol.md's flag list (tests/docs checks it) all come
+ * from it; adding a flag is a row here plus, when the store acts on it,
+ * the server code that reads it.
+ *    X(letter, arg, field, err, for, ret, in, help)
+ * arg    what follows the letter, stored into field of struct mc_request:
+ *        FLAG   nothing (field is meta.flags: the bit is the flag),
+ *        BOOL   nothing; field (uint8_t) is set to 1,
+ *        I32    a signed 32-bit number (field int64_t),
+ *        U32    an unsigned 32-bit number (field uint32_t),
+ *        U64    an unsigned 64-bit number (field uint64_t),
+ *        OPAQUE a token of at most MC_META_OPAQUE_MAX - 1 bytes (field
+ *               meta.opaque, its length meta.opaque_len),
+ *        MODE   exactly one character (field char).
+ *        Every flag also sets its MC_MF bit in meta.flags and its letter
+ *        in meta.order.
+ * err    the error when the argument is bad (NONE: cannot be).
+ * for    the meta commands the flag is meant for (MC_MFOR bits). The
+ *        parser accepts every flag on mg, ms, md and ma, as memcached does;
+ *        a flag that means nothing to a command is ignored there.
+ * ret    what an answer says for it, in request order: NONE, or the value
+ *        written after the letter (OPAQUE, KEY, CAS, SIZE, TTL, FLAGS,
+ *        LAST_ACCESS, FETCHED);
+ * in     the answers that carry it (MC_MREP bits): STATUS any status line
+ *        (HD NF NS EX EN), STORE ms's status line, HIT mg's HD/VA, ARITH
+ *        ma's HD/VA.
+ * help   one line for the docs. */
+#define MC_MFOR(c) (1u << MC_CMD_##c)
+#define MC_MFOR_KEYED (MC_MFOR(MG) | MC_MFOR(MS) | MC_MFOR(MD) | MC_MFOR(MA))
+#define MC_MREP_STATUS 1u
+#define MC_MREP_STORE 2u
+#define MC_MREP_HIT 4u
+#define MC_MREP_ARITH 8u
+#define MC_MREP_ALL 15u
+#define MC_META_FLAGS(X)                                                      \
+	X('b', BOOL, meta.key_b64, NONE, MC_MFOR_KEYED, NONE, 0,              \
+	  "the key is base64, decoded for the store; `k` re-encodes it and "  \
+	  "adds ` b`")                                                        \
+	X('c', FLAG, meta.flags, NONE, MC_MFOR(MG) | MC_MFOR(MS) | MC_MFOR(MA), \
+	  CAS, MC_MREP_STORE | MC_MREP_HIT | MC_MREP_ARITH,                   \
+	  "return the cas (ms: of the item stored)")                         \
+	X('f', FLAG, meta.flags, NONE, MC_MFOR(MG), FLAGS, MC_MREP_HIT,       \
+	  "return the client flags")                                         \
+	X('h', FLAG, meta.flags, NONE, MC_MFOR(MG), FETCHED, MC_MREP_HIT,     \
+	  "return whether the item was fetched before (geecached: always 0)") \
+	X('k', FLAG, meta.flags, NONE, MC_MFOR_KEYED, KEY, MC_MREP_ALL,       \
+	  "return the key")                                                  \
+	X('l', FLAG, meta.flags, NONE, MC_MFOR(MG), LAST_ACCESS, MC_MREP_HIT, \
+	  "return the seconds since the last access")                       \
+	X('s', FLAG, meta.flags, NONE, MC_MFOR(MG), SIZE, MC_MREP_HIT,        \
+	  "return the value's size")                                         \
+	X('t', FLAG, meta.flags, NONE, MC_MFOR(MG) | MC_MFOR(MA), TTL,        \
+	  MC_MREP_HIT | MC_MREP_ARITH,                                        \
+	  "return the seconds left to live (-1: never expires)")            \
+	X('v', FLAG, meta.flags, NONE, MC_MFOR(MG) | MC_MFOR(MA), NONE, 0,    \
+	  "answer VA with the value (ma: the new number)")                   \
+	X('u', FLAG, meta.flags, NONE, MC_MFOR(MG), NONE, 0,                  \
+	  "do not bump the item (geecached: no effect)")                     \
+	X('q', BOOL, quiet, NONE, MC_MFOR_KEYED, NONE, 0,                     \
+	  "quiet: no HD (ms md ma) or EN (mg) answer; errors still answered") \
+	X('O', OPAQUE, meta.opaque, META_OPAQUE, MC_MFOR_KEYED, OPAQUE,       \
+	  MC_MREP_ALL, "opaque token, echoed")                               \
+	X('T', I32, exptime, META_BAD_TOKEN, MC_MFOR(MG) | MC_MFOR(MS), NONE, \
+	  0, "time to live: ms stores it, mg touches the item")             \
+	X('N', I32, meta.vivify, META_BAD_TOKEN, MC_MFOR(MG) | MC_MFOR(MA),   \
+	  NONE, 0, "vivify a miss with this time to live (mg: empty item, "   \
+	  "this client wins; ma: created from J)")                           \
+	X('R', I32, meta.recache, META_BAD_TOKEN, MC_MFOR(MG), NONE, 0,       \
+	  "win a recache below this time to live (geecached: no effect)")    \
+	X('I', FLAG, meta.flags, NONE, MC_MFOR(MD) | MC_MFOR(MS), NONE, 0,    \
+	  "invalidate (geecached: md deletes, ms ignores it)")               \
+	X('C', U64, cas, META_BAD_TOKEN,                                      \
+	  MC_MFOR(MS) | MC_MFOR(MD) | MC_MFOR(MA), NONE, 0,                   \
+	  "compare this cas")                                                \
+	X('F', U32, flags, BAD_FORMAT, MC_MFOR(MS), NONE, 0,                  \
+	  "client flags to store")                                           \
+	X('M', MODE, meta.mode, META_M_LENGTH, MC_MFOR(MS) | MC_MFOR(MA),     \
+	  NONE, 0, "mode, either case: ms E A P R S, ma I + D -")            \
+	X('D', U64, delta, META_BAD_DELTA, MC_MFOR(MA), NONE, 0,              \
+	  "delta (default 1)")                                               \
+	X('J', U64, initial, META_BAD_INITIAL, MC_MFOR(MA), NONE, 0,          \
+	  "initial value of an item N creates")                              \
+	X('P', FLAG, meta.flags, NONE, MC_MFOR_KEYED, NONE, 0,                \
+	  "proxy hint (ignored)")                                            \
+	X('L', FLAG, meta.flags, NONE, MC_MFOR_KEYED, NONE, 0,                \
+	  "proxy hint (ignored)")
+
+/* The meta flags of a request (MC_META_FLAGS says which field each fills;
+ * some fill fields of struct mc_request instead). */
 struct mc_meta {
 	uint64_t flags;                    /* MC_MF(letter) for each flag seen */
 	char order[MC_META_MAX_FLAGS];     /* flag letters in request order */
@@ -296,7 +425,9 @@ struct mc_request {
 	uint8_t has_exptime;   /* flush with a delay */
 	uint8_t no_create;     /* binary incr/decr: exptime 0xffffffff */
 	uint32_t opaque;       /* binary opaque, echoed */
-	uint64_t cas;          /* binary header cas, text cas unique, meta C */
+	uint64_t cas;          /* the cas to compare, 0 for none: binary
+	                        * header cas, text cas unique, meta C (0 when
+	                        * C was not given) */
 	uint32_t flags;        /* client flags (set family, meta F) */
 	int64_t exptime;       /* raw exptime (set, touch, gat, flush delay,
 	                        * incr create, meta T) */

@@ -1,16 +1,40 @@
 /* proto: memcached's classic text protocol (parsing and answers). */
 #include "proto/internal.h"
 
+/* --- line framing ------------------------------------------------------
+ *
+ * mc__text_parse finds the line, reads the command name and looks it up in
+ * MC_TEXT_CMDS; the row's family column names the function below that
+ * parses the rest of the line (text_<family>). */
+
+/* A line being parsed: what every family parser gets. */
+struct text_line {
+	struct mc_parser *p;
+	struct bp_chain *in;
+	const struct text_cmd *tc;
+	struct mc__cur k;     /* at the first argument */
+	size_t content_end;   /* chain offset of the "\r\n" (or "\n") */
+	size_t total;         /* line bytes, "\n" included */
+};
+
 struct text_cmd {
 	const char *name;
 	uint8_t len;
 	enum mc_cmd cmd;
 	int8_t min_args, max_args;
+	/* The family: parses the arguments into req (cmd, proto and total
+	 * are set, the rest zero); returns as mc_parse. */
+	int (*parse)(struct text_line *l, struct mc_request *req);
 };
 
+#define MC_X_TEXT_DECL(name_, cmd_, mn, mx, fam)                              \
+	static int text_##fam(struct text_line *l, struct mc_request *req);
+MC_TEXT_CMDS(MC_X_TEXT_DECL)
+#undef MC_X_TEXT_DECL
+
 static const struct text_cmd text_cmds[] = {
-#define MC_X_TEXT(name_, cmd_, mn, mx)                                        \
-	{name_, sizeof(name_) - 1, MC_CMD_##cmd_, mn, mx},
+#define MC_X_TEXT(name_, cmd_, mn, mx, fam)                                   \
+	{name_, sizeof(name_) - 1, MC_CMD_##cmd_, mn, mx, text_##fam},
 	MC_TEXT_CMDS(MC_X_TEXT)
 #undef MC_X_TEXT
 };
@@ -25,37 +49,284 @@ static const struct text_cmd *text_lookup(const struct mc__tok *t)
 	return NULL;
 }
 
+/* Finds the end of the line at the head of `in`, remembering how far it
+ * searched (p->scan). The offset of its '\n'; -EAGAIN (p->need set); or
+ * -EMSGSIZE with req filled for a line over line_max. */
+static ssize_t text_frame(struct mc_parser *p, struct bp_chain *in,
+                          struct mc_request *req)
+{
+	size_t len = bp_chain_len(in);
+	size_t limit = (size_t)p->line_max + 2;
+	ssize_t nl;
+
+	if (limit > len)
+		limit = len;
+	nl = p->scan < limit ? bp_chain_find(in, p->scan, limit, '\n')
+	                     : -ENOENT;
+	if (nl >= 0)
+		return nl;
+	p->scan = limit;
+	if (len >= (size_t)p->line_max + 2) {
+		memset(req, 0, sizeof(*req));
+		req->proto = MC_PROTO_TEXT;
+		return mc__fail(req, MC_ERR_LINE_TOO_LONG, len);
+	}
+	p->need = len + 1;
+	return -EAGAIN;
+}
+
+int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
+                   struct mc_request *req)
+{
+	struct text_line l; /* not zeroed: the cursor's iovecs are scratch */
+	struct mc__tok name;
+	ssize_t nl = text_frame(p, in, req);
+
+	if (nl < 0)
+		return (int)nl;
+	l.p = p;
+	l.in = in;
+	l.total = (size_t)nl + 1;
+	l.content_end = (size_t)nl;
+	if (nl > 0 && bp_chain_byte(in, (size_t)nl - 1) == '\r')
+		l.content_end--;
+
+	memset(req, 0, sizeof(*req));
+	req->proto = MC_PROTO_TEXT;
+	req->total = l.total;
+
+	mc__cur_init(&l.k, in, 0, l.content_end);
+	if (!mc__cur_token(&l.k, &name) || name.len < 2 ||
+	    (l.tc = text_lookup(&name)) == NULL)
+		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, l.total);
+	req->cmd = l.tc->cmd;
+	return l.tc->parse(&l, req);
+}
+
+/* --- argument helpers -------------------------------------------------- */
+
 #define MAX_ARGS 8 /* tokens kept after the name; more are only counted */
 
-/* Retrieval commands: validates and counts the keys from the cursor on. */
-static int parse_keys(struct mc_parser *p, struct bp_chain *in,
-                      struct mc_request *req, struct mc__cur *k,
-                      size_t line_total)
+/* Fixed-argument families: reads the arguments into a[MAX_ARGS], checks
+ * their count against the table (ERROR when out of range) and notes a
+ * trailing "noreply". The count, or -EBADMSG. */
+static int text_args(struct text_line *l, struct mc_request *req,
+                     struct mc__tok a[MAX_ARGS])
+{
+	struct mc__tok extra;
+	int nargs = 0;
+
+	while (nargs < MAX_ARGS && mc__cur_token(&l->k, &a[nargs]))
+		nargs++;
+	if (nargs == MAX_ARGS)
+		while (mc__cur_token(&l->k, &extra))
+			nargs++;
+	if (nargs < l->tc->min_args ||
+	    (l->tc->max_args >= 0 && nargs > l->tc->max_args))
+		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, l->total);
+	if (nargs > 0 && mc__tok_is(&a[nargs - 1], "noreply"))
+		req->noreply = 1;
+	return nargs;
+}
+
+/* The key argument t: longer than MC_KEY_MAX is a bad format. */
+static int text_key(struct text_line *l, struct mc_request *req,
+                    const struct mc__tok *t)
+{
+	if (t->len > MC_KEY_MAX)
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	req->key = mc__tok_ptr(l->in, t, l->p->scratch);
+	req->key_len = t->len;
+	return 1;
+}
+
+/* --- families ---------------------------------------------------------- */
+
+/* get/gets <key>*, gat/gats <exptime> <key>*: validates and counts the
+ * keys (mc_req_next_key walks them); the first is req->key. */
+static int text_retrieval(struct text_line *l, struct mc_request *req)
 {
 	struct mc__tok t;
-	size_t keys_end = k->end;
+	int32_t exptime;
 
-	req->keys_off = k->off;
-	req->keys_end = keys_end;
-	while (mc__cur_token(k, &t)) {
+	req->ret_cas = l->tc->name[l->tc->len - 1] == 's';
+	if (req->cmd == MC_CMD_GAT) {
+		if (!mc__cur_token(&l->k, &t))
+			return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, l->total);
+		if (!mc__tok_i32(&t, &exptime))
+			return mc__fail(req, MC_ERR_BAD_EXPTIME, l->total);
+		req->exptime = exptime;
+	}
+	req->keys_off = l->k.off;
+	req->keys_end = l->k.end;
+	while (mc__cur_token(&l->k, &t)) {
 		if (t.len > MC_KEY_MAX)
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
+			return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
 		if (req->nkeys++ == 0) {
 			req->keys_off = t.off;
-			req->key = mc__tok_ptr(in, &t, p->scratch);
+			req->key = mc__tok_ptr(l->in, &t, l->p->scratch);
 			req->key_len = t.len;
 		}
 	}
-	req->total = line_total;
+	if (req->nkeys == 0 && req->cmd == MC_CMD_GET)
+		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, l->total);
 	return 1;
 }
+
+/* set/add/replace/append/prepend <key> <flags> <exptime> <bytes>
+ * [noreply], cas <key> <flags> <exptime> <bytes> <cas> [noreply]; the
+ * value follows the line. */
+static int text_storage(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int32_t exptime, vlen;
+	int rc;
+
+	if ((rc = text_args(l, req, a)) < 0)
+		return rc;
+	if (a[0].len > MC_KEY_MAX || !mc__tok_u32(&a[1], &req->flags) ||
+	    !mc__tok_i32(&a[2], &exptime) || !mc__tok_i32(&a[3], &vlen))
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	req->exptime = exptime;
+	if (req->cmd == MC_CMD_CAS && !mc__tok_u64(&a[4], &req->cas))
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	if (vlen < 0)
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	text_key(l, req, &a[0]);
+	return mc__text_expect_value(l->p, l->in, req, l->total, vlen,
+	                             MC_ERR_NONE);
+}
+
+/* delete <key> [0] [noreply] */
+static int text_delete(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int nargs = text_args(l, req, a);
+
+	if (nargs < 0)
+		return nargs;
+	if (nargs > 1) {
+		int zero = mc__tok_is(&a[1], "0");
+		int valid = (nargs == 2 && (zero || req->noreply)) ||
+		            (nargs == 3 && zero && req->noreply);
+		if (!valid)
+			return mc__fail(req, MC_ERR_DELETE_USAGE, l->total);
+	}
+	return text_key(l, req, &a[0]);
+}
+
+/* incr/decr <key> <delta> [noreply] */
+static int text_arith(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int rc;
+
+	if ((rc = text_args(l, req, a)) < 0)
+		return rc;
+	if (a[0].len > MC_KEY_MAX)
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	if (!mc__tok_u64(&a[1], &req->delta))
+		return mc__fail(req, MC_ERR_BAD_DELTA, l->total);
+	return text_key(l, req, &a[0]);
+}
+
+/* touch <key> <exptime> [noreply] */
+static int text_touch(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int32_t exptime;
+	int rc;
+
+	if ((rc = text_args(l, req, a)) < 0)
+		return rc;
+	if (a[0].len > MC_KEY_MAX)
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	if (!mc__tok_i32(&a[1], &exptime))
+		return mc__fail(req, MC_ERR_BAD_EXPTIME, l->total);
+	req->exptime = exptime;
+	return text_key(l, req, &a[0]);
+}
+
+/* flush_all [delay] [noreply] */
+static int text_flush(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int32_t delay;
+	int nargs = text_args(l, req, a);
+
+	if (nargs < 0)
+		return nargs;
+	if (nargs != (req->noreply ? 1 : 0)) {
+		if (!mc__tok_i32(&a[0], &delay))
+			return mc__fail(req, MC_ERR_BAD_EXPTIME, l->total);
+		req->exptime = delay;
+		req->has_exptime = 1;
+	}
+	return 1;
+}
+
+/* stats [group]: the group is the rest of the line, as typed (trailing
+ * spaces dropped), in req->key. */
+static int text_stats(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok t;
+	size_t n;
+
+	if (!mc__cur_token(&l->k, &t))
+		return 1;
+	n = l->content_end - t.off;
+	while (n && bp_chain_byte(l->in, t.off + n - 1) == ' ')
+		n--;
+	if (n > MC_KEY_MAX)
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	req->key = (const char *)bp_chain_view(l->in, t.off, n, l->p->scratch);
+	req->key_len = (uint32_t)n;
+	return 1;
+}
+
+/* version: arguments ignored. */
+static int text_version(struct text_line *l, struct mc_request *req)
+{
+	(void)l;
+	(void)req;
+	return 1;
+}
+
+/* quit: arguments ignored; close after answering. */
+static int text_quit(struct text_line *l, struct mc_request *req)
+{
+	(void)l;
+	req->close = 1;
+	return 1;
+}
+
+/* verbosity <level> [noreply] */
+static int text_verbosity(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int rc;
+
+	if ((rc = text_args(l, req, a)) < 0)
+		return rc;
+	if (!mc__tok_u32(&a[0], &req->level))
+		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	return 1;
+}
+
+/* mg ms md ma mn me: meta.c. */
+static int text_meta(struct text_line *l, struct mc_request *req)
+{
+	return mc__meta_parse(l->p, l->in, req, &l->k, l->total);
+}
+
+/* --- values of storage lines ------------------------------------------- */
 
 int mc__text_complete(struct bp_chain *in, struct mc_request *req)
 {
 	size_t end = req->value_off + req->value_len;
 
 	if (bp_chain_byte(in, end) != '\r' || bp_chain_byte(in, end + 1) != '\n') {
-		if (mc__is_meta(req->cmd))
+		if (mc_cmd_is_meta(req->cmd))
 			req->noreply = 0; /* meta set always reports it */
 		return mc__fail(req, MC_ERR_BAD_CHUNK, req->total);
 	}
@@ -93,180 +364,6 @@ int mc__text_expect_value(struct mc_parser *p, struct bp_chain *in,
 	return mc__text_complete(in, req);
 }
 
-int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
-                   struct mc_request *req)
-{
-	size_t len = bp_chain_len(in);
-	size_t limit = (size_t)p->line_max + 2;
-	size_t content_end, line_total;
-	ssize_t nl;
-	struct mc__cur k;
-	struct mc__tok name, a[MAX_ARGS];
-	const struct text_cmd *tc;
-	int nargs = 0;
-
-	if (limit > len)
-		limit = len;
-	nl = p->scan < limit ? bp_chain_find(in, p->scan, limit, '\n')
-	                     : -ENOENT;
-	if (nl < 0) {
-		p->scan = limit;
-		if (len >= (size_t)p->line_max + 2) {
-			memset(req, 0, sizeof(*req));
-			req->proto = MC_PROTO_TEXT;
-			return mc__fail(req, MC_ERR_LINE_TOO_LONG, len);
-		}
-		p->need = len + 1;
-		return -EAGAIN;
-	}
-	line_total = (size_t)nl + 1;
-	content_end = (size_t)nl;
-	if (nl > 0 && bp_chain_byte(in, (size_t)nl - 1) == '\r')
-		content_end--;
-
-	memset(req, 0, sizeof(*req));
-	req->proto = MC_PROTO_TEXT;
-	req->total = line_total;
-
-	mc__cur_init(&k, in, 0, content_end);
-	if (!mc__cur_token(&k, &name) || name.len < 2 ||
-	    (tc = text_lookup(&name)) == NULL)
-		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, line_total);
-	req->cmd = tc->cmd;
-
-	if (mc__is_meta(tc->cmd))
-		return mc__meta_parse(p, in, req, &k, line_total);
-
-	if (tc->cmd == MC_CMD_GET || tc->cmd == MC_CMD_GAT) {
-		struct mc__tok t;
-		int32_t exptime;
-		req->ret_cas = name.buf[name.len - 1] == 's';
-		if (tc->cmd == MC_CMD_GAT) {
-			if (!mc__cur_token(&k, &t))
-				return mc__fail(req, MC_ERR_UNKNOWN_COMMAND,
-				                line_total);
-			if (!mc__tok_i32(&t, &exptime))
-				return mc__fail(req, MC_ERR_BAD_EXPTIME,
-				                line_total);
-			req->exptime = exptime;
-		}
-		parse_keys(p, in, req, &k, line_total);
-		if (req->err != MC_ERR_NONE)
-			return -EBADMSG;
-		if (req->nkeys == 0 && tc->cmd == MC_CMD_GET)
-			return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, line_total);
-		return 1;
-	}
-
-	if (tc->cmd == MC_CMD_STATS) {
-		/* The group is the rest of the line, as typed. */
-		struct mc__tok t;
-		if (mc__cur_token(&k, &t)) {
-			size_t n = content_end - t.off;
-			while (n && bp_chain_byte(in, t.off + n - 1) == ' ')
-				n--;
-			if (n > MC_KEY_MAX)
-				return mc__fail(req, MC_ERR_BAD_FORMAT,
-				                line_total);
-			req->key = (const char *)bp_chain_view(in, t.off, n,
-			                                       p->scratch);
-			req->key_len = (uint32_t)n;
-		}
-		return 1;
-	}
-	if (tc->cmd == MC_CMD_VERSION)
-		return 1;
-	if (tc->cmd == MC_CMD_QUIT) {
-		req->close = 1;
-		return 1;
-	}
-
-	{
-		struct mc__tok extra;
-		while (nargs < MAX_ARGS && mc__cur_token(&k, &a[nargs]))
-			nargs++;
-		if (nargs == MAX_ARGS)
-			while (mc__cur_token(&k, &extra))
-				nargs++;
-	}
-	if (nargs < tc->min_args || (tc->max_args >= 0 && nargs > tc->max_args))
-		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, line_total);
-	if (nargs > 0 && mc__tok_is(&a[nargs - 1], "noreply"))
-		req->noreply = 1;
-
-	switch (tc->cmd) {
-	case MC_CMD_SET:
-	case MC_CMD_ADD:
-	case MC_CMD_REPLACE:
-	case MC_CMD_APPEND:
-	case MC_CMD_PREPEND:
-	case MC_CMD_CAS: {
-		int32_t exptime, vlen;
-		if (a[0].len > MC_KEY_MAX)
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		if (!mc__tok_u32(&a[1], &req->flags) ||
-		    !mc__tok_i32(&a[2], &exptime) || !mc__tok_i32(&a[3], &vlen))
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		req->exptime = exptime;
-		if (tc->cmd == MC_CMD_CAS && !mc__tok_u64(&a[4], &req->cas))
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		if (vlen < 0)
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		req->key = mc__tok_ptr(in, &a[0], p->scratch);
-		req->key_len = a[0].len;
-		return mc__text_expect_value(p, in, req, line_total, vlen, MC_ERR_NONE);
-	}
-	case MC_CMD_DELETE:
-		if (nargs > 1) {
-			int zero = mc__tok_is(&a[1], "0");
-			int valid = (nargs == 2 && (zero || req->noreply)) ||
-			            (nargs == 3 && zero && req->noreply);
-			if (!valid)
-				return mc__fail(req, MC_ERR_DELETE_USAGE,
-				                line_total);
-		}
-		break;
-	case MC_CMD_INCR:
-	case MC_CMD_DECR:
-		if (a[0].len > MC_KEY_MAX)
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		if (!mc__tok_u64(&a[1], &req->delta))
-			return mc__fail(req, MC_ERR_BAD_DELTA, line_total);
-		break;
-	case MC_CMD_TOUCH: {
-		int32_t exptime;
-		if (a[0].len > MC_KEY_MAX)
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		if (!mc__tok_i32(&a[1], &exptime))
-			return mc__fail(req, MC_ERR_BAD_EXPTIME, line_total);
-		req->exptime = exptime;
-		break;
-	}
-	case MC_CMD_FLUSH:
-		if (nargs != (req->noreply ? 1 : 0)) {
-			int32_t delay;
-			if (!mc__tok_i32(&a[0], &delay))
-				return mc__fail(req, MC_ERR_BAD_EXPTIME,
-				                line_total);
-			req->exptime = delay;
-			req->has_exptime = 1;
-		}
-		return 1;
-	case MC_CMD_VERBOSITY:
-		if (!mc__tok_u32(&a[0], &req->level))
-			return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-		return 1;
-	default:
-		return 1;
-	}
-	/* delete, incr, decr, touch: the key */
-	if (a[0].len > MC_KEY_MAX)
-		return mc__fail(req, MC_ERR_BAD_FORMAT, line_total);
-	req->key = mc__tok_ptr(in, &a[0], p->scratch);
-	req->key_len = a[0].len;
-	return 1;
-}
-
 /* --- answers ----------------------------------------------------------- */
 
 int mc_text_encode_line(struct bp_chain *out, const char *line, size_t len)
@@ -290,10 +387,9 @@ int mc__text_encode_status(struct bp_chain *out, const struct mc_request *req,
 		return 0;
 	switch (st) {
 	case MC_ST_OK:
-		switch (req->cmd) {
-		case MC_CMD_SET: case MC_CMD_ADD: case MC_CMD_REPLACE:
-		case MC_CMD_APPEND: case MC_CMD_PREPEND: case MC_CMD_CAS:
+		if (mc_cmd_is_store(req->cmd))
 			return LINE(out, "STORED");
+		switch (req->cmd) {
 		case MC_CMD_DELETE:
 			return LINE(out, "DELETED");
 		case MC_CMD_TOUCH:
@@ -345,12 +441,12 @@ int mc_text_encode_value(struct bp_chain *out, const struct mc_request *req,
 	w = MC__PUTS(start, "VALUE ");
 	w = mc__put(w, key, key_len);
 	*w++ = ' ';
-	w = mc__put_u64(w, flags);
+	w = bp_dec_put_u64(w, flags);
 	*w++ = ' ';
-	w = mc__put_u64(w, vlen);
+	w = bp_dec_put_u64(w, vlen);
 	if (req->ret_cas) {
 		*w++ = ' ';
-		w = mc__put_u64(w, cas);
+		w = bp_dec_put_u64(w, cas);
 	}
 	w = MC__PUTS(w, "\r\n");
 	mc__wend(out, start, w);
@@ -372,7 +468,7 @@ int mc_text_encode_number(struct bp_chain *out, const struct mc_request *req,
 	if (req->noreply)
 		return 0;
 	return mc_text_encode_line(out, buf,
-	                           (size_t)(mc__put_u64(buf, value) - buf));
+	                           (size_t)(bp_dec_put_u64(buf, value) - buf));
 }
 
 int mc_text_encode_version(struct bp_chain *out, const char *version)

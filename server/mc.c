@@ -82,27 +82,33 @@ struct ctx {
 	size_t backlog; /* output bytes not yet sent when these requests came */
 };
 
+/* memcached drops the item a refused SET would have replaced, so that a
+ * client never reads the old value back after a SET it was told failed.
+ * Call it when the store refused r (too large, or no memory) or the parser
+ * did (r->err MC_ERR_E2BIG: the value was not read). As memcached 1.6.18
+ * does: text and binary set, and ms in every mode; add, replace, append,
+ * prepend and cas keep the item (docs/protocol.md, "Refused stores"). */
+static void drop_refused(struct srv *s, const struct mc_request *r)
+{
+	if ((r->cmd == MC_CMD_SET || r->cmd == MC_CMD_MS) && r->key_len)
+		cache_delete(s->cache, r->key, r->key_len, 0);
+}
+
 static int do_store(struct ctx *x, const struct mc_request *r)
 {
 	uint64_t cas_out = 0;
-	uint64_t cas = r->cmd == MC_CMD_MS ? (r->meta.flags & MC_MF('C') ? r->cas : 0) : r->cas;
 	enum cache_mode mode = store_mode(r);
-	if (mode == CACHE_CAS && cas == 0)
-		mode = CACHE_CAS; /* text cas 0: never matches (cache: -EINVAL) */
 	int rc = cache_store(x->s->cache, mode, r->key, r->key_len, x->in,
-	                     r->value_off, r->value_len, r->flags, r->exptime, cas,
+	                     r->value_off, r->value_len, r->flags, r->exptime, r->cas,
 	                     &cas_out);
 	if (rc == -EINVAL && mode == CACHE_CAS)
-		rc = -EEXIST;
+		rc = -EEXIST; /* text cas 0: never matches (cache: -EINVAL) */
 	if (rc == -E2BIG)
 		srv_ctr(&x->ctr->oversized, 1);
 	if (rc == -ENOMEM)
 		srv_ctr(&x->ctr->out_of_memory, 1);
-	/* memcached drops the item a refused SET would have replaced (too
-	 * large, or no memory), so that a client never reads the old value
-	 * back after a SET it was told failed. */
-	if ((rc == -E2BIG || rc == -ENOMEM) && mode == CACHE_SET)
-		cache_delete(x->s->cache, r->key, r->key_len, 0);
+	if (rc == -E2BIG || rc == -ENOMEM)
+		drop_refused(x->s, r);
 	return mc_encode_status(x->out, r, store_status(r, rc), cas_out);
 }
 
@@ -195,8 +201,7 @@ static int do_touch(struct ctx *x, const struct mc_request *r)
 
 static int do_delete(struct ctx *x, const struct mc_request *r)
 {
-	uint64_t cas = r->cmd == MC_CMD_MD ? (r->meta.flags & MC_MF('C') ? r->cas : 0) : r->cas;
-	int rc = cache_delete(x->s->cache, r->key, r->key_len, cas);
+	int rc = cache_delete(x->s->cache, r->key, r->key_len, r->cas);
 	return mc_encode_status(x->out, r, store_status(r, rc), 0);
 }
 
@@ -212,8 +217,7 @@ static int do_arith(struct ctx *x, const struct mc_request *r)
 			init.exptime = r->meta.vivify;
 			ip = &init;
 		}
-		if (r->meta.flags & MC_MF('C'))
-			cas = r->cas;
+		cas = r->cas; /* 0 unless C was given */
 	} else if (!is_text(r) && !r->no_create) {
 		ip = &init;
 	}
@@ -480,10 +484,7 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			srv_ctr(&x.ctr->proto_errors, 1);
 			if (req.err == MC_ERR_E2BIG) {
 				srv_ctr(&x.ctr->oversized, 1);
-				/* memcached drops the item a too-large SET would
-				 * have replaced. */
-				if (req.key_len && req.cmd >= MC_CMD_SET && req.cmd <= MC_CMD_CAS)
-					cache_delete(s->cache, req.key, req.key_len, 0);
+				drop_refused(s, &req);
 			}
 			if (mc_encode_error(x.out, &req) < 0 || req.close)
 				return -EBADMSG;

@@ -219,4 +219,93 @@ TEST_F(Meta, HitAnswers)
 	EXPECT_EQ(o5.len(), 0u);
 }
 
+// Every row of MC_META_FLAGS parses on every keyed meta command (memcached
+// accepts any flag on any of them), sets its bit and its place in order.
+// The key is valid base64 ("key"), for b.
+TEST_F(Meta, EveryTableFlagParsesOnEveryCommand)
+{
+	struct Row {
+		char letter;
+		std::string arg;
+	};
+	const Row rows[] = {
+#define ROW(l, arg, field, err, for_, ret, in, help) {l, #arg},
+		MC_META_FLAGS(ROW)
+#undef ROW
+	};
+	for (const Row &row : rows) {
+		for (std::string cmd : {"mg", "ms", "md", "ma"}) {
+			std::string tok(1, row.letter);
+			if (row.arg == "I32" || row.arg == "U32" || row.arg == "U64")
+				tok += "30";
+			else if (row.arg == "OPAQUE")
+				tok += "xy";
+			else if (row.arg == "MODE")
+				tok += cmd == "ma" ? "I" : "E";
+			std::string line = cmd + " a2V5" + (cmd == "ms" ? " 1 " : " ") + tok +
+			                   "\r\n" + (cmd == "ms" ? "x\r\n" : "");
+			Chain c;
+			mc_parser q;
+			mc_parser_init(&q, nullptr);
+			add_block(&c, line);
+			ASSERT_EQ(mc_parse(&q, &c, &r), 1) << line;
+			EXPECT_TRUE(r.meta.flags & MC_MF(row.letter)) << line;
+			EXPECT_EQ(std::string(r.meta.order, r.meta.norder), tok.substr(0, 1));
+		}
+	}
+	// A letter that is not in the table.
+	EXPECT_EQ(error_of("mg k x\r\n"), "CLIENT_ERROR invalid flag\r\n");
+}
+
+// The cas to compare is 0 unless C was given (the server relies on it).
+TEST_F(Meta, CasIsZeroWithoutC)
+{
+	ASSERT_EQ(feed("md k C5\r\n"), 1);
+	EXPECT_EQ(r.cas, 5u);
+	next();
+	ASSERT_EQ(feed("md k\r\n"), 1);
+	EXPECT_EQ(r.cas, 0u);
+	next();
+	ASSERT_EQ(feed("ma k C7\r\n"), 1);
+	next();
+	ASSERT_EQ(feed("ma k\r\n"), 1);
+	EXPECT_EQ(r.cas, 0u);
+	next();
+	ASSERT_EQ(feed("ms k 1 C9\r\nx\r\n"), 1);
+	next();
+	ASSERT_EQ(feed("ms k 3\r\nab"), -EAGAIN); // the value arrives later
+	ASSERT_EQ(feed("c\r\n"), 1);
+	EXPECT_EQ(r.cas, 0u);
+}
+
+// Each answer carries only the return flags the table gives it.
+TEST_F(Meta, ReturnFlagsPerAnswer)
+{
+	EXPECT_EQ(answer("mg k c f h k l s t v Oz\r\n", MC_ST_NOT_FOUND), "EN kk Oz\r\n");
+	EXPECT_EQ(answer("md k c t k\r\n", MC_ST_OK), "HD kk\r\n");
+	EXPECT_EQ(answer("ms k 1 s f t c h l\r\nx\r\n", MC_ST_OK, 42), "HD c42\r\n");
+	EXPECT_EQ(answer("ms k 1 c\r\nx\r\n", MC_ST_NOT_STORED, 0), "NS c0\r\n");
+	mc_item_info info{};
+	info.cas = 77;
+	info.ttl = 30;
+	info.size = 5;
+	ASSERT_EQ(feed("ma k s f h l c t u\r\n"), 1);
+	ASSERT_EQ(mc_meta_encode_arith(&out, &r, &info, 1), 0);
+	EXPECT_EQ(out.str(), "HD c77 t30\r\n");
+}
+
+TEST(Commands, ClassesComeFromTheTable)
+{
+	for (int c = 0; c < MC_CMD__COUNT; c++) {
+		mc_cmd cmd = (mc_cmd)c;
+		bool store = cmd == MC_CMD_SET || cmd == MC_CMD_ADD ||
+		             cmd == MC_CMD_REPLACE || cmd == MC_CMD_APPEND ||
+		             cmd == MC_CMD_PREPEND || cmd == MC_CMD_CAS || cmd == MC_CMD_MS;
+		bool meta = cmd == MC_CMD_MG || cmd == MC_CMD_MS || cmd == MC_CMD_MD ||
+		            cmd == MC_CMD_MA || cmd == MC_CMD_MN || cmd == MC_CMD_ME;
+		EXPECT_EQ(mc_cmd_is_store(cmd) != 0, store) << mc_cmd_name(cmd);
+		EXPECT_EQ(mc_cmd_is_meta(cmd) != 0, meta) << mc_cmd_name(cmd);
+	}
+}
+
 } // namespace

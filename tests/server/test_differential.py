@@ -343,6 +343,9 @@ BIN = {
         + bset(b"big", b"C" * BIG_NO, op=0x11, opaque=5)       # SETQ: error shown
         + B(0x0E, b"small", value=b"x" * BIG_NO, opaque=6)
         + bset(b"after", b"ok", opaque=7) + B(0x00, b"after", opaque=8),
+        # a refused ADD or REPLACE keeps the item
+        bset(b"big", b"b", opaque=9) + bset(b"big", b"B" * BIG_NO, op=0x02, opaque=10)
+        + bset(b"big", b"B" * BIG_NO, op=0x03, opaque=11) + B(0x00, b"big", opaque=12),
     ],
     # Malformed requests: an error answer, then the connection is closed.
     "close_set_extras": [FLUSH_B, B(0x01, b"k", b"\0" * 4, b"v", opaque=1) + B(0x0A, opaque=2)],
@@ -412,6 +415,13 @@ TEXT = {
         b"set k 0 0 3\r\nabcde\r\nget k\r\n",                 # bad data chunk
         b"set k 0 0 1\r\nx\r\nset k 0 0 %d\r\n" % BIG_NO + b"z" * BIG_NO
         + b"\r\nget k\r\nset k2 0 0 2\r\nok\r\nget k2\r\n",  # too large: swallowed
+        # Which refused stores drop the item they would replace: set and
+        # ms (any mode) do, add replace append prepend cas do not.
+        b"".join(b"set k 0 0 1\r\nx\r\n" + line + b"z" * BIG_NO + b"\r\nget k\r\n"
+                 for line in (b"add k 0 0 %d\r\n" % BIG_NO, b"replace k 0 0 %d\r\n" % BIG_NO,
+                              b"append k 0 0 %d\r\n" % BIG_NO, b"prepend k 0 0 %d\r\n" % BIG_NO,
+                              b"cas k 0 0 %d 1\r\n" % BIG_NO, b"ms k %d MA\r\n" % BIG_NO,
+                              b"ms k %d ME\r\n" % BIG_NO, b"ms k %d\r\n" % BIG_NO)),
         b"set " + b"k" * 251 + b" 0 0 1\r\nx\r\n",
         b"get " + b"k" * 251 + b"\r\n",
         b"delete " + b"k" * 251 + b"\r\nincr " + b"k" * 251 + b" 1\r\n",
