@@ -42,7 +42,7 @@ run() { # N -> "instructions frees"
 	local total frees
 	total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 	frees=$(callgrind_annotate --tree=caller "$out" 2>/dev/null |
-		grep -B3 '\*  ???:block_free \[' | grep -oE '\(([0-9,]+)x\)' | tr -d '(),x' |
+		grep -B3 -E '\*  [^ ]*:block_free \[' | grep -oE '\(([0-9,]+)x\)' | tr -d '(),x' |
 		paste -sd+ | bc)
 	echo "$total ${frees:-0}"
 }
