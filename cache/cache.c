@@ -3,7 +3,7 @@
  * the memory limit), destroy, the clock, and the counters' table and sums.
  * See cache/cache.h for the contract and docs/cache.md for the sizes.
  */
-#include "cache/cache_int.h"
+#include "cache/cache_internal.h"
 
 #include <errno.h>
 #include <string.h>

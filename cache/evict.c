@@ -6,7 +6,7 @@
  * is only ever try-locked. See docs/cache.md, "Eviction: S3-FIFO over
  * segments" and "TTL and flush".
  */
-#include "cache/cache_int.h"
+#include "cache/cache_internal.h"
 
 #include <string.h>
 

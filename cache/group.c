@@ -10,7 +10,7 @@
  * waiter with its own reference to the stored value. Records come from
  * object pools of the store's pool, so they count against the limit.
  */
-#include "cache/cache_int.h"
+#include "cache/cache_internal.h"
 
 #include <errno.h>
 #include <string.h>

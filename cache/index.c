@@ -1,11 +1,11 @@
 /*
  * The index: each shard's hash table of 8-byte slots (layout in
- * cache_int.h), finding a key's item, placing a slot in one of its two
+ * cache_internal.h), finding a key's item, placing a slot in one of its two
  * buckets, and growing the table. Growth rehashes a shard at once, reading
  * each key from its segment. Callers hold the shard's lock (shared only for
  * cache__lookup). See docs/cache.md, "Layout".
  */
-#include "cache/cache_int.h"
+#include "cache/cache_internal.h"
 
 #include <string.h>
 

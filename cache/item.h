@@ -16,7 +16,7 @@
  * An item's CAS is implicit: (segment seq << OFF_BITS) | offset, unique
  * because every write appends at a fresh position and every segment reuse
  * takes a fresh seq. An item moved by eviction or touch keeps its CAS in
- * F_CAS (item_cas in cache_int.h).
+ * F_CAS (item_cas in cache_internal.h).
  *
  * Nothing here checks bounds: the store only parses headers it wrote.
  */

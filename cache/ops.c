@@ -6,7 +6,7 @@
  * open segment (put_item). See cache/cache.h for the contract and
  * docs/cache.md for the reasons.
  */
-#include "cache/cache_int.h"
+#include "cache/cache_internal.h"
 #include "bufpool/decimal.h"
 
 #include <errno.h>

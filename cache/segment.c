@@ -6,7 +6,7 @@
  * lists are under free_lock, taken here; everything else is under the
  * owning shard's lock, held by the caller. See docs/cache.md, "Layout".
  */
-#include "cache/cache_int.h"
+#include "cache/cache_internal.h"
 
 /* ------------------------------------------------------------------------
  * Queues of sealed segments

@@ -1,5 +1,5 @@
 /* proto: memcached's binary protocol (parsing and answers). */
-#include "proto/internal.h"
+#include "proto/mc_internal.h"
 
 static inline uint16_t be16(const unsigned char *p)
 {

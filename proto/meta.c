@@ -1,5 +1,5 @@
 /* proto: memcached's meta commands (mg ms md ma mn me). */
-#include "proto/internal.h"
+#include "proto/mc_internal.h"
 
 /* memcached refuses a meta line of more than 19 tokens (name, key, flags). */
 #define META_MAX_TOKENS 19

@@ -1,5 +1,5 @@
 /* proto: the tables, the parser front door and shared helpers. */
-#include "proto/internal.h"
+#include "proto/mc_internal.h"
 
 /* --- tables ------------------------------------------------------------ */
 

@@ -1,5 +1,5 @@
 /* proto: memcached's classic text protocol (parsing and answers). */
-#include "proto/internal.h"
+#include "proto/mc_internal.h"
 
 /* --- line framing ------------------------------------------------------
  *

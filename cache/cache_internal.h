@@ -24,8 +24,8 @@
  *
  * docs/cache.md has the reasons and the measurements.
  */
-#ifndef GEECACHE_CACHE_INT_H
-#define GEECACHE_CACHE_INT_H
+#ifndef GEECACHE_CACHE_INTERNAL_H
+#define GEECACHE_CACHE_INTERNAL_H
 
 #include "cache/cache.h"
 #include "cache/item.h"
