@@ -64,39 +64,25 @@ static void srv_free(struct srv *s)
 	free(s->ctr);
 }
 
-int main(int argc, char **argv)
+/* --help, --help-markdown, --version: printed, and main returns 0; else -1. */
+static int info_only(const struct srv_options *o)
 {
-	static struct srv S;
-	struct srv *s = &S;
-	int r = srv_options_parse(&s->o, argc, argv, stderr);
-	if (r)
-		return r;
-	if (s->o.help) {
+	if (o->help)
 		srv_options_help(stdout);
-		return 0;
-	}
-	if (s->o.help_markdown) {
+	else if (o->help_markdown)
 		srv_options_markdown(stdout);
-		return 0;
-	}
-	if (s->o.version) {
+	else if (o->version)
 		printf("geecached %s\n", GEECACHE_VERSION);
-		return 0;
-	}
-	atomic_store(&s->verbosity, (int)s->o.verbose);
-	s->started = time(NULL);
+	else
+		return -1;
+	return 0;
+}
 
-	/* Every thread made from here on inherits this mask; the main thread
-	 * takes the signals with sigwait. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
+/* The store and the network pool. 0, or main's exit status. */
+static int store_start(struct srv *s)
+{
 	long fds = (long)s->o.conn_limit + 64;
-	if ((r = fit_fd_limit(fds)) < 0) {
+	if (fit_fd_limit(fds) < 0) {
 		struct rlimit rl;
 		getrlimit(RLIMIT_NOFILE, &rl);
 		fprintf(stderr, "geecached: -c %lld needs %ld file descriptors; the limit is %llu "
@@ -104,7 +90,6 @@ int main(int argc, char **argv)
 		        fds, (unsigned long long)rl.rlim_max);
 		return 2;
 	}
-
 	size_t seg = srv_seg_size((size_t)s->o.memory_limit * 1024 * 1024,
 	                          (size_t)s->o.max_item_size);
 	s->seg_size = seg;
@@ -125,9 +110,14 @@ int main(int argc, char **argv)
 	s->parser_pool = s->pool ? bp_objpool_create(s->pool, "mc_parser", sizeof(struct mc_parser)) : NULL;
 	if (!s->parser_pool) {
 		fprintf(stderr, "geecached: out of memory at start\n");
-		srv_free(s);
 		return 1;
 	}
+	return 0;
+}
+
+/* The memcached loops, listening. 0, or main's exit status. */
+static int net_start(struct srv *s)
+{
 	enum np_backend be = NP_BACKEND_AUTO;
 	np_backend_parse(s->o.backend_str, &be);
 	struct np_opts no = {
@@ -146,7 +136,6 @@ int main(int argc, char **argv)
 	if (!s->group) {
 		fprintf(stderr, "geecached: cannot start the %s backend: %s\n", s->o.backend_str,
 		        strerror(errno));
-		srv_free(s);
 		return 1;
 	}
 	s->ctr = calloc((size_t)np_group_nloops(s->group), sizeof(*s->ctr));
@@ -154,30 +143,33 @@ int main(int argc, char **argv)
 	if (!s->ctr || s->port < 0) {
 		fprintf(stderr, "geecached: cannot listen on %s:%lld: %s\n", s->o.listen_str,
 		        (long long)s->o.port, strerror(s->port < 0 ? -s->port : ENOMEM));
-		srv_free(s);
 		return 1;
 	}
-	if (s->o.metrics_port) {
-		struct np_opts mo = {.nloops = 1, .backend = NP_BACKEND_EPOLL, .pool = s->pool,
-		                     .max_conns = 64, .in_max = 64 * 1024,
-		                     .idle_timeout_ms = 60000, .udata = s};
-		s->metrics = np_group_create(&mo, &srv_http_handler);
-		s->metrics_port = s->metrics ? np_group_listen(s->metrics, s->o.listen_str,
-		                                               (uint16_t)s->o.metrics_port) : -ENOMEM;
-		if (s->metrics_port < 0) {
-			fprintf(stderr, "geecached: cannot listen for /metrics on %s:%lld: %s\n",
-			        s->o.listen_str, (long long)s->o.metrics_port, strerror(-s->metrics_port));
-			srv_free(s);
-			return 1;
-		}
-	}
-	if (np_group_start(s->group) < 0 || (s->metrics && np_group_start(s->metrics) < 0)) {
-		fprintf(stderr, "geecached: cannot start threads\n");
-		srv_free(s);
+	return 0;
+}
+
+/* The /metrics listener, when asked for. 0, or main's exit status. */
+static int metrics_start(struct srv *s)
+{
+	if (!s->o.metrics_port)
+		return 0;
+	struct np_opts mo = {.nloops = 1, .backend = NP_BACKEND_EPOLL, .pool = s->pool,
+	                     .max_conns = 64, .in_max = 64 * 1024,
+	                     .idle_timeout_ms = 60000, .udata = s};
+	s->metrics = np_group_create(&mo, &srv_http_handler);
+	s->metrics_port = s->metrics ? np_group_listen(s->metrics, s->o.listen_str,
+	                                               (uint16_t)s->o.metrics_port) : -ENOMEM;
+	if (s->metrics_port < 0) {
+		fprintf(stderr, "geecached: cannot listen for /metrics on %s:%lld: %s\n",
+		        s->o.listen_str, (long long)s->o.metrics_port, strerror(-s->metrics_port));
 		return 1;
 	}
-	np_loop_post(np_group_loop(s->group, 0), start_timers, s);
-	/* One line on stdout says where we are (tests read it for port 0). */
+	return 0;
+}
+
+/* One line on stdout says where we are (tests read it for port 0). */
+static void announce(const struct srv *s)
+{
 	printf("geecached %s listening on %s:%d (%s, %d loops, %lld MiB)", GEECACHE_VERSION,
 	       s->o.listen_str, s->port, np_backend_name(np_group_backend(s->group)),
 	       np_group_nloops(s->group), (long long)s->o.memory_limit);
@@ -185,6 +177,40 @@ int main(int argc, char **argv)
 		printf(", metrics on http://%s:%d/metrics", s->o.listen_str, s->metrics_port);
 	printf("\n");
 	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	static struct srv S;
+	struct srv *s = &S;
+	int r = srv_options_parse(&s->o, argc, argv, stderr);
+	if (r)
+		return r;
+	if (info_only(&s->o) == 0)
+		return 0;
+	atomic_store(&s->verbosity, (int)s->o.verbose);
+	s->started = time(NULL);
+
+	/* Every thread made from here on inherits this mask; the main thread
+	 * takes the signals with sigwait. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((r = store_start(s)) || (r = net_start(s)) || (r = metrics_start(s))) {
+		srv_free(s);
+		return r;
+	}
+	if (np_group_start(s->group) < 0 || (s->metrics && np_group_start(s->metrics) < 0)) {
+		fprintf(stderr, "geecached: cannot start threads\n");
+		srv_free(s);
+		return 1;
+	}
+	np_loop_post(np_group_loop(s->group, 0), start_timers, s);
+	announce(s);
 
 	int sig = 0;
 	sigwait(&set, &sig);
