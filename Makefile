@@ -54,8 +54,9 @@ test-tsan: deps
 fuzz-smoke: deps
 	@if [ -x tests/fuzz/smoke.sh ]; then tests/fuzz/smoke.sh; else echo "no fuzz targets yet"; fi
 
-# netpoll/kqueue.c cannot run here: compile it for FreeBSD (clang, header
-# shim in tests/kqueue_shim) so that it does not rot.
+# The kqueue backend cannot run here: compile every netpoll file a FreeBSD
+# build uses for FreeBSD (clang, header shim in tests/kqueue_shim) so that
+# it does not rot.
 kqueue-check: deps
 	tests/kqueue_shim/check.sh
 

@@ -2,15 +2,16 @@
  * The epoll backend (Linux).
  *
  * Level-triggered, on purpose: a wakeup reads a bounded amount from each
- * ready connection (NP_READ_BUDGET; np__read_ready in loop.c) so that one
- * busy peer cannot starve the
- * others, and level triggering reports the rest at the next epoll_wait
+ * ready connection (NP_READ_BUDGET; np__read_ready in readiness.c) so that
+ * one busy peer cannot starve the others, and level triggering reports the rest at the next epoll_wait
  * without a ready list of our own. Interest changes (EPOLLOUT while a
  * write is pending, EPOLLIN off under backpressure) cost an epoll_ctl
  * each, and happen only on those transitions.
  */
 #define _GNU_SOURCE
 #include "netpoll/np_internal.h"
+
+#ifdef NP_HAVE_EPOLL
 
 #include <errno.h>
 #include <stdlib.h>
@@ -159,7 +160,6 @@ static int ep_wait(struct np_loop *l, int64_t timeout_us)
 }
 
 const struct np_backend_ops np__epoll_ops = {
-	.name = "epoll",
 	.init = ep_init,
 	.deinit = ep_deinit,
 	.add_listener = ep_add_listener,
@@ -170,3 +170,5 @@ const struct np_backend_ops np__epoll_ops = {
 	.conn_del = ep_conn_del,
 	.wait = ep_wait,
 };
+
+#endif /* NP_HAVE_EPOLL */

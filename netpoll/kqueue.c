@@ -6,23 +6,25 @@
  * for a FreeBSD target against a small header shim
  * (tests/kqueue_shim/check.sh: clang --target=x86_64-unknown-freebsd14.0
  * -fsyntax-only). That catches drift from np_internal.h and plain C
- * mistakes; it proves nothing about behaviour. Note also that loop.c is
- * Linux-only today (eventfd, accept4) and does not yet pick this backend.
+ * mistakes; it proves nothing about behaviour. The shared files it runs
+ * with (post.c's eventfd, accept.c's accept4) exist on FreeBSD 13+, not on
+ * macOS. backend.c's table has its row under NP_HAVE_KQUEUE, the macro this
+ * file compiles under.
  *
  * It mirrors epoll.c: level-triggered (no EV_CLEAR), a bounded read per
  * connection per wakeup (NP_READ_BUDGET: the read and write paths are
- * loop.c's np__read_ready/np__write_ready), interest changed only on the same
- * transitions (write interest while output waits, read interest off under
- * backpressure). kqueue keeps one filter per direction, so where epoll.c
+ * readiness.c's np__read_ready/np__write_ready), interest changed only on
+ * the same transitions (write interest while output waits, read interest
+ * off under backpressure). kqueue keeps one filter per direction, so where epoll.c
  * changes an event mask this file enables/disables EVFILT_READ and
  * EVFILT_WRITE, both in one kevent() call; a connection that is readable
  * and writable arrives as two events, each dispatched on its own.
  *
  * udata carries the 64-bit tag of np__tag(), so 64-bit targets only.
  */
-#if defined(__FreeBSD__) || defined(__APPLE__) || defined(GEECACHE_KQUEUE_CHECK)
-
 #include "netpoll/np_internal.h"
+
+#ifdef NP_HAVE_KQUEUE
 
 #include <errno.h>
 #include <limits.h>
@@ -93,9 +95,9 @@ static int kq_init(struct np_loop *l)
 		return err;
 	}
 	l->be = k;
-	/* loop.c owns wake_fd (an eventfd today) and reads it in
+	/* post.c owns wake_fd (an eventfd today) and reads it in
 	 * np__wake_drain; here it is just a readable descriptor. EVFILT_USER
-	 * would need no descriptor, but the post path in loop.c writes it. */
+	 * would need no descriptor, but the post path in post.c writes it. */
 	struct kevent ch;
 	EV_SET(&ch, (uintptr_t)l->wake_fd, EVFILT_READ, EV_ADD, 0, 0,
 	       tag_udata(np__tag(NP_TAG_WAKE, 0, 0)));
@@ -160,7 +162,7 @@ static void kq_conn_update(struct np_loop *l, struct np_conn *c)
 	(void)conn_apply(l, c); /* a failed change shows as a later error */
 }
 
-/* The write path is loop.c's (np__write_ready): sendmsg with MSG_NOSIGNAL
+/* The write path is readiness.c's (np__write_ready): sendmsg with MSG_NOSIGNAL
  * (FreeBSD has it; SO_NOSIGPIPE, set in conn_add, covers macOS too). */
 static int kq_conn_flush(struct np_loop *l, struct np_conn *c)
 {
@@ -225,7 +227,6 @@ static int kq_wait(struct np_loop *l, int64_t timeout_us)
 }
 
 const struct np_backend_ops np__kqueue_ops = {
-	.name = "kqueue",
 	.init = kq_init,
 	.deinit = kq_deinit,
 	.add_listener = kq_add_listener,
@@ -237,4 +238,4 @@ const struct np_backend_ops np__kqueue_ops = {
 	.wait = kq_wait,
 };
 
-#endif /* __FreeBSD__ || __APPLE__ || GEECACHE_KQUEUE_CHECK */
+#endif /* NP_HAVE_KQUEUE */

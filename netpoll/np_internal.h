@@ -1,15 +1,30 @@
 /*
- * Private to netpoll: the loop and connection structs, and the interface
- * between the shared loop code (loop.c) and the backends (epoll.c,
- * uring.c, kqueue.c).
+ * Private to netpoll: the loop and connection structs, the interface
+ * between the shared loop code and the backends (epoll.c, uring.c,
+ * kqueue.c, chosen from the table in backend.c), and what the shared
+ * files give each other. The shared code is one file per idea:
+ *
+ *   loop.c       the group and its loops: create, start, stop, the run loop
+ *   conn.c       connections: slots, lifetime, close, dispatch, flushing,
+ *                backpressure, the idle list, connect
+ *   readiness.c  the read and write paths of readiness backends
+ *   accept.c     listeners, the accept loop, back-off, hand-off
+ *   post.c       cross-thread posts and the wake descriptor
+ *   timer.c      the timer heap
+ *
+ * Everything here is for the loop's thread unless it says otherwise. The
+ * static inline helpers are on the per-request path: they stay here so
+ * that calling them from another file costs no call.
  */
 #ifndef GEECACHE_NP_INTERNAL_H
 #define GEECACHE_NP_INTERNAL_H
 
 #include "netpoll/netpoll.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #define NP_MAX_LISTEN 4
 #define NP_IOV_MAX 1024 /* IOV_MAX on Linux */
@@ -152,9 +167,9 @@ struct np_group {
 	pthread_mutex_t stats_lock;
 };
 
-/* Backend interface. The choice is made once per loop at create time. */
+/* Backend interface. The choice is made once per group at create time
+ * (np__backend_pick). */
 struct np_backend_ops {
-	const char *name;
 	int (*init)(struct np_loop *l);
 	void (*deinit)(struct np_loop *l);
 	int (*add_listener)(struct np_loop *l, int fd);
@@ -173,29 +188,169 @@ struct np_backend_ops {
 	int (*wait)(struct np_loop *l, int64_t timeout_us);
 };
 
-extern const struct np_backend_ops np__epoll_ops;
-#ifdef GEECACHE_HAVE_URING
-extern const struct np_backend_ops np__uring_ops;
-bool np__uring_usable(void);
+/* Which backends a build has: each file compiles under its macro, and its
+ * row in backend.c's table names it under the same one. io_uring's,
+ * GEECACHE_HAVE_URING, comes from the build where liburing is found. */
+#ifdef __linux__
+#define NP_HAVE_EPOLL 1
 #endif
+#if defined(__FreeBSD__) || defined(__APPLE__) || defined(GEECACHE_KQUEUE_CHECK)
+#define NP_HAVE_KQUEUE 1
+#endif
+extern const struct np_backend_ops np__epoll_ops;
+extern const struct np_backend_ops np__uring_ops;
+extern const struct np_backend_ops np__kqueue_ops;
+bool np__uring_usable(void); /* probes the kernel once, on a thread of its own */
+
+/* The backend for *b, after the environment's GEECACHE_BACKEND (when it
+ * parses) overrides it; NP_BACKEND_AUTO takes the first that can run in
+ * the table's order of preference. Sets *b to the backend chosen. NULL
+ * when *b names one that this build lacks or that cannot run here. */
+const struct np_backend_ops *np__backend_pick(enum np_backend *b);
+
+/* ---- loop.c ---------------------------------------------------------- */
+
+/* Backends: the wait returned and nready readiness events follow (-1 when
+ * the backend is not readiness-based). */
+void np__woke(struct np_loop *l, int nready);
+
+static inline uint64_t np__mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- conn.c ----------------------------------------------------------- */
 
 /* Called by backends. */
 void np__conn_input(struct np_conn *c);          /* new bytes are in c->in */
 void np__conn_eof(struct np_conn *c);            /* peer closed its side */
-void np__conn_error(struct np_conn *c, int err); /* fatal socket error */
 void np__conn_writable(struct np_conn *c);       /* output may be sent */
 void np__conn_connected(struct np_conn *c, int err);
 void np__conn_sent(struct np_conn *c, size_t n); /* n bytes left the chain */
+void np__conn_release(struct np_conn *c);        /* backend's last ref */
+
+/* The slot table, sized np_opts.max_conns at create. 0 or -ENOMEM. */
+int np__slots_init(struct np_loop *l);
+void np__slots_deinit(struct np_loop *l);
+/* A new connection object for fd, registered in a slot and on the idle
+ * list with the loop's reference; NULL when the slots or memory say no
+ * (the caller closes fd). */
+struct np_conn *np__conn_new(struct np_loop *l, int fd, uint32_t flags);
+/* Closes at once: unregisters, closes the fd, calls on_close, drops the
+ * loop's reference. Deferred while on_data runs for this connection. err
+ * (< 0) is the close error unless one was set before. */
+void np__conn_close_now(struct np_conn *c, int err);
+void np__conn_free(struct np_conn *c); /* the last reference went */
+void np__flush_all(struct np_loop *l); /* sends for the flush list */
+void np__idle_sweep(void *loop);       /* the idle timer's callback */
+
+/* A fatal socket error: closes at once with err. */
+static inline void np__conn_error(struct np_conn *c, int err)
+{
+	np__conn_close_now(c, err);
+}
+
+/* The connection an event's tag names; NULL when its slot was closed or
+ * reused since (a stale event). */
+static inline struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag)
+{
+	uint32_t slot = (uint32_t)(tag >> 2) & 0x3fffffffu;
+	uint32_t gen = (uint32_t)(tag >> 32);
+	if (slot >= l->nslots)
+		return NULL;
+	struct np_conn *c = l->slots[slot];
+	return c && c->gen == gen ? c : NULL;
+}
+
+/* What np_conn_ref and np_conn_unref do (any thread): the last reference
+ * frees the object. */
+static inline void np__conn_ref(struct np_conn *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+static inline void np__conn_unref(struct np_conn *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		np__conn_free(c);
+}
+
+/* The first error a connection closes with, as its handler will see it. */
+static inline void np__conn_set_err(struct np_conn *c, int err)
+{
+	if (!c->close_errno && err < 0)
+		c->close_errno = (uint8_t)(-err <= 255 ? -err : EIO);
+}
+
+static inline int np__conn_err(const struct np_conn *c)
+{
+	return -(int)c->close_errno;
+}
+
+/* Puts c on the loop's flush list (with a reference) unless it is there or
+ * closed; np__flush_all sends at the end of the loop turn. */
+static inline void np__flush_schedule(struct np_loop *l, struct np_conn *c)
+{
+	if (c->flags & (NP_C_IN_FLUSH | NP_C_CLOSED))
+		return;
+	c->flags |= NP_C_IN_FLUSH;
+	np__conn_ref(c);
+	c->flush_next = l->flush_head;
+	l->flush_head = c;
+}
+
+/* ---- accept.c --------------------------------------------------------- */
+
 void np__listener_ready(struct np_loop *l, int fd); /* accept4 loop */
 void np__conn_accepted(struct np_loop *l, int fd);  /* one accepted fd */
 bool np__accept_error(struct np_loop *l, int err);  /* true: backing off */
+/* The loop's listeners: watched by its backend (0 or the backend's
+ * negative errno), or unwatched and closed (the loop stops). */
+int np__listeners_start(struct np_loop *l);
+void np__listeners_stop(struct np_loop *l);
+
+/* ---- post.c ----------------------------------------------------------- */
+
 void np__wake_drain(struct np_loop *l);             /* read eventfd, run posts */
-/* Backends: the wait returned and nready readiness events follow (-1 when
- * the backend is not readiness-based). */
-void np__woke(struct np_loop *l, int nready);
 void np__wake_done(struct np_loop *l);              /* eventfd already read */
-struct np_conn *np__conn_lookup(struct np_loop *l, uint64_t tag);
-void np__conn_release(struct np_conn *c);        /* backend's last ref */
+void np__wake(struct np_loop *l);                   /* any thread */
+/* The post lock and wake descriptor: 0 or a negative errno. deinit runs
+ * what is still posted, then closes them; close refuses further posts
+ * (-ESHUTDOWN) and runs what was posted before (the loop's exit). */
+int np__posts_init(struct np_loop *l);
+void np__posts_close(struct np_loop *l);
+void np__posts_deinit(struct np_loop *l);
+
+/* ---- timer.c ---------------------------------------------------------- */
+
+/* The heap, np_opts.max_timers long: 0 or -ENOMEM. clear drops every timer
+ * without calling it; deinit clears and frees the heap. */
+int np__timers_init(struct np_loop *l);
+void np__timers_clear(struct np_loop *l);
+void np__timers_deinit(struct np_loop *l);
+void np__timers_fire(struct np_loop *l); /* runs those due by l->now_us */
+
+static inline void np__timers_run(struct np_loop *l)
+{
+	if (l->nheap && l->heap[0]->due <= l->now_us)
+		np__timers_fire(l);
+}
+
+/* Microseconds until the first timer is due (at most a minute); -1: none. */
+static inline int64_t np__timers_timeout(const struct np_loop *l)
+{
+	if (!l->nheap)
+		return -1;
+	uint64_t due = l->heap[0]->due;
+	if (due <= l->now_us)
+		return 0;
+	return due - l->now_us > 60000000u ? 60000000 : (int64_t)(due - l->now_us);
+}
+
+/* ---- readiness.c ------------------------------------------------------ */
+
 
 /* For readiness backends (epoll, kqueue): the shared read and write paths.
  * np__read_ready reads up to NP_READ_BUDGET bytes from a readable socket

@@ -749,7 +749,6 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 }
 
 const struct np_backend_ops np__uring_ops = {
-	.name = "io_uring",
 	.init = ur_init,
 	.deinit = ur_deinit,
 	.add_listener = ur_add_listener,

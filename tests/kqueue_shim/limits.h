@@ -1,4 +1,4 @@
-/* Declarations for a compile check of netpoll/kqueue.c only; not a libc.
+/* Declarations for the FreeBSD compile check of netpoll only; not a libc.
  * Values and types are those of FreeBSD 14 on amd64. See check.sh. */
 /* Reached through #include_next from clang's own limits.h, which defines
  * the C limits itself; FreeBSD adds IOV_MAX (sys/syslimits.h). */

@@ -1,4 +1,4 @@
-/* Declarations for a compile check of netpoll/kqueue.c only; not a libc.
+/* Declarations for the FreeBSD compile check of netpoll only; not a libc.
  * Values and types are those of FreeBSD 14 on amd64. See check.sh. */
 #ifndef GEECACHE_SHIM_SYS_EVENT_H
 #define GEECACHE_SHIM_SYS_EVENT_H

@@ -1,0 +1,8 @@
+/* Declarations for the FreeBSD compile check of netpoll only; not a libc.
+ * Values and types are those of FreeBSD 14 on amd64. See check.sh. */
+#ifndef GEECACHE_SHIM_NETINET_TCP_H
+#define GEECACHE_SHIM_NETINET_TCP_H
+
+#define TCP_NODELAY 1
+
+#endif
