@@ -149,13 +149,20 @@ struct cache_key {
 void cache_prefetch(struct cache *c, const struct cache_key *keys, unsigned n);
 
 /* Get-and-touch: like cache_get, and sets the expiration (rules above;
- * an expiration in the past deletes the item and returns -ENOENT). */
+ * an expiration in the past, as in memcached, returns the value and
+ * deletes the item). */
 int cache_gat(struct cache *c, const void *key, size_t klen, int64_t exptime,
               struct cache_value *out);
 
+/* The expiration of a live item (absolute unix time, 0 never) into
+ * *exptime, counting nothing: 0 or -ENOENT, -EINVAL. */
+int cache_exptime(struct cache *c, const void *key, size_t klen,
+                  uint32_t *exptime);
+
 /* Sets the expiration of key without reading it. 0 or -ENOENT, -EINVAL,
  * -ENOMEM (an item without room for an expiry field is rewritten). The CAS
- * value does not change. */
+ * value does not change. An expiration in the past deletes the item and
+ * returns 0 (memcached answers TOUCHED). */
 int cache_touch(struct cache *c, const void *key, size_t klen,
                 int64_t exptime);
 
@@ -204,9 +211,12 @@ struct cache_arith_init {
 };
 
 /* INCR (decr = false) or DECR by delta, memcached's rules: the value must
- * be a decimal number of at most 20 digits (-EINVAL otherwise), INCR wraps
- * at 2^64, DECR stops at 0, the result may be longer ("99" + 1 = "100") or
- * shorter than before. The new value is a new item version (new CAS; a
+ * be a decimal number below 2^64, read as strtoull does (leading
+ * whitespace, and anything after a whitespace byte that ends the digits,
+ * are ignored; -EINVAL otherwise), INCR wraps at 2^64, DECR stops at 0. A
+ * result no longer than the stored value keeps its length, padded with
+ * trailing spaces ("10" - 100 = "0 "); a longer one is stored at its own
+ * length ("99" + 1 = "100"). The new value is a new item version (new CAS; a
  * reader holding the old value keeps it). On a miss: -ENOENT, or when init
  * is not NULL, init->initial is stored. cas != 0: only that version
  * (-EEXIST). *value and *cas_out (may be NULL) get the result. */
@@ -280,7 +290,7 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(hash_slots, GAUGE, "hash table slots")                                 \
 	X(get_hits, COUNTER, "reads that found the key")                         \
 	X(get_misses, COUNTER, "reads that did not")                             \
-	X(get_expired, COUNTER, "reads that found an expired or flushed item")   \
+	X(get_expired, COUNTER, "lookups (any command) that found an expired item") \
 	X(evictions, COUNTER, "live items evicted for memory")                   \
 	X(expired_reclaimed, COUNTER, "expired or flushed items reclaimed")      \
 	X(segs_expired, COUNTER, "segments reclaimed whole by cache_expire")     \
@@ -288,7 +298,7 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(segs_cleaned, COUNTER, "segments evicted by the cleaner, every item kept") \
 	X(table_evictions, COUNTER, "items evicted because both buckets were full") \
 	X(table_grows, COUNTER, "hash table resizes")                            \
-	X(cmd_get, COUNTER, "get and gat calls")                                 \
+	X(cmd_get, COUNTER, "get calls (a gat counts as a touch, as in memcached)") \
 	X(cmd_set, COUNTER, "set calls")                                         \
 	X(cmd_add, COUNTER, "add calls")                                         \
 	X(cmd_replace, COUNTER, "replace calls")                                 \
@@ -299,6 +309,18 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(cmd_touch, COUNTER, "touch and gat calls")                             \
 	X(cmd_flush, COUNTER, "flush_all calls")                                 \
 	X(cas_mismatch, COUNTER, "writes refused by a CAS mismatch")             \
+	X(cas_hits, COUNTER, "writes with a CAS that matched")                   \
+	X(cas_misses, COUNTER, "writes with a CAS whose key was missing")        \
+	X(total_items, COUNTER, "items written by a store or an incr/decr that made a new item") \
+	X(get_flushed, COUNTER, "lookups (any command) that found an item flush_all invalidated") \
+	X(delete_hits, COUNTER, "deletes that removed an item")                  \
+	X(delete_misses, COUNTER, "deletes of a missing key")                    \
+	X(incr_hits, COUNTER, "incr on an existing number")                      \
+	X(incr_misses, COUNTER, "incr of a missing key")                         \
+	X(decr_hits, COUNTER, "decr on an existing number")                      \
+	X(decr_misses, COUNTER, "decr of a missing key")                         \
+	X(touch_hits, COUNTER, "touch and gat calls that found the key")         \
+	X(touch_misses, COUNTER, "touch and gat calls that did not")             \
 	X(enomem, COUNTER, "writes refused: nothing could be evicted")           \
 	X(loads, COUNTER, "loader runs started by get_or_load")                  \
 	X(load_joins, COUNTER, "get_or_load misses that joined a load in flight")

@@ -94,6 +94,8 @@ bool cache__lookup_live(struct cache *c, struct shard *sh, const struct hk *k,
 	if (!cache__lookup(c, sh, k, key, klen, l))
 		return false;
 	if (item_dead(c, l->seg, &l->it, now)) {
+		/* memcached counts these on every lookup, not only reads. */
+		ctr_add(sh, seg_flushed(c, l->seg) ? CX_get_flushed : CX_get_expired, 1);
 		remove_loc(sh, l);
 		ctr_add(sh, CX_expired_reclaimed, 1);
 		return false;

@@ -39,8 +39,10 @@ static uint32_t exp_abs(int64_t now, int64_t exptime, bool *expired)
  * ---------------------------------------------------------------------- */
 
 /* Where some of a new value's bytes come from: caller memory, a chain
- * range or iovecs. A value is at most two parts (append, prepend). */
+ * range, iovecs, or len copies of the byte fill (nonzero). A value is at
+ * most two parts (append, prepend, a padded number). */
 struct part {
+	char fill;
 	const char *mem;
 	struct bp_chain *chain;
 	const struct iovec *iov;
@@ -50,7 +52,9 @@ struct part {
 
 static void part_copy(char *dst, const struct part *pt)
 {
-	if (pt->mem) {
+	if (pt->fill) {
+		memset(dst, pt->fill, pt->len);
+	} else if (pt->mem) {
 		memcpy(dst, pt->mem, pt->len);
 	} else if (pt->chain) {
 		if (pt->len)
@@ -181,6 +185,8 @@ static int store_common(struct cache *c, enum cache_mode mode, const void *key,
 		}
 	} else if (mode != CACHE_SET || cas) {
 		if (!found) {
+			if (cas)
+				ctr_add(sh, CX_cas_misses, 1);
 			rc = (mode == CACHE_APPEND || mode == CACHE_PREPEND) ? -ENOTSUP
 			                                                      : -ENOENT;
 			goto out;
@@ -190,8 +196,13 @@ static int store_common(struct cache *c, enum cache_mode mode, const void *key,
 			rc = -EEXIST;
 			goto out;
 		}
+		if (cas)
+			ctr_add(sh, CX_cas_hits, 1);
 	}
 	struct wreq w = {.key = key, .klen = (uint32_t)klen, .flags = flags};
+	/* An expiry already past is written all the same (exp_abs gives 1,
+	 * dead at once), as memcached does: the writer learns the new CAS,
+	 * and the old version is gone. */
 	bool expired = false;
 	if (mode == CACHE_APPEND || mode == CACHE_PREPEND) {
 		struct part ov = {.mem = old.p + old.it.hdr + old.it.klen,
@@ -213,17 +224,12 @@ static int store_common(struct cache *c, enum cache_mode mode, const void *key,
 		rc = -E2BIG;
 		goto out;
 	}
-	if (expired) { /* stored and gone at once */
-		if (found)
-			remove_loc(sh, &old);
-		if (cas_out)
-			*cas_out = 0;
-		goto out;
-	}
 	w.vlen = (uint32_t)vlen;
 	w.q = queue_for(c, sh, &k, found ? &old : NULL);
 	w.freq = 0;
 	rc = put_item(c, sh, &k, &w, found ? &old : NULL, now, cas_out);
+	if (rc == 0)
+		ctr_add(sh, CX_total_items, 1);
 out:
 	pthread_rwlock_unlock(&sh->lock);
 	return rc;
@@ -277,15 +283,45 @@ int cache_delete(struct cache *c, const void *key, size_t klen, uint64_t cas)
 	struct loc l;
 	int rc = 0;
 	if (!cache__lookup_live(c, sh, &k, key, klen, now, &l)) {
+		ctr_add(sh, CX_delete_misses, 1);
 		rc = -ENOENT;
 	} else if (cas && item_cas(l.seg, l.off, &l.it) != cas) {
 		ctr_add(sh, CX_cas_mismatch, 1);
 		rc = -EEXIST;
 	} else {
+		ctr_add(sh, CX_delete_hits, 1);
 		remove_loc(sh, &l);
 	}
 	pthread_rwlock_unlock(&sh->lock);
 	return rc;
+}
+
+/* Reads a stored number as memcached does (strtoull, then the next byte
+ * must be whitespace or the end): leading whitespace skipped, and anything
+ * after the digits once a whitespace byte ends them — so a value that an
+ * earlier decr padded with spaces ("9  ") reads back as 9. False for no
+ * digits, another byte right after them, or a value over 2^64 - 1. */
+static bool arith_parse(const char *p, uint32_t n, uint64_t *out)
+{
+	uint32_t i = 0;
+	while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r')))
+		i++;
+	if (i < n && p[i] == '+')
+		i++;
+	uint32_t start = i;
+	uint64_t v = 0;
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+		unsigned d = (unsigned)(p[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (i == start)
+		return false;
+	if (i < n && !(p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r')))
+		return false;
+	*out = v;
+	return true;
 }
 
 int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
@@ -301,6 +337,8 @@ int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
 	ctr_add(sh, CX_cmd_arith, 1);
 	struct loc old;
 	bool found = cache__lookup_live(c, sh, &k, key, klen, now, &old);
+	ctr_add(sh, decr ? (found ? CX_decr_hits : CX_decr_misses)
+	                 : (found ? CX_incr_hits : CX_incr_misses), 1);
 	char buf[24];
 	struct wreq w = {.key = key, .klen = (uint32_t)klen, .nparts = 1};
 	uint64_t nv;
@@ -322,7 +360,7 @@ int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
 			goto out;
 		}
 		uint64_t cur;
-		if (!bp_dec_parse_u64(old.p + old.it.hdr + old.it.klen, old.it.vlen, &cur)) {
+		if (!arith_parse(old.p + old.it.hdr + old.it.klen, old.it.vlen, &cur)) {
 			rc = -EINVAL;
 			goto out;
 		}
@@ -337,12 +375,24 @@ int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
 	}
 	w.vlen = (uint32_t)(bp_dec_put_u64(buf, nv) - buf);
 	w.parts[0] = (struct part){.mem = buf, .len = w.vlen};
+	/* A number no longer than the stored one keeps the stored length,
+	 * padded with trailing spaces, as memcached's in-place update does
+	 * ("10" decremented by 100 reads "0 "); a longer one is a new item
+	 * of its own length. */
+	bool padded = found && w.vlen <= old.it.vlen;
+	if (padded && w.vlen < old.it.vlen) {
+		w.parts[1] = (struct part){.fill = ' ', .len = old.it.vlen - w.vlen};
+		w.nparts = 2;
+		w.vlen = old.it.vlen;
+	}
 	if (expired) {
 		rc = 0;
 		if (cas_out)
 			*cas_out = 0;
 	} else {
 		rc = put_item(c, sh, &k, &w, found ? &old : NULL, now, cas_out);
+		if (rc == 0 && !padded)
+			ctr_add(sh, CX_total_items, 1);
 	}
 	if (rc == 0 && value)
 		*value = nv;
@@ -405,20 +455,24 @@ static int touch_common(struct cache *c, const void *key, size_t klen,
 	hk_make(&k, key, klen);
 	int64_t now;
 	struct shard *sh = lock_w(c, &k, &now);
+	/* gat counts as a touch only, as in memcached (not cmd_get). */
 	ctr_add(sh, CX_cmd_touch, 1);
-	if (out)
-		ctr_add(sh, CX_cmd_get, 1);
 	struct loc l;
 	int rc = 0;
 	if (!cache__lookup_live(c, sh, &k, key, klen, now, &l)) {
+		ctr_add(sh, CX_touch_misses, 1);
 		rc = -ENOENT;
 		goto out;
 	}
+	ctr_add(sh, CX_touch_hits, 1);
 	bool expired;
 	uint32_t exp = exp_abs(now, exptime, &expired);
 	if (expired) {
+		/* memcached: the touch succeeds (gat returns the value) and
+		 * the item is gone afterwards. */
+		if (out)
+			fill_value(out, &l);
 		remove_loc(sh, &l);
-		rc = -ENOENT;
 		goto out;
 	}
 	rc = set_exp(c, sh, &k, &l, exp, now);
@@ -430,8 +484,27 @@ static int touch_common(struct cache *c, const void *key, size_t klen,
 			rc = -ENOENT;
 	}
 out:
-	if (out)
-		ctr_add(sh, rc == 0 ? CX_get_hits : CX_get_misses, 1);
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+int cache_exptime(struct cache *c, const void *key, size_t klen,
+                  uint32_t *exptime)
+{
+	if (!key_ok(key, klen) || !exptime)
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now = clock_now(c);
+	flush_check(c, now);
+	struct shard *sh = shard_of(c, &k);
+	shard_rdlock(sh);
+	struct loc l;
+	int rc = -ENOENT;
+	if (cache__lookup(c, sh, &k, key, klen, &l) && !item_dead(c, l.seg, &l.it, now)) {
+		*exptime = l.it.exp;
+		rc = 0;
+	}
 	pthread_rwlock_unlock(&sh->lock);
 	return rc;
 }
@@ -501,7 +574,7 @@ int cache_get(struct cache *c, const void *key, size_t klen,
 	int rc = -ENOENT;
 	if (cache__lookup(c, sh, &k, key, klen, &l)) {
 		if (item_dead(c, l.seg, &l.it, now)) {
-			ctr_add(sh, CX_get_expired, 1);
+			ctr_add(sh, seg_flushed(c, l.seg) ? CX_get_flushed : CX_get_expired, 1);
 		} else {
 			/* CLOCK-style count, saturating: a hot item stops writing. */
 			uint64_t v = l.slot;

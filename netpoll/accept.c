@@ -64,6 +64,9 @@ static void conn_adopt(struct np_loop *l, int fd)
 	struct np_group *g = l->g;
 	atomic_fetch_sub_explicit(&l->nconns_pub, 1, memory_order_relaxed);
 	if (l->stopping || atomic_load(&g->nconns) >= g->o.max_conns) {
+		if (!l->stopping && g->o.reject_msg)
+			(void)!send(fd, g->o.reject_msg, strlen(g->o.reject_msg),
+			            MSG_DONTWAIT | MSG_NOSIGNAL);
 		close(fd);
 		np__ctr(&l->st.conns_rejected, 1);
 		return;

@@ -99,6 +99,9 @@ struct np_opts {
 	size_t in_max;            /* 0: 4 MiB */
 	uint32_t idle_timeout_ms; /* 0: none */
 	uint32_t max_conns;       /* total over all loops; 0: 1024 */
+	const char *reject_msg;   /* sent (one non-blocking send, best effort)
+	                           * to a connection refused over max_conns
+	                           * before it is closed; NULL: none */
 	uint32_t max_timers;      /* per loop; 0: 4096 */
 	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
 	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never */

@@ -113,6 +113,8 @@ enum mc_proto {
 	X(STATS, "stats", PLAIN)  /* group in key (may be empty) */           \
 	X(VERBOSITY, "verbosity", PLAIN)                                      \
 	X(QUIT, "quit", PLAIN)                                                \
+	X(MEMLIMIT, "cache_memlimit", PLAIN) /* text: megabytes in delta */    \
+	X(SLABS, "slabs", PLAIN)  /* text: the rest of the line in key */     \
 	X(MG, "mg", META)         /* meta get */                              \
 	X(MS, "ms", META_STORE)   /* meta set (mode in meta.mode) */          \
 	X(MD, "md", META)         /* meta delete */                           \
@@ -255,6 +257,8 @@ const struct mc_bin_opdesc *mc_bin_lookup(uint8_t opcode);
 	X("version", VERSION, 0, -1, version)                                 \
 	X("verbosity", VERBOSITY, 1, 2, verbosity)                            \
 	X("quit", QUIT, 0, -1, quit)                                          \
+	X("cache_memlimit", MEMLIMIT, 1, 2, memlimit)                         \
+	X("slabs", SLABS, 0, -1, stats)                                       \
 	X("mg", MG, 1, -1, meta)                                              \
 	X("ms", MS, 2, -1, meta)                                              \
 	X("md", MD, 1, -1, meta)                                              \
@@ -274,6 +278,8 @@ const struct mc_bin_opdesc *mc_bin_lookup(uint8_t opcode);
 	X(E2BIG, 0x03, 0, "SERVER_ERROR object too large for cache")          \
 	X(BODY_TOO_LARGE, 0x03, 1, "SERVER_ERROR object too large for cache") \
 	X(LINE_TOO_LONG, 0x00, 1, "CLIENT_ERROR line too long")               \
+	/* an unknown command whose last word starts with "HTTP/": close */    \
+	X(HTTP, 0x00, 1, NULL)                                                \
 	X(BAD_FORMAT, 0x04, 0, "CLIENT_ERROR bad command line format")        \
 	X(BAD_CHUNK, 0x04, 0, "CLIENT_ERROR bad data chunk")                  \
 	X(BAD_EXPTIME, 0x04, 0, "CLIENT_ERROR invalid exptime argument")      \
@@ -373,8 +379,9 @@ const char *mc_err_line(enum mc_err err);  /* text line, or NULL */
 	  "quiet: no HD (ms md ma) or EN (mg) answer; errors still answered") \
 	X('O', OPAQUE, meta.opaque, META_OPAQUE, MC_MFOR_KEYED, OPAQUE,       \
 	  MC_MREP_ALL, "opaque token, echoed")                               \
-	X('T', I32, exptime, META_BAD_TOKEN, MC_MFOR(MG) | MC_MFOR(MS), NONE, \
-	  0, "time to live: ms stores it, mg touches the item")             \
+	X('T', I32, exptime, META_BAD_TOKEN,                                  \
+	  MC_MFOR(MG) | MC_MFOR(MS) | MC_MFOR(MA), NONE, 0,                   \
+	  "time to live: ms stores it, mg and ma touch the item")           \
 	X('N', I32, meta.vivify, META_BAD_TOKEN, MC_MFOR(MG) | MC_MFOR(MA),   \
 	  NONE, 0, "vivify a miss with this time to live (mg: empty item, "   \
 	  "this client wins; ma: created from J)")                           \

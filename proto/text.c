@@ -49,30 +49,66 @@ static const struct text_cmd *text_lookup(const struct mc__tok *t)
 	return NULL;
 }
 
+/* Whether the line at the head of `in` is a retrieval (get, gets, gat,
+ * gats and a space): its key list may be longer than line_max. */
+static bool text_is_retrieval(const struct bp_chain *in)
+{
+	char w[5];
+	size_t n = 0;
+
+	while (n < sizeof(w) && n < bp_chain_len(in)) {
+		w[n] = (char)bp_chain_byte(in, n);
+		n++;
+	}
+	return (n >= 4 && (memcmp(w, "get ", 4) == 0 || memcmp(w, "gat ", 4) == 0)) ||
+	       (n >= 5 && (memcmp(w, "gets ", 5) == 0 || memcmp(w, "gats ", 5) == 0));
+}
+
 /* Finds the end of the line at the head of `in`, remembering how far it
  * searched (p->scan). The offset of its '\n'; -EAGAIN (p->need set); or
- * -EMSGSIZE with req filled for a line over line_max. */
+ * -EMSGSIZE with req filled for a line over line_max — over line_max +
+ * item_max for a retrieval line (memcached reads a get's keys without a
+ * bound; this one is about the connection's input limit). */
 static ssize_t text_frame(struct mc_parser *p, struct bp_chain *in,
                           struct mc_request *req)
 {
 	size_t len = bp_chain_len(in);
-	size_t limit = (size_t)p->line_max + 2;
+	size_t max = (size_t)p->line_max + 2;
+	size_t limit;
 	ssize_t nl;
 
-	if (limit > len)
-		limit = len;
+	if (len > max && text_is_retrieval(in))
+		max += p->item_max;
+	limit = max < len ? max : len;
 	nl = p->scan < limit ? bp_chain_find(in, p->scan, limit, '\n')
 	                     : -ENOENT;
 	if (nl >= 0)
 		return nl;
 	p->scan = limit;
-	if (len >= (size_t)p->line_max + 2) {
+	if (len >= max) {
 		memset(req, 0, sizeof(*req));
 		req->proto = MC_PROTO_TEXT;
 		return mc__fail(req, MC_ERR_LINE_TOO_LONG, len);
 	}
 	p->need = len + 1;
 	return -EAGAIN;
+}
+
+/* Whether the last space-separated word of the line [0, end) starts with
+ * "HTTP/": an HTTP request line sent to the memcached port. */
+static bool text_is_http(const struct bp_chain *in, size_t end)
+{
+	static const char h[] = "HTTP/";
+	size_t i = end;
+
+	while (i > 0 && bp_chain_byte(in, i - 1) == ' ')
+		i--;
+	while (i > 0 && bp_chain_byte(in, i - 1) != ' ')
+		i--;
+	for (size_t k = 0; k < sizeof(h) - 1; k++)
+		if (i + k >= end || bp_chain_byte(in, i + k) != (uint8_t)h[k])
+			return false;
+	return true;
 }
 
 int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
@@ -96,9 +132,12 @@ int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
 	req->total = l.total;
 
 	mc__cur_init(&l.k, in, 0, l.content_end);
-	if (!mc__cur_token(&l.k, &name) || name.len < 2 ||
-	    (l.tc = text_lookup(&name)) == NULL)
+	if (!mc__cur_token(&l.k, &name) || name.len < 2)
 		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, l.total);
+	if ((l.tc = text_lookup(&name)) == NULL)
+		return mc__fail(req, text_is_http(in, l.content_end)
+		                         ? MC_ERR_HTTP : MC_ERR_UNKNOWN_COMMAND,
+		                l.total);
 	req->cmd = l.tc->cmd;
 	return l.tc->parse(&l, req);
 }
@@ -192,6 +231,10 @@ static int text_storage(struct text_line *l, struct mc_request *req)
 		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
 	if (vlen < 0)
 		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
+	/* memcached's bound (the length and its "\r\n" fit an int): the
+	 * same answer, then close, as the value cannot be swallowed. */
+	if (vlen > INT32_MAX - 2)
+		return mc__fail(req, MC_ERR_EINVAL, l->total);
 	text_key(l, req, &a[0]);
 	return mc__text_expect_value(l->p, l->in, req, l->total, vlen,
 	                             MC_ERR_NONE);
@@ -265,7 +308,7 @@ static int text_flush(struct text_line *l, struct mc_request *req)
 	return 1;
 }
 
-/* stats [group]: the group is the rest of the line, as typed (trailing
+/* stats [group], slabs [args]: the rest of the line, as typed (trailing
  * spaces dropped), in req->key. */
 static int text_stats(struct text_line *l, struct mc_request *req)
 {
@@ -281,6 +324,20 @@ static int text_stats(struct text_line *l, struct mc_request *req)
 		return mc__fail(req, MC_ERR_BAD_FORMAT, l->total);
 	req->key = (const char *)bp_chain_view(l->in, t.off, n, l->p->scratch);
 	req->key_len = (uint32_t)n;
+	return 1;
+}
+
+/* cache_memlimit <megabytes> [noreply]: a number that is not one is
+ * ERROR, as in memcached; the server judges its size. */
+static int text_memlimit(struct text_line *l, struct mc_request *req)
+{
+	struct mc__tok a[MAX_ARGS];
+	int rc;
+
+	if ((rc = text_args(l, req, a)) < 0)
+		return rc;
+	if (!mc__tok_u64(&a[0], &req->delta))
+		return mc__fail(req, MC_ERR_UNKNOWN_COMMAND, l->total);
 	return 1;
 }
 

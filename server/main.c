@@ -130,6 +130,8 @@ static int net_start(struct srv *s)
 		.in_max = (size_t)s->o.max_item_size + 64 * 1024,
 		.idle_timeout_ms = (uint32_t)s->o.idle_timeout * 1000,
 		.max_conns = (uint32_t)s->o.conn_limit,
+		/* memcached's words to a connection over its limit */
+		.reject_msg = "ERROR Too many open connections\r\n",
 		.udata = s,
 	};
 	s->group = np_group_create(&no, &srv_mc_handler);
@@ -190,6 +192,8 @@ int main(int argc, char **argv)
 		return 0;
 	atomic_store(&s->verbosity, (int)s->o.verbose);
 	s->started = time(NULL);
+	pthread_mutex_init(&s->detail.mu, NULL);
+	pthread_mutex_init(&s->base.mu, NULL);
 
 	/* Every thread made from here on inherits this mask; the main thread
 	 * takes the signals with sigwait. */

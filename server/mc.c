@@ -98,6 +98,7 @@ static int do_store(struct ctx *x, const struct mc_request *r)
 {
 	uint64_t cas_out = 0;
 	enum cache_mode mode = store_mode(r);
+	srv_detail_note(x->s, r->key, r->key_len, SRV_DETAIL_SET);
 	int rc = cache_store(x->s->cache, mode, r->key, r->key_len, x->in,
 	                     r->value_off, r->value_len, r->flags, r->exptime, r->cas,
 	                     &cas_out);
@@ -153,6 +154,9 @@ static int do_get_one(struct ctx *x, const struct mc_request *r, const char *key
 	struct cache_value v;
 	int rc = gat ? cache_gat(x->s->cache, key, klen, r->exptime, &v)
 	             : cache_get(x->s->cache, key, klen, &v);
+	srv_detail_note(x->s, key, klen, SRV_DETAIL_GET);
+	if (rc == 0)
+		srv_detail_note(x->s, key, klen, SRV_DETAIL_HIT);
 	if (rc < 0) {
 		if (is_text(r))
 			return 0; /* a text miss is the absence of a VALUE line */
@@ -186,22 +190,26 @@ static int do_get(struct ctx *x, const struct mc_request *r)
 
 static int do_touch(struct ctx *x, const struct mc_request *r)
 {
-	int rc = cache_touch(x->s->cache, r->key, r->key_len, r->exptime);
-	if (rc == 0 && !is_text(r)) {
-		/* Binary TOUCH answers like a GET without the value. */
+	if (!is_text(r)) {
+		/* Binary TOUCH answers like a GET without the value: the item
+		 * as touched (with an expiry in the past, as it was: it is gone
+		 * afterwards). */
 		struct cache_value v;
-		if (cache_get(x->s->cache, r->key, r->key_len, &v) == 0) {
-			int w = mc_bin_encode_get_hit(x->out, r, v.flags, v.cas, NULL);
-			cache_value_release(&v);
-			return w;
-		}
+		int rc = cache_gat(x->s->cache, r->key, r->key_len, r->exptime, &v);
+		if (rc < 0)
+			return mc_encode_status(x->out, r, store_status(r, rc), 0);
+		int w = mc_bin_encode_get_hit(x->out, r, v.flags, v.cas, NULL);
+		cache_value_release(&v);
+		return w;
 	}
+	int rc = cache_touch(x->s->cache, r->key, r->key_len, r->exptime);
 	return mc_encode_status(x->out, r, rc == 0 ? MC_ST_OK : store_status(r, rc), 0);
 }
 
 static int do_delete(struct ctx *x, const struct mc_request *r)
 {
 	int rc = cache_delete(x->s->cache, r->key, r->key_len, r->cas);
+	srv_detail_note(x->s, r->key, r->key_len, SRV_DETAIL_DEL);
 	return mc_encode_status(x->out, r, store_status(r, rc), 0);
 }
 
@@ -226,7 +234,17 @@ static int do_arith(struct ctx *x, const struct mc_request *r)
 	                     &value, &cas_out);
 	if (rc == 0) {
 		if (r->cmd == MC_CMD_MA) {
+			/* T sets the item's time to live, t reports it (memcached
+			 * does both after the arithmetic). */
 			struct mc_item_info info = {.cas = cas_out, .ttl = -1};
+			uint32_t exp;
+			if (r->meta.flags & MC_MF('T'))
+				cache_touch(x->s->cache, r->key, r->key_len, r->exptime);
+			if ((r->meta.flags & MC_MF('t')) &&
+			    cache_exptime(x->s->cache, r->key, r->key_len, &exp) == 0 && exp) {
+				int64_t ttl = (int64_t)exp - cache_now(x->s->cache);
+				info.ttl = ttl < -1 ? -1 : ttl;
+			}
 			return mc_meta_encode_arith(x->out, r, &info, value);
 		}
 		return is_text(r) ? mc_text_encode_number(x->out, r, value)
@@ -307,9 +325,119 @@ static int emit_stat(void *arg, const char *name, const char *value)
 	return so->err;
 }
 
+/* The space-separated words of a stats request's group (the rest of the
+ * line): up to max of them into w/wl; the count (more are counted). */
+static int stats_words(const struct mc_request *r, const char **w, size_t *wl, int max)
+{
+	int n = 0;
+	size_t i = 0;
+	while (i < r->key_len) {
+		while (i < r->key_len && r->key[i] == ' ')
+			i++;
+		if (i == r->key_len)
+			break;
+		size_t j = i;
+		while (j < r->key_len && r->key[j] != ' ')
+			j++;
+		if (n < max) {
+			w[n] = r->key + i;
+			wl[n] = j - i;
+		}
+		n++;
+		i = j;
+	}
+	return n;
+}
+
+static bool word_is(const char *w, size_t wl, const char *lit)
+{
+	return wl == strlen(lit) && memcmp(w, lit, wl) == 0;
+}
+
+static bool word_u32(const char *w, size_t wl, uint32_t *out)
+{
+	uint64_t v = 0;
+	if (wl == 0 || wl > 10)
+		return false;
+	for (size_t i = 0; i < wl; i++) {
+		if (w[i] < '0' || w[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(w[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static int text_line(struct ctx *x, const char *lit)
+{
+	return mc_text_encode_line(x->out, lit, strlen(lit));
+}
+
+/* The stats requests that act rather than list (memcached's answers):
+ * reset, detail on|off|dump, cachedump. 1 when r was one of them (its
+ * answer written, or a negative errno), 0 when it is a listing. */
+static int stats_action(struct ctx *x, const struct mc_request *r, int *out)
+{
+	const char *w[4];
+	size_t wl[4];
+	int n = stats_words(r, w, wl, 4);
+	bool text = is_text(r);
+	struct srv *s = x->s;
+	if (n >= 1 && word_is(w[0], wl[0], "reset")) {
+		srv_stats_reset(s);
+		*out = text ? text_line(x, "RESET") : mc_bin_encode_stat_end(x->out, r);
+		return 1;
+	}
+	if (n >= 1 && word_is(w[0], wl[0], "detail")) {
+		bool on = n >= 2 && word_is(w[1], wl[1], "on");
+		bool off = n >= 2 && word_is(w[1], wl[1], "off");
+		if (on || off) {
+			srv_detail_enable(s, on);
+			*out = text ? text_line(x, "OK") : mc_bin_encode_stat_end(x->out, r);
+		} else if (n >= 2 && word_is(w[1], wl[1], "dump")) {
+			char buf[SRV_DETAIL_ROWS * (SRV_DETAIL_PREFIX_MAX + 64) + 8];
+			size_t len = srv_detail_dump(s, buf, sizeof(buf));
+			if (text) {
+				*out = mc_text_encode_line(x->out, buf, len - 2);
+			} else {
+				*out = mc_bin_encode_stat(x->out, r, "detailed", 8, buf, len);
+				if (*out == 0)
+					*out = mc_bin_encode_stat_end(x->out, r);
+			}
+		} else {
+			*out = text ? text_line(x, "CLIENT_ERROR usage: stats detail on|off|dump")
+			            : mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+		}
+		return 1;
+	}
+	if (n >= 1 && word_is(w[0], wl[0], "cachedump")) {
+		/* Items are not listed: memcached dumps one LRU segment of a
+		 * class, and an item that was just stored is usually not in it
+		 * either; END is what a client sees then. */
+		uint32_t cls, limit;
+		if (!text)
+			*out = mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+		else if (n < 3)
+			*out = text_line(x, "CLIENT_ERROR bad command line");
+		else if (!word_u32(w[1], wl[1], &cls) || !word_u32(w[2], wl[2], &limit))
+			*out = text_line(x, "CLIENT_ERROR bad command line format");
+		else if (cls >= 64)
+			*out = text_line(x, "CLIENT_ERROR Illegal slab id");
+		else
+			*out = mc_text_encode_end(x->out);
+		return 1;
+	}
+	return 0;
+}
+
 static int do_stats(struct ctx *x, const struct mc_request *r)
 {
 	struct stat_out so = {x, r, 0};
+	int act;
+	if (stats_action(x, r, &act))
+		return act;
 	int rc = srv_stats(x->s, r->key ? r->key : "", r->key_len, emit_stat, &so);
 	if (rc == -ENOENT) {
 		if (is_text(r)) {
@@ -323,11 +451,64 @@ static int do_stats(struct ctx *x, const struct mc_request *r)
 	return is_text(r) ? mc_text_encode_end(x->out) : mc_bin_encode_stat_end(x->out, r);
 }
 
+/* cache_memlimit <MB>: memcached's answers, judged as it does (the value
+ * read as a 32-bit number). The store's limit is fixed at start, so the
+ * command is accepted and changes nothing (docs/server.md). */
+static int do_memlimit(struct ctx *x, const struct mc_request *r)
+{
+	uint32_t mb = (uint32_t)r->delta;
+	if (r->noreply)
+		return 0;
+	if (mb < 8)
+		return text_line(x, "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m");
+	if (mb > 1000000000u)
+		return text_line(x, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes");
+	return mc_encode_status(x->out, r, MC_ST_OK, 0);
+}
+
+/* slabs automove <0|1|2>, slabs reassign <src> <dst>: memcached's answers
+ * for a store of one class (class 1) that never moves memory between
+ * classes: automove is accepted and changes nothing, a reassign has
+ * nothing to move (docs/server.md). */
+static int do_slabs(struct ctx *x, const struct mc_request *r)
+{
+	const char *w[4];
+	size_t wl[4];
+	int n = stats_words(r, w, wl, 4);
+	if (n >= 2 && word_is(w[0], wl[0], "automove")) {
+		uint32_t v;
+		bool quiet = n >= 3 && n <= 4 && word_is(w[n - 1], wl[n - 1], "noreply");
+		if (!word_u32(w[1], wl[1], &v))
+			return text_line(x, "CLIENT_ERROR bad command line format");
+		return quiet ? 0 : text_line(x, v <= 2 ? "OK" : "ERROR");
+	}
+	if (n == 3 && word_is(w[0], wl[0], "reassign")) {
+		long v[2];
+		for (int i = 0; i < 2; i++) {
+			const char *p = w[1 + i];
+			size_t len = wl[1 + i];
+			bool neg = len > 1 && p[0] == '-';
+			uint32_t u;
+			if (!word_u32(p + neg, len - neg, &u))
+				return text_line(x, "CLIENT_ERROR bad command line format");
+			v[i] = neg ? -(long)u : (long)u;
+		}
+		if (v[0] == v[1])
+			return text_line(x, "SAME src and dst class are identical");
+		if (v[0] < 0 || v[0] > 63 || v[1] < 0 || v[1] > 63)
+			return text_line(x, "BADCLASS invalid src or dst class id");
+		return text_line(x, "NOSPARE source class has no spare pages");
+	}
+	return text_line(x, "ERROR");
+}
+
 /* Handles one parsed request. Returns 0, 1 to close after what is queued
  * (quit), or a negative errno (the output could not be written: close). */
 static int dispatch(struct ctx *x, const struct mc_request *r)
 {
 	srv_ctr(&x->ctr->requests, 1);
+	if (mc_cmd_is_meta(r->cmd))
+		srv_ctr(&x->ctr->meta_cmds, 1);
 	switch (r->cmd) {
 	case MC_CMD_GET:
 	case MC_CMD_GAT:
@@ -367,6 +548,10 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 		return mc_encode_status(x->out, r, MC_ST_OK, 0);
 	case MC_CMD_STATS:
 		return do_stats(x, r);
+	case MC_CMD_MEMLIMIT:
+		return do_memlimit(x, r);
+	case MC_CMD_SLABS:
+		return do_slabs(x, r);
 	case MC_CMD_QUIT: {
 		int w = is_text(r) ? 0 : mc_encode_status(x->out, r, MC_ST_OK, 0);
 		return w < 0 ? w : 1;

@@ -17,6 +17,7 @@
 #include "proto/proto.h"
 #include "server/options.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
@@ -40,7 +41,8 @@
 	X(get_small, COUNTER, "values copied as shorter than --copy-below")   \
 	X(get_copies, COUNTER, "values copied for a backed-up connection")    \
 	X(oversized, COUNTER, "values refused as over the item size limit")   \
-	X(out_of_memory, COUNTER, "writes refused: the store could not make room")
+	X(out_of_memory, COUNTER, "writes refused: the store could not make room") \
+	X(meta_cmds, COUNTER, "meta commands (mg ms md ma mn me)")
 
 struct srv_counters {
 #define SRV_X_FIELD(n, kind, help) uint64_t n;
@@ -52,6 +54,36 @@ static inline void srv_ctr(uint64_t *c, uint64_t n)
 {
 	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
+
+/* `stats detail`: per key prefix (the key up to its first ':') counts of
+ * gets, hits, sets and deletes, memcached's "prefix stats", kept while
+ * `stats detail on`. A fixed table: prefixes longer than
+ * SRV_DETAIL_PREFIX_MAX or past SRV_DETAIL_ROWS distinct ones are not
+ * counted (docs/server.md). */
+#define SRV_DETAIL_ROWS 128
+#define SRV_DETAIL_PREFIX_MAX 48
+
+enum srv_detail_op { SRV_DETAIL_GET, SRV_DETAIL_HIT, SRV_DETAIL_SET, SRV_DETAIL_DEL };
+
+struct srv_detail {
+	pthread_mutex_t mu;
+	_Atomic int on;
+	unsigned n;
+	struct {
+		uint8_t len;
+		char prefix[SRV_DETAIL_PREFIX_MAX];
+		uint64_t ops[4]; /* by enum srv_detail_op */
+	} row[SRV_DETAIL_ROWS];
+};
+
+/* What `stats reset` zeroes: the counters as they were then, subtracted
+ * from what `stats` shows (/metrics keeps counting from start). */
+struct srv_stats_base {
+	pthread_mutex_t mu;
+	struct cache_stats c;
+	struct np_stats np;
+	struct srv_counters sv;
+};
 
 struct srv {
 	struct srv_options o;
@@ -65,6 +97,8 @@ struct srv {
 	int port, metrics_port;       /* bound */
 	time_t started;
 	_Atomic int verbosity;
+	struct srv_detail detail;
+	struct srv_stats_base base;
 };
 
 /* Per-connection state lives in netpoll's connection object: its udata is
@@ -86,6 +120,20 @@ extern const struct np_handler srv_http_handler;
 typedef int (*srv_stat_fn)(void *arg, const char *name, const char *value);
 int srv_stats(struct srv *s, const char *group, size_t glen, srv_stat_fn emit,
               void *arg);
+
+/* stats.c: `stats reset` (counters of `stats` start again from 0). */
+void srv_stats_reset(struct srv *s);
+
+/* stats.c: `stats detail on|off` and the count of one operation on key
+ * (a no-op while off, or for a key without ':'). Any thread. */
+void srv_detail_enable(struct srv *s, bool on);
+void srv_detail_note(struct srv *s, const char *key, size_t klen,
+                     enum srv_detail_op op);
+
+/* stats.c: `stats detail dump` text ("PREFIX p get n hit n set n del n"
+ * lines, then "END\r\n") into buf; the length (truncated at whole lines to
+ * fit cap, which must hold "END\r\n"). */
+size_t srv_detail_dump(struct srv *s, char *buf, size_t cap);
 
 /* stats.c: Prometheus text exposition appended to out. 0 or -ENOMEM. */
 int srv_metrics(struct srv *s, struct bp_chain *out);

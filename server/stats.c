@@ -54,6 +54,105 @@ static void snapshot(struct srv *s, struct snap *t)
 	srv_counters_sum(s, &t->sv);
 }
 
+static void detail_clear(struct srv *s);
+
+/* `stats reset`: remember the counters (gauges are not reset). */
+void srv_stats_reset(struct srv *s)
+{
+	struct snap t;
+	snapshot(s, &t);
+	pthread_mutex_lock(&s->base.mu);
+	s->base.c = t.c;
+	s->base.np = t.np;
+	s->base.sv = t.sv;
+	pthread_mutex_unlock(&s->base.mu);
+	detail_clear(s);
+}
+
+/* The counters since the last `stats reset` (what `stats` shows). */
+static void snapshot_since_reset(struct srv *s, struct snap *t)
+{
+	snapshot(s, t);
+	pthread_mutex_lock(&s->base.mu);
+	for (size_t i = 0; i < cache_ncounters; i++)
+		if (cache_counters[i].kind != CACHE_GAUGE)
+			*(uint64_t *)((char *)&t->c + cache_counters[i].offset) -=
+				cache_stats_value(&s->base.c, i);
+	for (size_t i = 0; i < np_ncounters; i++)
+		if (!np_counters[i].is_gauge)
+			*(uint64_t *)((char *)&t->np + np_counters[i].offset) -=
+				*(const uint64_t *)((const char *)&s->base.np + np_counters[i].offset);
+	for (size_t i = 0; i < SRV_NCOUNTERS; i++)
+		if (!srv_counter_desc[i].is_gauge)
+			*(uint64_t *)((char *)&t->sv + srv_counter_desc[i].off) -=
+				*(const uint64_t *)((const char *)&s->base.sv + srv_counter_desc[i].off);
+	pthread_mutex_unlock(&s->base.mu);
+}
+
+/* ---- stats detail ----------------------------------------------------- */
+
+void srv_detail_enable(struct srv *s, bool on)
+{
+	atomic_store_explicit(&s->detail.on, on, memory_order_relaxed);
+}
+
+void srv_detail_note(struct srv *s, const char *key, size_t klen,
+                     enum srv_detail_op op)
+{
+	struct srv_detail *d = &s->detail;
+	if (!atomic_load_explicit(&d->on, memory_order_relaxed))
+		return;
+	const char *colon = memchr(key, ':', klen);
+	if (!colon || (size_t)(colon - key) > SRV_DETAIL_PREFIX_MAX)
+		return;
+	size_t plen = (size_t)(colon - key);
+	pthread_mutex_lock(&d->mu);
+	unsigned i;
+	for (i = 0; i < d->n; i++)
+		if (d->row[i].len == plen && memcmp(d->row[i].prefix, key, plen) == 0)
+			break;
+	if (i == d->n && d->n < SRV_DETAIL_ROWS) {
+		d->row[i].len = (uint8_t)plen;
+		memcpy(d->row[i].prefix, key, plen);
+		memset(d->row[i].ops, 0, sizeof(d->row[i].ops));
+		d->n++;
+	}
+	if (i < d->n)
+		d->row[i].ops[op]++;
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void detail_clear(struct srv *s)
+{
+	pthread_mutex_lock(&s->detail.mu);
+	s->detail.n = 0;
+	pthread_mutex_unlock(&s->detail.mu);
+}
+
+size_t srv_detail_dump(struct srv *s, char *buf, size_t cap)
+{
+	struct srv_detail *d = &s->detail;
+	size_t n = 0;
+	pthread_mutex_lock(&d->mu);
+	for (unsigned i = 0; i < d->n; i++) {
+		char line[SRV_DETAIL_PREFIX_MAX + 128];
+		int k = snprintf(line, sizeof(line),
+		                 "PREFIX %.*s get %" PRIu64 " hit %" PRIu64 " set %" PRIu64
+		                 " del %" PRIu64 "\r\n", (int)d->row[i].len, d->row[i].prefix,
+		                 d->row[i].ops[SRV_DETAIL_GET], d->row[i].ops[SRV_DETAIL_HIT],
+		                 d->row[i].ops[SRV_DETAIL_SET], d->row[i].ops[SRV_DETAIL_DEL]);
+		if (k < 0 || n + (size_t)k + 5 > cap)
+			break;
+		memcpy(buf + n, line, (size_t)k);
+		n += (size_t)k;
+	}
+	pthread_mutex_unlock(&d->mu);
+	memcpy(buf + n, "END\r\n", 5);
+	return n + 5;
+}
+
+/* ---- stats groups ----------------------------------------------------- */
+
 static int num(srv_stat_fn emit, void *arg, const char *name, uint64_t v)
 {
 	char buf[32];
@@ -68,10 +167,21 @@ static int num(srv_stat_fn emit, void *arg, const char *name, uint64_t v)
 			return r_;                                            \
 	} while (0)
 
+#define EMIT_STR(name, v)                                                     \
+	do {                                                                  \
+		int r_ = emit(arg, (name), (v));                              \
+		if (r_)                                                       \
+			return r_;                                            \
+	} while (0)
+
+/* memcached's general statistics, in its order, where GeeCache can fill
+ * them truthfully; keys of memcached's internals that monitoring tools
+ * commonly read get the neutral value memcached shows when idle
+ * (docs/server.md, "stats"). Then GeeCache's own. */
 static int general(struct srv *s, srv_stat_fn emit, void *arg)
 {
 	struct snap t;
-	snapshot(s, &t);
+	snapshot_since_reset(s, &t);
 	time_t now = time(NULL);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
@@ -79,16 +189,12 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("pid", (uint64_t)getpid());
 	EMIT("uptime", (uint64_t)(now - s->started));
 	EMIT("time", (uint64_t)now);
-	int r = emit(arg, "version", GEECACHE_VERSION);
-	if (r)
-		return r;
+	EMIT_STR("version", SRV_PROTO_VERSION);
 	EMIT("pointer_size", 8 * sizeof(void *));
 	snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
-	if ((r = emit(arg, "rusage_user", buf)))
-		return r;
+	EMIT_STR("rusage_user", buf);
 	snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
-	if ((r = emit(arg, "rusage_system", buf)))
-		return r;
+	EMIT_STR("rusage_system", buf);
 	EMIT("max_connections", (uint64_t)s->o.conn_limit);
 	EMIT("curr_connections", t.np.conns_current);
 	EMIT("total_connections", t.np.conns_accepted);
@@ -98,22 +204,48 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("cmd_set", t.c.cmd_set + t.c.cmd_add + t.c.cmd_replace + t.c.cmd_append + t.c.cmd_cas);
 	EMIT("cmd_flush", t.c.cmd_flush);
 	EMIT("cmd_touch", t.c.cmd_touch);
+	EMIT("cmd_meta", t.sv.meta_cmds);
 	EMIT("get_hits", t.c.get_hits);
 	EMIT("get_misses", t.c.get_misses);
 	EMIT("get_expired", t.c.get_expired);
+	EMIT("get_flushed", t.c.get_flushed);
+	EMIT("delete_misses", t.c.delete_misses);
+	EMIT("delete_hits", t.c.delete_hits);
+	EMIT("incr_misses", t.c.incr_misses);
+	EMIT("incr_hits", t.c.incr_hits);
+	EMIT("decr_misses", t.c.decr_misses);
+	EMIT("decr_hits", t.c.decr_hits);
+	EMIT("cas_misses", t.c.cas_misses);
+	EMIT("cas_hits", t.c.cas_hits);
 	EMIT("cas_badval", t.c.cas_mismatch);
+	EMIT("touch_hits", t.c.touch_hits);
+	EMIT("touch_misses", t.c.touch_misses);
+	/* memcached's names for refused writes */
+	EMIT("store_too_large", t.sv.oversized);
+	EMIT("store_no_memory", t.sv.out_of_memory);
+	EMIT("auth_cmds", 0);   /* no SASL: none ever */
+	EMIT("auth_errors", 0);
 	EMIT("bytes_read", t.np.bytes_read);
 	EMIT("bytes_written", t.np.bytes_written);
-	EMIT("limit_maxbytes", (uint64_t)s->o.memory_limit * 1024 * 1024);
+	EMIT("limit_maxbytes", t.c.limit_bytes);
+	EMIT("accepting_conns", 1); /* geecached never stops listening */
+	EMIT("listen_disabled_num", 0);
+	EMIT("time_in_listen_disabled_us", 0);
 	EMIT("threads", (uint64_t)np_group_nloops(s->group));
-	EMIT("curr_items", t.c.curr_items);
+	unsigned hp = 0;
+	while (hp < 63 && ((uint64_t)1 << (hp + 1)) <= t.c.hash_slots)
+		hp++;
+	EMIT("hash_power_level", hp);
+	EMIT("hash_bytes", t.c.hash_slots * 8);
+	EMIT("hash_is_expanding", 0);
 	EMIT("bytes", t.c.bytes_items);
+	EMIT("curr_items", t.c.curr_items);
+	EMIT("total_items", t.c.total_items);
 	EMIT("evictions", t.c.evictions);
 	EMIT("reclaimed", t.c.expired_reclaimed);
-	EMIT("idle_kicks", t.np.idle_closed);
 	/* GeeCache's own. */
-	if ((r = emit(arg, "backend", np_backend_name(np_group_backend(s->group)))))
-		return r;
+	EMIT("idle_kicks", t.np.idle_closed);
+	EMIT_STR("backend", np_backend_name(np_group_backend(s->group)));
 	/* io_uring's ring set-up (defer_taskrun on Linux 6.1+, else a fallback);
 	 * each loop makes its own ring, so "mixed" if they came out different. */
 	const char *mode = np_loop_backend_mode(np_group_loop(s->group, 0));
@@ -122,8 +254,8 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 		if (m && strcmp(m, mode) != 0)
 			mode = "mixed";
 	}
-	if (mode && (r = emit(arg, "backend_mode", mode)))
-		return r;
+	if (mode)
+		EMIT_STR("backend_mode", mode);
 	EMIT("allocator_calls", t.bp_net.sys_alloc_calls + t.bp_store.sys_alloc_calls);
 	EMIT("bytes_copied", t.bp_net.copied_view_bytes + t.bp_net.copied_append_bytes +
 	                     t.bp_net.copied_out_bytes + t.bp_store.copied_view_bytes +
@@ -131,8 +263,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	uint64_t gets = t.bp_net.block_gets + t.bp_store.block_gets;
 	uint64_t hits = t.bp_net.pool_hits + t.bp_store.pool_hits;
 	snprintf(buf, sizeof(buf), "%.4f", gets ? (double)hits / (double)gets : 1.0);
-	if ((r = emit(arg, "pool_hit_ratio", buf)))
-		return r;
+	EMIT_STR("pool_hit_ratio", buf);
 	EMIT("syscalls", t.np.syscalls);
 	EMIT("conns_handed_off", t.np.handoffs);
 	EMIT("yields", t.np.yields);
@@ -141,9 +272,6 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("values_copied_small", t.sv.get_small);
 	EMIT("values_copied_backlog", t.sv.get_copies);
 	EMIT("store_bytes_total", t.c.bytes_total);
-	/* memcached's names for refused writes */
-	EMIT("store_too_large", t.sv.oversized);
-	EMIT("store_no_memory", t.sv.out_of_memory);
 	return 0;
 }
 
@@ -173,25 +301,69 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	}
 	/* memcached's name for the unit it allocates items from. */
 	snprintf(buf, sizeof(buf), "%zu", s->seg_size);
-	return emit(arg, "slab_page_size", buf);
+	EMIT_STR("slab_page_size", buf);
+	/* memcached settings with one fixed value here: no unix socket, CAS
+	 * always on (-C is not offered), flush_all always allowed, no SASL, no
+	 * shutdown command. */
+	EMIT_STR("domain_socket", "NULL");
+	EMIT_STR("evictions", "on");
+	EMIT_STR("cas_enabled", "yes");
+	EMIT_STR("flush_enabled", "yes");
+	EMIT_STR("auth_enabled_sasl", "no");
+	EMIT_STR("shutdown_command", "no");
+	EMIT_STR("detail_enabled", atomic_load(&s->detail.on) ? "yes" : "no");
+	return 0;
 }
 
+/* memcached's per-slab-class rows, with the whole store as class 1 (the
+ * store has no size classes: items of any size share segments), emitted,
+ * as memcached does for an empty class, only when it holds something.
+ * docs/server.md says which memcached rows are left out. */
 static int items(struct srv *s, srv_stat_fn emit, void *arg)
 {
-	struct cache_stats c;
-	cache_stats_get(s->cache, &c);
-	EMIT("items:1:number", c.curr_items);
-	EMIT("items:1:evicted", c.evictions);
-	EMIT("items:1:reclaimed", c.expired_reclaimed);
+	struct snap t;
+	snapshot_since_reset(s, &t);
+	if (t.c.curr_items == 0)
+		return 0;
+	EMIT("items:1:number", t.c.curr_items);
+	EMIT("items:1:mem_requested", t.c.bytes_items);
+	EMIT("items:1:evicted", t.c.evictions);
+	EMIT("items:1:outofmemory", t.c.enomem);
+	EMIT("items:1:reclaimed", t.c.expired_reclaimed);
 	return 0;
 }
 
 static int slabs(struct srv *s, srv_stat_fn emit, void *arg)
 {
-	struct cache_stats c;
-	cache_stats_get(s->cache, &c);
-	EMIT("active_slabs", c.segments);
-	EMIT("total_malloced", c.bytes_total);
+	struct snap t;
+	snapshot_since_reset(s, &t);
+	if (t.c.segments) {
+		EMIT("1:chunk_size", s->seg_size);
+		EMIT("1:total_pages", t.c.segments);
+		EMIT("1:used_chunks", t.c.curr_items);
+		EMIT("1:mem_requested", t.c.bytes_items);
+		EMIT("1:get_hits", t.c.get_hits);
+		EMIT("1:cmd_set", t.c.cmd_set + t.c.cmd_add + t.c.cmd_replace +
+		                  t.c.cmd_append + t.c.cmd_cas);
+		EMIT("1:delete_hits", t.c.delete_hits);
+		EMIT("1:incr_hits", t.c.incr_hits);
+		EMIT("1:decr_hits", t.c.decr_hits);
+		EMIT("1:cas_hits", t.c.cas_hits);
+		EMIT("1:cas_badval", t.c.cas_mismatch);
+		EMIT("1:touch_hits", t.c.touch_hits);
+	}
+	EMIT("active_slabs", t.c.segments ? 1 : 0);
+	EMIT("total_malloced", t.c.bytes_total);
+	return 0;
+}
+
+/* `stats sizes`: memcached's item-size histogram is off unless started
+ * with -o track_sizes; GeeCache has none, and answers as memcached does
+ * when it is off. */
+static int sizes(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	(void)s;
+	EMIT_STR("sizes_status", "disabled");
 	return 0;
 }
 
@@ -214,7 +386,7 @@ int srv_stats(struct srv *s, const char *group, size_t glen, srv_stat_fn emit,
 		int (*fn)(struct srv *, srv_stat_fn, void *);
 	} groups[] = {
 		{"", general}, {"settings", settings}, {"items", items},
-		{"slabs", slabs}, {"conns", conns},
+		{"slabs", slabs}, {"conns", conns}, {"sizes", sizes},
 	};
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
 		if (strlen(groups[i].name) == glen && memcmp(groups[i].name, group, glen) == 0)

@@ -190,22 +190,35 @@ TEST_F(CacheTest, IncrDecrRules)
 	EXPECT_EQ(g.flags, 5u);  // flags and expiry kept
 	EXPECT_EQ(g.exptime, uint32_t(clk.now + 1000));
 	ASSERT_EQ(arith(c, "n", true, 1, &v), 0);
-	EXPECT_EQ(get(c, "n").val, "99"); // and shrank (no padding)
+	// Shorter: padded with spaces to the stored length (memcached).
+	EXPECT_EQ(get(c, "n").val, "99 ");
 	ASSERT_EQ(arith(c, "n", true, 1000, &v), 0);
 	EXPECT_EQ(v, 0u); // decr floors at 0
-	EXPECT_EQ(get(c, "n").val, "0");
+	EXPECT_EQ(get(c, "n").val, "0  ");
+	ASSERT_EQ(arith(c, "n", false, 1234, &v), 0);
+	EXPECT_EQ(get(c, "n").val, "1234"); // longer: its own length
 	ASSERT_EQ(set(c, "n", "18446744073709551615"), 0);
 	ASSERT_EQ(arith(c, "n", false, 2, &v), 0);
 	EXPECT_EQ(v, 1u); // incr wraps at 2^64
-	EXPECT_EQ(get(c, "n").val, "1");
+	EXPECT_EQ(get(c, "n").val, "1" + std::string(19, ' '));
+	// Numbers as strtoull reads them: leading whitespace, anything after
+	// a whitespace byte that ends the digits, leading zeros.
+	for (const char *ok : {" 1", "1 x", "1\t", "000000000000000000001"}) {
+		ASSERT_EQ(set(c, "n", ok), 0);
+		EXPECT_EQ(arith(c, "n", false, 1, &v), 0) << ok;
+		EXPECT_EQ(v, 2u) << ok;
+		EXPECT_EQ(get(c, "n").val, "2" + std::string(strlen(ok) - 1, ' ')) << ok;
+	}
 	// Non-numeric values.
-	for (const char *bad : {"abc", "12a", "", " 1", "-1", "18446744073709551616",
-	                        "000000000000000000001"}) {
+	for (const char *bad : {"abc", "12a", "", "-1", "18446744073709551616"}) {
 		ASSERT_EQ(set(c, "n", bad), 0);
 		EXPECT_EQ(arith(c, "n", false, 1, &v), -EINVAL) << bad;
 		EXPECT_EQ(get(c, "n").val, bad);
 	}
-	EXPECT_EQ(stats(c).cmd_arith, 12u);
+	EXPECT_EQ(stats(c).cmd_arith, 15u);
+	EXPECT_EQ(stats(c).incr_misses, 1u);
+	EXPECT_EQ(stats(c).incr_hits, 12u);
+	EXPECT_EQ(stats(c).decr_hits, 2u);
 }
 
 TEST_F(CacheTest, IncrInitialCasAndNewVersion)
@@ -297,10 +310,17 @@ TEST_F(CacheTest, TouchAndGat)
 	ASSERT_EQ(cache_touch(c, "n", 1, 5), 0);
 	clk.now += 5;
 	EXPECT_EQ(get(c, "n").rc, -ENOENT);
-	// Touch / GAT with a past expiry removes the item.
+	// Touch / GAT with a past expiry succeed (GAT returns the value), and
+	// the item is gone afterwards (memcached).
 	ASSERT_EQ(set(c, "p", "v"), 0);
-	EXPECT_EQ(cache_gat(c, "p", 1, -1, &v), -ENOENT);
+	ASSERT_EQ(cache_gat(c, "p", 1, -1, &v), 0);
+	EXPECT_EQ(v.data.len, 1u);
+	cache_value_release(&v);
 	EXPECT_EQ(get(c, "p").rc, -ENOENT);
+	ASSERT_EQ(set(c, "p", "v"), 0);
+	EXPECT_EQ(cache_touch(c, "p", 1, clk.now - 1), 0);
+	EXPECT_EQ(get(c, "p").rc, -ENOENT);
+	EXPECT_EQ(cache_touch(c, "p", 1, -1), -ENOENT);
 	EXPECT_EQ(cache_gat(c, "zz", 2, 10, &v), -ENOENT);
 	EXPECT_EQ(get(c, "k").rc, 0); // made permanent by the GAT above
 	EXPECT_EQ(stats(c).curr_items, 2u); // k, and n awaiting reclaim

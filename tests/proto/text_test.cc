@@ -263,12 +263,61 @@ TEST_F(Text, LineTooLongCloses)
 	mc_parser_opts o{};
 	o.line_max = 64;
 	mc_parser_init(&p, &o);
-	EXPECT_EQ(feed("get " + std::string(40, 'k')), -EAGAIN);
+	EXPECT_EQ(feed("set " + std::string(40, 'k')), -EAGAIN);
 	ASSERT_EQ(feed(std::string(40, 'k')), -EMSGSIZE);
 	EXPECT_EQ(r.err, MC_ERR_LINE_TOO_LONG);
 	EXPECT_EQ(r.close, 1);
 	ASSERT_EQ(mc_encode_error(&out, &r), 0);
 	EXPECT_EQ(out.str(), "CLIENT_ERROR line too long\r\n");
+}
+
+// A retrieval line's keys are bound by line_max + item_max, not line_max
+// (memcached reads a get line of any length).
+TEST_F(Text, RetrievalLinesMayExceedTheLineLimit)
+{
+	for (const char *cmd : {"get ", "gets ", "gat 10 ", "gats 10 "}) {
+		mc_parser_opts o{};
+		o.line_max = 64;
+		o.item_max = 256;
+		mc_parser q;
+		mc_parser_init(&q, &o);
+		Chain c;
+		std::string keys;
+		for (int i = 0; i < 30; i++)
+			keys += "key" + std::to_string(100 + i) + " ";
+		add_block(&c, cmd + keys.substr(0, 100));
+		EXPECT_EQ(mc_parse(&q, &c, &r), -EAGAIN) << cmd;
+		add_block(&c, keys.substr(100) + "\r\n");
+		ASSERT_EQ(mc_parse(&q, &c, &r), 1) << cmd;
+		EXPECT_EQ(r.nkeys, 30u);
+		mc_parser_consume(&q, &c, &r);
+		add_block(&c, cmd + std::string(400, 'k'));
+		EXPECT_EQ(mc_parse(&q, &c, &r), -EMSGSIZE) << cmd;
+		EXPECT_EQ(r.err, MC_ERR_LINE_TOO_LONG);
+	}
+}
+
+// An unknown command whose last word starts with "HTTP/" closes the
+// connection without an answer, as memcached does; other unknown lines
+// are ERROR.
+TEST_F(Text, HttpRequestLineClosesSilently)
+{
+	for (const char *line : {"GET / HTTP/1.0\r\n", "POST /x HTTP/1.1\r\n",
+	                         "FOO a b HTTP/2 \r\n", "xy HTTP/\n"}) {
+		Chain c, o;
+		add_block(&c, line);
+		mc_parser q;
+		mc_parser_init(&q, nullptr);
+		mc_request req;
+		ASSERT_EQ(mc_parse(&q, &c, &req), -EBADMSG) << line;
+		EXPECT_EQ(req.err, MC_ERR_HTTP) << line;
+		EXPECT_EQ(req.close, 1);
+		ASSERT_EQ(mc_encode_error(&o, &req), 0);
+		EXPECT_EQ(o.str(), "") << line;
+	}
+	EXPECT_EQ(error_of("GET / HTTP\r\n"), "ERROR\r\n");
+	EXPECT_EQ(error_of("G / HTTP/1.0\r\n"), "ERROR\r\n");
+	EXPECT_EQ(error_of("GET / HTTP/1.0 x\r\n"), "ERROR\r\n");
 }
 
 TEST_F(Text, SlowClientIsLinear)

@@ -357,6 +357,28 @@ BIN = {
     "close_long_key": [B(0x00, b"k" * 251, opaque=1)],
     "close_quit_extras": [B(0x07, extras=b"\0", opaque=1)],
     "close_bad_magic": [B(0x0A, opaque=1) + B(0x0A, opaque=2, magic=0x81)],
+    # TOUCH/GAT with an absolute expiry in the past answer the item (then
+    # it is gone); a SET with one answers the new CAS.
+    "touch_set_past": [
+        FLUSH_B,
+        bset(b"t", b"tv", flags=3, opaque=1) + btouch(0x1C, b"t", 1000000000, opaque=2)
+        + B(0x00, b"t", opaque=3),
+        bset(b"t", b"tv", flags=3, opaque=4) + btouch(0x1D, b"t", 1000000000, opaque=5)
+        + B(0x00, b"t", opaque=6) + btouch(0x1C, b"t", 1000000000, opaque=7),
+        bset(b"p", b"pv", exp=1000000000, opaque=8) + B(0x00, b"p", opaque=9)
+        + bset(b"p", b"pv", opaque=10) + bset(b"p", b"pv2", exp=1000000000, opaque=11)
+        + B(0x00, b"p", opaque=12),
+    ],
+    # STAT keys that act (their answers are the terminating packet or
+    # Not found; keyed STAT packets are not compared). Not compared: a bare
+    # "detail", where memcached reads past the key's end (what follows in
+    # its buffer decides the answer).
+    "stat_actions": [
+        B(0x10, b"reset", opaque=1) + B(0x10, b"detail on", opaque=2)
+        + B(0x10, b"detail dump", opaque=3) + B(0x10, b"detail off", opaque=4)
+        + B(0x10, b"detail foo", opaque=6)
+        + B(0x10, b"sizes", opaque=7) + B(0x10, b"cachedump 1 1", opaque=8),
+    ],
     "close_bad_magic0": [B(0x0A, opaque=1) + B(0x0A, opaque=2, magic=0x00)],
     "close_incr_short_extras": [B(0x05, b"n", b"\0" * 12, opaque=1)],
 }
@@ -385,9 +407,6 @@ TEXT = {
         % last_cas(r, b"c"),
         b"cas c 0 0 1\r\nx\r\ncas c 0 0 1 abc\r\nx\r\n",
     ],
-    # (No `get` after a decr that shortens the number: memcached then pads
-    # the stored value with spaces, which its protocol.txt allows ("MAY be
-    # space-padded"); geecached does not pad.)
     "arith": [
         FLUSH_T,
         b"set n 0 0 2\r\n10\r\nincr n 5\r\ndecr n 3\r\ndecr n 100\r\ndecr n 1\r\nincr n 7\r\n"
@@ -397,6 +416,66 @@ TEXT = {
         b"18446744073709551614\r\nincr w2 1\r\nincr w2 1\r\n",
         b"set s 0 0 3\r\nabc\r\nincr s 1\r\ndecr s 1\r\nset n2 0 0 1\r\n5\r\n"
         b"incr n2 1 noreply\r\ndecr n2 2 noreply\r\nincr n2 10\r\nget n2\r\n",
+    ],
+    # A result no longer than the stored number keeps the stored length,
+    # padded with spaces; a longer one is stored at its own length; a
+    # padded number (and strtoull's leading space, text after a space)
+    # reads as a number. (Not compared: a value of spaces only, which
+    # memcached's strtoull reads past the item's end.)
+    "arith_pad": [
+        FLUSH_T,
+        b"set n 0 0 2\r\n10\r\ndecr n 100\r\nget n\r\nincr n 5\r\nget n\r\n"
+        b"incr n 100\r\nget n\r\ndecr n 95\r\nget n\r\nincr n 0\r\nget n\r\n",
+        b"set m 0 0 3\r\n100\r\ndecr m 1\r\ngets m\r\ndecr m 90\r\nget m\r\n"
+        b"incr m 1\r\nget m\r\nset big 0 0 5\r\n12345\r\ndecr big 12340\r\nget big\r\n",
+        b"set s 0 0 4\r\n1   \r\nincr s 1\r\nget s\r\nset s 0 0 4\r\n 1  \r\nincr s 1\r\n"
+        b"get s\r\nset s 0 0 3\r\n1 x\r\nincr s 1\r\nset s 0 0 2\r\n1x\r\nincr s 1\r\n"
+        b"set s 0 0 2\r\n1\t\r\nincr s 1\r\n"
+        b"set s 0 0 20\r\n18446744073709551616\r\nincr s 1\r\n",
+    ],
+    # touch/gat with a time to live in the past: TOUCHED / the value, and
+    # the item is gone afterwards.
+    "touch_past": [
+        FLUSH_T,
+        b"set t 0 0 2\r\ntv\r\ntouch t -1\r\nget t\r\nset t 0 0 2\r\ntv\r\ngat -1 t\r\n"
+        b"get t\r\nset t 0 0 2\r\ntv\r\ngats 1000000000 t\r\nget t\r\n"
+        b"touch t -1\r\ngat -1 t\r\nset t 0 0 2\r\ntv\r\ntouch t 1000000000\r\nget t\r\n",
+    ],
+    # A get's key list is not bound by the line limit (~187 KB of keys).
+    "long_get": [
+        FLUSH_T,
+        b"set key005000 0 0 1\r\nx\r\nget " + b" ".join(b"key%06d" % i for i in range(17000))
+        + b" key005000\r\ngets " + b" ".join(b"k%06d" % i for i in range(20000)) + b"\r\n",
+    ],
+    # An HTTP request line closes the connection unanswered (an unknown
+    # command of 2+ characters whose last word starts with "HTTP/").
+    "http_get": [b"set h 0 0 1\r\nx\r\n", b"GET / HTTP/1.0\r\n"],
+    "http_post": [b"POST /x HTTP/1.1\r\nHost: a\r\n\r\n"],
+    "http_not": [b"GET / HTTP\r\nG / HTTP/1.0\r\nGET / HTTP/1.0 x\r\nget / HTTP/1.0\r\n"
+                 b"set a HTTP/1.0\r\n"],
+    # stats that act: detail (prefix counts), reset, sizes, cachedump.
+    "stats_actions": [
+        b"stats detail off\r\nstats reset\r\nstats detail dump\r\nstats detail on\r\n"
+        b"set foo:1 0 0 1\r\nx\r\nstats detail dump\r\nget foo:1 foo:2\r\ndelete foo:3\r\n"
+        b"set bar:1 0 0 1\r\nx\r\nget nocolon\r\n",
+        b"stats detail dump\r\nstats reset\r\nstats detail dump\r\nget foo:1\r\n"
+        b"stats detail off\r\nget foo:1\r\nstats detail dump\r\nstats detail\r\n"
+        b"stats detail foo\r\nstats  detail  on\r\nstats detail off x\r\nstats reset x\r\n",
+        b"stats sizes\r\nstats cachedump\r\nstats cachedump 1\r\nstats cachedump 64 1\r\n"
+        b"stats cachedump x y\r\nstats cachedump 1 x\r\n",
+    ],
+    "cache_memlimit": [
+        b"cache_memlimit 64\r\ncache_memlimit\r\ncache_memlimit abc\r\ncache_memlimit -5\r\n"
+        b"cache_memlimit 0\r\ncache_memlimit 7\r\ncache_memlimit 8 noreply\r\n"
+        b"cache_memlimit 64 x\r\ncache_memlimit 1 2 3\r\ncache_memlimit 4294967296\r\n"
+        b"cache_memlimit 18446744073709551615\r\ncache_memlimit 64\r\n",
+    ],
+    "slabs": [
+        b"slabs automove invalid\r\nslabs automove 0\r\nslabs automove 1\r\n"
+        b"slabs automove 2\r\nslabs automove 3\r\nslabs automove -1\r\nslabs automove\r\n"
+        b"slabs automove 1 noreply\r\nslabs automove 0 x\r\nslabs reassign 1 1\r\n"
+        b"slabs reassign 70 70\r\nslabs reassign -1 1\r\nslabs reassign a b\r\n"
+        b"slabs reassign x\r\nslabs reassign 1 2 noreply\r\nslabs foo\r\nslabs\r\n",
     ],
     "delete_touch_flush": [
         FLUSH_T,
@@ -468,6 +547,12 @@ META = {
         b"mn\r\nmg m zz\r\nmg m v v\r\nms m xx\r\nms m 2 F1 F2\r\nhi\r\nmd\r\nmg\r\n"
         b"ms m 2 noreply\r\nhi\r\nmg m O" + b"x" * 40 + b"\r\n"
         b"ms m S2\r\nhi\r\nmg " + b"k" * 251 + b" v\r\n",
+    ],
+    # ma: T sets the time to live, t reports it.
+    "ma_ttl": [
+        FLUSH_T,
+        b"set e 0 0 1\r\n5\r\nma e T300 t v\r\nmg e t\r\nma e t\r\nset f 0 100 1\r\n5\r\n"
+        b"ma f t\r\nma f T0 t\r\nmg f t\r\nma nv N0 T300 t v\r\nma nv2 N300 t v\r\n",
     ],
     "vivify_first": [
         FLUSH_T,
@@ -719,6 +804,88 @@ class Documented(unittest.TestCase):
         self.assertEqual([(p.opcode, p.status, p.opaque) for p in pk],
                          [(0x1B, 0, 1), (0x0A, 0, MARK)])
         self.assertFalse(eof)
+
+
+class Stats(Servers):
+    """`stats`: memcached's names, and the same counts after the same
+    requests (values are not compared by the scripts above)."""
+
+    # Not compared: get_flushed and curr_items (memcached's LRU crawler
+    # reclaims flushed items in the background, so its counts vary).
+    COUNTERS = ["cmd_get", "cmd_set", "cmd_touch", "cmd_flush", "get_hits",
+                "get_misses", "get_expired", "delete_hits",
+                "delete_misses", "incr_hits", "incr_misses", "decr_hits",
+                "decr_misses", "cas_hits", "cas_misses", "cas_badval",
+                "touch_hits", "touch_misses", "total_items"]
+    SCRIPT = (b"flush_all\r\nset a 0 0 1\r\n1\r\nset b 0 0 1\r\nx\r\nget a b c\r\n"
+              b"incr a 5\r\nincr a 100\r\ndecr a 1\r\nincr z 1\r\ndecr z 1\r\n"
+              b"delete b\r\ndelete b\r\ntouch a 100\r\ntouch z 1\r\ngat 100 a z\r\n"
+              b"cas a 0 0 1 1\r\nx\r\ncas z 0 0 1 1\r\nx\r\ngets a\r\n"
+              b"append a 0 0 1\r\nx\r\nadd a 0 0 1\r\nx\r\nset e 0 -1 1\r\nx\r\n"
+              b"set f 0 0 1\r\nx\r\nflush_all\r\nget f\r\nmn\r\n")
+
+    def stats_after(self, port):
+        s = g.connect(port, 5)
+        s.sendall(b"stats reset\r\n")
+        self.assertEqual(g.recv_until(s, b"RESET\r\n"), b"RESET\r\n")
+        s.sendall(self.SCRIPT)
+        buf = g.recv_until(s, b"MN\r\n")
+        m = re.search(rb"VALUE a 0 (\d+) (\d+)", buf)
+        s.sendall(b"cas a 0 0 1 %d\r\nz\r\ncas a 0 0 1 %d\r\nz\r\nmn\r\n"
+                  % (int(m.group(2)), int(m.group(2))))
+        g.recv_until(s, b"MN\r\n")
+        s.close()
+        return g.text_stats(port)
+
+    def test_counters_match_memcached(self):
+        a = self.stats_after(self.mc_port)
+        b = self.stats_after(self.gc.port)
+        for k in self.COUNTERS:
+            self.assertIn(k, b)
+            self.assertEqual(a[k], b[k], "stats %s: memcached %s, geecached %s"
+                             % (k, a[k], b[k]))
+
+    def test_names(self):
+        mc = g.text_stats(self.mc_port)
+        gc = g.text_stats(self.gc.port)
+        self.assertRegex(gc["version"], r"^1\.6\.18-geecache-\d+\.\d+\.\d+$")
+        s = g.connect(self.gc.port, 5)
+        s.sendall(b"version\r\n")
+        self.assertEqual(g.recv_until(s, b"\r\n"), b"VERSION %s\r\n" % gc["version"].encode())
+        s.close()
+        # every memcached key geecached emits, in memcached's order
+        common = [k for k in mc if k in gc]
+        self.assertEqual(common, [k for k in gc if k in mc])
+        for k in ("accepting_conns", "total_items", "touch_hits", "cas_badval",
+                  "store_too_large", "store_no_memory", "limit_maxbytes",
+                  "hash_power_level", "get_flushed", "cmd_meta"):
+            self.assertIn(k, gc)
+        settings = g.text_stats(self.gc.port, "settings")
+        for k, v in (("domain_socket", "NULL"), ("evictions", "on"),
+                     ("cas_enabled", "yes"), ("flush_enabled", "yes")):
+            self.assertEqual(settings.get(k), v, k)
+
+    def test_items_and_slabs_class_1(self):
+        s = g.connect(self.gc.port, 5)
+        s.sendall(b"set cls 0 0 3\r\nabc\r\nmn\r\n")
+        g.recv_until(s, b"MN\r\n")
+        s.close()
+        items = g.text_stats(self.gc.port, "items")
+        slabs = g.text_stats(self.gc.port, "slabs")
+        self.assertGreaterEqual(int(items["items:1:number"]), 1)
+        for k in ("items:1:evicted", "items:1:reclaimed", "items:1:outofmemory"):
+            self.assertIn(k, items)
+        self.assertGreaterEqual(int(slabs["1:used_chunks"]), 1)
+        self.assertGreaterEqual(int(slabs["1:total_pages"]), 1)
+        self.assertEqual(slabs["active_slabs"], "1")
+
+    def test_cachedump_lists_nothing(self):
+        # memcached dumps one LRU segment of the class, which an item is
+        # usually not in when just stored; geecached always answers END.
+        s = g.connect(self.gc.port, 5)
+        s.sendall(b"set cd 0 0 1\r\nx\r\nstats cachedump 1 10\r\nmn\r\n")
+        self.assertEqual(g.recv_until(s, b"MN\r\n"), b"STORED\r\nEND\r\nMN\r\n")
+        s.close()
 
 
 class Regressions(Servers):
