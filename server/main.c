@@ -90,6 +90,19 @@ static int store_start(struct srv *s)
 		        fds, (unsigned long long)rl.rlim_max);
 		return 2;
 	}
+	if (s->o.memory_limit == 0) { /* -m auto */
+		const char *pc = getenv("GEECACHE_PROC_CGROUP");
+		const char *root = getenv("GEECACHE_CGROUP_ROOT");
+		srv_memory_auto(pc ? pc : "/proc/self/cgroup", root ? root : "/sys/fs/cgroup",
+		                &s->mem);
+		s->o.memory_limit = s->mem.store_mib;
+		if (s->o.max_item_size > s->o.memory_limit * 1024 * 1024 / 2) {
+			fprintf(stderr, "geecached: -m auto chose %lld MiB (%s): --max-item-size "
+			        "(%lld) must be at most half of it\n", (long long)s->o.memory_limit,
+			        s->mem.source, (long long)s->o.max_item_size);
+			return 2;
+		}
+	}
 	size_t seg = srv_seg_size((size_t)s->o.memory_limit * 1024 * 1024,
 	                          (size_t)s->o.max_item_size);
 	s->seg_size = seg;
@@ -172,9 +185,15 @@ static int metrics_start(struct srv *s)
 /* One line on stdout says where we are (tests read it for port 0). */
 static void announce(const struct srv *s)
 {
-	printf("geecached %s listening on %s:%d (%s, %d loops, %lld MiB)", GEECACHE_VERSION,
+	printf("geecached %s listening on %s:%d (%s, %d loops, %lld MiB", GEECACHE_VERSION,
 	       s->o.listen_str, s->port, np_backend_name(np_group_backend(s->group)),
 	       np_group_nloops(s->group), (long long)s->o.memory_limit);
+	if (s->mem.source && s->mem.limit_bytes)
+		printf(" by -m auto: %s %lld MiB", s->mem.source,
+		       (long long)(s->mem.limit_bytes >> 20));
+	else if (s->mem.source)
+		printf(" by -m auto: %s", s->mem.source);
+	printf(")");
 	if (s->metrics)
 		printf(", metrics on http://%s:%d/metrics", s->o.listen_str, s->metrics_port);
 	printf("\n");

@@ -48,6 +48,10 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	default:
 		break;
 	}
+	if (d->type == SRV_MIB && strcmp(v, "auto") == 0) {
+		*num(o, d) = 0; /* resolved at start: srv_memory_auto */
+		return 0;
+	}
 	char *end;
 	errno = 0;
 	long long n = strtoll(v, &end, 10);
@@ -166,7 +170,7 @@ int srv_options_parse(struct srv_options *o, int argc, char **argv, FILE *err)
 	}
 	if (o->verbose > 2)
 		o->verbose = 2;
-	if (o->max_item_size > o->memory_limit * 1024 * 1024 / 2) {
+	if (o->memory_limit && o->max_item_size > o->memory_limit * 1024 * 1024 / 2) {
 		fprintf(err, "geecached: --max-item-size (%" PRId64 ") must be at most half "
 		        "of --memory-limit (%" PRId64 " MiB)\n", o->max_item_size,
 		        o->memory_limit);

@@ -26,7 +26,8 @@
 	X(threads, 't', "threads", INT, "0", 0, 256, "num_threads",             \
 	  "event loops (0: one per CPU)")                                       \
 	X(memory_limit, 'm', "memory-limit", MIB, "64", 1, 1048576, "maxbytes", \
-	  "memory for items in MiB (everything the store holds)")               \
+	  "memory for items in MiB (everything the store holds); auto: the "   \
+	  "container's memory limit less a reserve (docs/server.md)")          \
 	X(conn_limit, 'c', "conn-limit", INT, "1024", 1, 1048576, "maxconns",   \
 	  "max simultaneous connections")                                       \
 	X(max_item_size, 'I', "max-item-size", SIZE, "1m", 1024, 4190208,       \

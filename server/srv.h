@@ -85,6 +85,13 @@ struct srv_stats_base {
 	struct srv_counters sv;
 };
 
+/* -m auto's choice (memauto.c). */
+struct srv_memauto {
+	int64_t limit_bytes; /* 0: none found */
+	int64_t store_mib;
+	const char *source;
+};
+
 struct srv {
 	struct srv_options o;
 	struct cache *cache;
@@ -97,6 +104,7 @@ struct srv {
 	int port, metrics_port;       /* bound */
 	time_t started;
 	_Atomic int verbosity;
+	struct srv_memauto mem;       /* -m auto's choice (source NULL: -m N) */
 	struct srv_detail detail;
 	struct srv_stats_base base;
 };
@@ -107,6 +115,13 @@ struct srv {
  * loop thread's parser, mc.c), else NULL; its tag is the protocol (enum
  * mc_proto) once chosen, and counted in the counters. An idle connection
  * holds netpoll's object alone. */
+
+/* memauto.c: -m auto. The store's size in MiB from the container's memory
+ * limit read through proc_cgroup (/proc/self/cgroup) and cgroup_root
+ * (/sys/fs/cgroup): the limit minus a reserve, or 64 MiB when there is no
+ * limit. source says where the limit came from. Returns 0. */
+int srv_memory_auto(const char *proc_cgroup, const char *cgroup_root,
+                    struct srv_memauto *out);
 
 /* mc.c: the memcached handler. */
 extern const struct np_handler srv_mc_handler;

@@ -312,6 +312,10 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT_STR("auth_enabled_sasl", "no");
 	EMIT_STR("shutdown_command", "no");
 	EMIT_STR("detail_enabled", atomic_load(&s->detail.on) ? "yes" : "no");
+	/* -m auto: where maxbytes came from, and the limit it was taken from */
+	EMIT_STR("maxbytes_source", s->mem.source ? s->mem.source : "-m");
+	snprintf(buf, sizeof(buf), "%" PRId64, s->mem.limit_bytes);
+	EMIT_STR("memory_limit_found", buf);
 	return 0;
 }
 
