@@ -10,7 +10,8 @@ ARGS   ?=
 
 # Debian packages the build and tests need (checked one by one with dpkg).
 DEPS := cmake make gcc g++ pkg-config liburing-dev libgtest-dev libbenchmark-dev \
-        clang libfuzzer-14-dev memcached libmemcached-tools python3-pylibmc nutcracker
+        clang libfuzzer-14-dev memcached libmemcached-tools python3-pylibmc nutcracker \
+        prometheus
 
 .PHONY: run build test test-asan test-tsan bench deps clean fuzz-smoke kqueue-check
 

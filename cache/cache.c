@@ -188,7 +188,7 @@ void cache_stats_get(struct cache *c, struct cache_stats *out)
 	}
 	struct bp_stats ps;
 	bp_pool_stats(c->pool, &ps);
-	out->bytes_total = ps.charged_bytes;
+	out->bytes_held = ps.charged_bytes;
 	out->limit_bytes = ps.limit_bytes;
 	out->loads = atomic_load(&c->gctr_loads);
 	out->load_joins = atomic_load(&c->gctr_joins);

@@ -284,7 +284,7 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(curr_items, GAUGE, "items stored (including expired, not yet reclaimed)") \
 	X(bytes_payload, GAUGE, "key + value bytes of stored items")             \
 	X(bytes_items, GAUGE, "bytes of stored items incl. their headers")       \
-	X(bytes_total, GAUGE, "bytes the store holds: segments, tables, metadata") \
+	X(bytes_held, GAUGE, "bytes the store holds: segments, tables, metadata") \
 	X(limit_bytes, GAUGE, "memory limit")                                    \
 	X(segments, GAUGE, "segments held by the store")                         \
 	X(hash_slots, GAUGE, "hash table slots")                                 \

@@ -223,8 +223,8 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	/* memcached's names for refused writes */
 	EMIT("store_too_large", t.sv.oversized);
 	EMIT("store_no_memory", t.sv.out_of_memory);
-	EMIT("auth_cmds", 0);   /* no SASL: none ever */
-	EMIT("auth_errors", 0);
+	EMIT("auth_cmds", t.sv.auth_cmds);
+	EMIT("auth_errors", t.sv.auth_errors);
 	EMIT("bytes_read", t.np.bytes_read);
 	EMIT("bytes_written", t.np.bytes_written);
 	EMIT("limit_maxbytes", t.c.limit_bytes);
@@ -271,7 +271,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("values_sent_by_ref", t.sv.get_refs);
 	EMIT("values_copied_small", t.sv.get_small);
 	EMIT("values_copied_backlog", t.sv.get_copies);
-	EMIT("store_bytes_total", t.c.bytes_total);
+	EMIT("store_bytes_total", t.c.bytes_held);
 	return 0;
 }
 
@@ -303,13 +303,14 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	snprintf(buf, sizeof(buf), "%zu", s->seg_size);
 	EMIT_STR("slab_page_size", buf);
 	/* memcached settings with one fixed value here: no unix socket, CAS
-	 * always on (-C is not offered), flush_all always allowed, no SASL, no
-	 * shutdown command. */
+	 * always on (-C is not offered), flush_all always allowed, no
+	 * shutdown command; authentication with -Y (both protocols). */
 	EMIT_STR("domain_socket", "NULL");
 	EMIT_STR("evictions", "on");
 	EMIT_STR("cas_enabled", "yes");
 	EMIT_STR("flush_enabled", "yes");
-	EMIT_STR("auth_enabled_sasl", "no");
+	EMIT_STR("auth_enabled_sasl", s->auth ? "yes" : "no");
+	EMIT_STR("auth_enabled_ascii", s->auth ? s->o.auth_file_str : "no");
 	EMIT_STR("shutdown_command", "no");
 	EMIT_STR("detail_enabled", atomic_load(&s->detail.on) ? "yes" : "no");
 	/* -m auto: where maxbytes came from, and the limit it was taken from */
@@ -357,7 +358,7 @@ static int slabs(struct srv *s, srv_stat_fn emit, void *arg)
 		EMIT("1:touch_hits", t.c.touch_hits);
 	}
 	EMIT("active_slabs", t.c.segments ? 1 : 0);
-	EMIT("total_malloced", t.c.bytes_total);
+	EMIT("total_malloced", t.c.bytes_held);
 	return 0;
 }
 

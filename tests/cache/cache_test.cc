@@ -622,7 +622,7 @@ TEST_F(CacheTest, LimitHoldsUnderRandomStorm)
 				ASSERT_LE(ps.charged_bytes, limit);
 				ASSERT_EQ(ps.limit_bytes, limit);
 				struct cache_stats cs = stats(c);
-				ASSERT_LE(cs.bytes_total, limit);
+				ASSERT_LE(cs.bytes_held, limit);
 				ASSERT_LE(cs.segments * seg, limit);
 			}
 		}
@@ -867,8 +867,8 @@ TEST_F(CacheTest, CounterTable)
 			EXPECT_EQ(cache_stats_value(&s, i), 1u);
 		}
 	EXPECT_EQ(s.limit_bytes, 8u << 20);
-	EXPECT_GT(s.bytes_total, 0u);
-	EXPECT_EQ(s.bytes_total, pstats(c).charged_bytes);
+	EXPECT_GT(s.bytes_held, 0u);
+	EXPECT_EQ(s.bytes_held, pstats(c).charged_bytes);
 }
 
 // Many threads on few keys under memory pressure (run it under TSan).

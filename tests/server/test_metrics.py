@@ -8,13 +8,18 @@ samples; a family's samples together; no sample twice. Known metrics move
 another method 405; two requests travel on one kept-alive connection.
 """
 import http.client
+import json
 import math
 import os
 import re
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -235,6 +240,69 @@ class Metrics(g.ServerTest):
             s.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"x" * 20000 + b"\r\n\r\n")
             data = read_to_eof(s)
             self.assertTrue(data.startswith(b"HTTP/1.1 431 "), data[:100])
+
+
+class RealTools(g.ServerTest):
+    """Prometheus' own tools, where Debian's prometheus package is
+    installed (CI installs it): promtool's linter, and a real Prometheus
+    server scraping the endpoint and answering a query for a counter."""
+
+    def need(self, tool):
+        path = shutil.which(tool)
+        if not path:
+            self.skipTest("%s not installed (Debian package prometheus)" % tool)
+        return path
+
+    def test_promtool_check_metrics(self):
+        promtool = self.need("promtool")
+        srv = self.server("-t", "2", metrics=True)
+        with g.connect(srv.port) as s:  # some traffic, so counters move
+            g.text_cmd(s, b"set k 0 0 1\r\nx\r\nget k\r\n", b"END\r\n")
+        url = "http://127.0.0.1:%d/metrics" % srv.metrics_port
+        with urllib.request.urlopen(url, timeout=10 * g.SLOW) as r:
+            body = r.read()
+        p = subprocess.run([promtool, "check", "metrics"], input=body,
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, (p.stdout + p.stderr).decode())
+        self.assertEqual((p.stdout + p.stderr).strip(), b"")
+
+    def test_prometheus_scrapes_and_queries(self):
+        prom = self.need("prometheus")
+        srv = self.server("-t", "1", metrics=True)
+        with g.connect(srv.port) as s:
+            for i in range(7):
+                g.text_cmd(s, b"get nosuch%d\r\n" % i, b"END\r\n")
+        d = tempfile.mkdtemp(prefix="gc-prom-")
+        with open(os.path.join(d, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: geecached\n"
+                    "    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
+                    % srv.metrics_port)
+        port = g.free_port()
+        p = subprocess.Popen([prom, "--config.file", os.path.join(d, "prometheus.yml"),
+                              "--storage.tsdb.path", os.path.join(d, "data"),
+                              "--web.listen-address", "127.0.0.1:%d" % port],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        g._procs.append(p)
+        try:
+            g.wait_port(port, 30, proc=p)
+            q = urllib.parse.quote("geecache_cache_get_misses_total")
+            url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, q)
+
+            def value():
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        res = json.loads(r.read())["data"]["result"]
+                except (OSError, ValueError, KeyError):
+                    return None
+                return int(float(res[0]["value"][1])) if res else None
+
+            got = g.wait_for(lambda: value() == 7 and 7, "Prometheus reads get_misses 7", 60)
+            self.assertEqual(got, 7)
+        finally:
+            p.terminate()
+            p.wait(30)
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def read_to_eof(s):
