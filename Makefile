@@ -11,9 +11,10 @@ ARGS   ?=
 # Debian packages the build and tests need (checked one by one with dpkg).
 DEPS := cmake make gcc g++ pkg-config liburing-dev libgtest-dev libbenchmark-dev \
         clang libfuzzer-14-dev memcached libmemcached-tools python3-pylibmc nutcracker \
+        libsasl2-modules \
         prometheus
 
-.PHONY: run build test test-asan test-tsan bench deps clean fuzz-smoke kqueue-check
+.PHONY: deb run build test test-asan test-tsan bench deps clean fuzz-smoke kqueue-check
 
 deps:
 	@missing=""; for p in $(DEPS); do \
@@ -69,5 +70,14 @@ bench: deps
 	@for b in build-bench/bench/*/bench_*; do \
 	  [ -x "$$b" ] || continue; echo "== $$b"; "$$b" $(ARGS) || exit 1; done
 
+# A Debian package of the server (binary, man page, systemd unit and its
+# /etc/default file), built Release for /usr by CPack into build-deb/.
+deb: deps
+	$(CMAKE) -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DGEECACHE_TESTS=OFF \
+	  -DGEECACHE_BENCH=OFF -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_INSTALL_SYSCONFDIR=/etc
+	$(CMAKE) --build build-deb -j $(JOBS) --target geecached geecached_man
+	cd build-deb && cpack -G DEB
+	@ls build-deb/*.deb
+
 clean:
-	rm -rf build build-asan build-tsan build-bench
+	rm -rf build build-deb build-asan build-tsan build-bench

@@ -62,6 +62,8 @@ static int shape_ok(enum mc_bin_shape shape, uint32_t ext, uint32_t key,
 		return ext == 4 && key == 0 && body == 4;
 	case MC_SHAPE_TOUCH:
 		return ext == 4 && key > 0 && body == key + 4;
+	case MC_SHAPE_SASL:
+		return ext == 0;
 	}
 	return 0;
 }
@@ -315,6 +317,13 @@ int mc_bin_encode_version(struct bp_chain *out, const struct mc_request *req,
 {
 	return packet(out, req, 0, NULL, 0, NULL, 0, version,
 	              (uint32_t)strlen(version), 0);
+}
+
+int mc_bin_encode_body(struct bp_chain *out, const struct mc_request *req,
+                       enum mc_status st, const void *val, uint32_t vlen)
+{
+	return packet(out, req, mc_status_bin_code(st), NULL, 0, NULL, 0, val,
+	              vlen, 0);
 }
 
 int mc_bin_encode_stat(struct bp_chain *out, const struct mc_request *req,

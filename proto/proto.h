@@ -120,7 +120,10 @@ enum mc_proto {
 	X(MD, "md", META)         /* meta delete */                           \
 	X(MA, "ma", META)         /* meta arithmetic */                       \
 	X(MN, "mn", META)         /* meta no-op */                            \
-	X(ME, "me", META)         /* meta debug */
+	X(ME, "me", META)         /* meta debug */                            \
+	X(SASL_LIST, "sasl_list_mechs", PLAIN) /* bin 0x20 */                 \
+	X(SASL_AUTH, "sasl_auth", PLAIN) /* bin 0x21: mechanism in key */     \
+	X(SASL_STEP, "sasl_step", PLAIN) /* bin 0x22: as sasl_auth */
 
 #define MC_CC_PLAIN 0u
 #define MC_CC_STORE 1u
@@ -175,10 +178,12 @@ enum mc_bin_shape {
 	MC_SHAPE_STAT,      /* optional key (group) */
 	MC_SHAPE_VERBOSITY, /* 4-byte extras (level) */
 	MC_SHAPE_TOUCH,     /* 4-byte extras (exptime), key (TOUCH, GAT*) */
+	MC_SHAPE_SASL,      /* no extras; optional key (mechanism), value */
 };
 
-/* MC_BIN_OPCODES: one row per opcode memcached 1.6 implements (SASL is
- * answered as unknown, as memcached does when SASL is off).
+/* MC_BIN_OPCODES: one row per opcode memcached 1.6 implements. The SASL
+ * opcodes are parsed here; a server without authentication answers them
+ * as unknown commands, as memcached does when SASL is off.
  *    X(sym, opcode, cmd, quiet, partner (quiet <-> loud), shape, ret_key) */
 #define MC_BIN_OPCODES(X)                                                     \
 	X(GET,        0x00, GET,       0, 0x09, MC_SHAPE_KEY,       0)        \
@@ -213,7 +218,10 @@ enum mc_bin_shape {
 	X(GAT,        0x1d, GAT,       0, 0x1e, MC_SHAPE_TOUCH,     0)        \
 	X(GATQ,       0x1e, GAT,       1, 0x1d, MC_SHAPE_TOUCH,     0)        \
 	X(GATK,       0x23, GAT,       0, 0x24, MC_SHAPE_TOUCH,     1)        \
-	X(GATKQ,      0x24, GAT,       1, 0x23, MC_SHAPE_TOUCH,     1)
+	X(GATKQ,      0x24, GAT,       1, 0x23, MC_SHAPE_TOUCH,     1)        \
+	X(SASL_LIST_MECHS, 0x20, SASL_LIST, 0, 0x20, MC_SHAPE_SASL,   0)        \
+	X(SASL_AUTH,  0x21, SASL_AUTH, 0, 0x21, MC_SHAPE_SASL,      0)        \
+	X(SASL_STEP,  0x22, SASL_STEP, 0, 0x22, MC_SHAPE_SASL,      0)
 
 enum mc_bin_opcode {
 #define MC_X_OP(sym, op, cmd, q, partner, shape, rk) MC_OP_##sym = op,
@@ -591,6 +599,7 @@ static inline int64_t mc_exptime_abs(int64_t raw, int64_t now)
 	X(EINVAL, 0x04, "Invalid arguments")                                  \
 	X(NOT_STORED, 0x05, "Not stored.")                                    \
 	X(DELTA_BADVAL, 0x06, "Non-numeric server-side value for incr or decr") \
+	X(AUTH_ERROR, 0x20, "Auth failure.")                                  \
 	X(UNKNOWN_COMMAND, 0x81, "Unknown command")                           \
 	X(ENOMEM, 0x82, "Out of memory")
 
@@ -631,6 +640,11 @@ int mc_bin_encode_get_hit(struct bp_chain *out, const struct mc_request *req,
 /* Binary INCR/DECR success: 8-byte value; suppressed when quiet. */
 int mc_bin_encode_incr(struct bp_chain *out, const struct mc_request *req,
                        uint64_t value, uint64_t cas);
+/* A binary answer with status st whose body is the value val (vlen bytes;
+ * no extras, no key): the SASL answers ("PLAIN", "Authenticated"). Never
+ * suppressed. */
+int mc_bin_encode_body(struct bp_chain *out, const struct mc_request *req,
+                       enum mc_status st, const void *val, uint32_t vlen);
 /* Binary VERSION answer. */
 int mc_bin_encode_version(struct bp_chain *out, const struct mc_request *req,
                           const char *version);

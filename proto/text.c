@@ -477,6 +477,8 @@ int mc__text_encode_status(struct bp_chain *out, const struct mc_request *req,
 		return LINE(out, "CLIENT_ERROR bad command line format");
 	case MC_ST_UNKNOWN_COMMAND:
 		return LINE(out, "ERROR");
+	case MC_ST_AUTH_ERROR:
+		return LINE(out, "CLIENT_ERROR unauthenticated");
 	default:
 		return LINE(out, "SERVER_ERROR unhandled status");
 	}

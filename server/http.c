@@ -4,11 +4,17 @@
  * other method 405. Keep-alive unless the client says "Connection: close"
  * or speaks HTTP/1.0. A request head over 8 KiB gets 431 and a close.
  * Request bodies are not expected (a Content-Length body is skipped).
+ *
+ * Lock-out: a connection has SRV_HTTP_HEAD_MS from its open (or its last
+ * answer) to send a whole request head, and a new connection that makes
+ * the listener full closes the one whose head is oldest (srv.h), so idle
+ * and half-open connections cannot keep a scrape out.
  */
 #include "server/srv.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +54,83 @@ static bool has_token(const char *head, size_t len, const char *name, const char
 	return false;
 }
 
+/* ---- connection table ------------------------------------------------- */
+
+static struct srv *srv_of(const struct np_conn *c)
+{
+	return np_group_udata(np_loop_group(np_conn_loop(c)));
+}
+
+/* The entry of c (its udata): index + 1, 0 for none. */
+static size_t slot_of(const struct np_conn *c)
+{
+	return (size_t)(uintptr_t)np_conn_udata(c);
+}
+
+static int http_open(struct np_conn *c)
+{
+	struct srv_http_conns *t = &srv_of(c)->http;
+	uint64_t now = np_loop_now(np_conn_loop(c));
+	if (t->n >= SRV_HTTP_MAX_CONNS - 1) {
+		/* Full but for this one: the oldest head gives way. */
+		size_t old = SRV_HTTP_MAX_CONNS;
+		for (size_t i = 0; i < SRV_HTTP_MAX_CONNS; i++)
+			if (t->e[i].c && (old == SRV_HTTP_MAX_CONNS || t->e[i].since < t->e[old].since))
+				old = i;
+		if (old < SRV_HTTP_MAX_CONNS) {
+			t->evicted++;
+			np_conn_close(t->e[old].c, false); /* http_close frees the entry */
+		}
+	}
+	for (size_t i = 0; i < SRV_HTTP_MAX_CONNS; i++) {
+		if (!t->e[i].c) {
+			t->e[i].c = c;
+			t->e[i].since = now;
+			t->n++;
+			np_conn_set_udata(c, (void *)(uintptr_t)(i + 1));
+			return 0;
+		}
+	}
+	return -EMFILE; /* cannot be: netpoll admits SRV_HTTP_MAX_CONNS */
+}
+
+static void http_close(struct np_conn *c, int err)
+{
+	(void)err;
+	size_t i = slot_of(c);
+	if (!i)
+		return;
+	struct srv_http_conns *t = &srv_of(c)->http;
+	t->e[i - 1].c = NULL;
+	t->n--;
+	np_conn_set_udata(c, NULL);
+}
+
+/* Every second on the metrics loop: close what is late with its head. */
+static void head_sweep(void *arg)
+{
+	struct srv *s = arg;
+	struct srv_http_conns *t = &s->http;
+	uint64_t now = np_loop_now(np_group_loop(s->metrics, 0));
+	for (size_t i = 0; i < SRV_HTTP_MAX_CONNS; i++) {
+		if (t->e[i].c && now - t->e[i].since >= SRV_HTTP_HEAD_MS) {
+			t->timed_out++;
+			np_conn_close(t->e[i].c, false);
+		}
+	}
+}
+
+void srv_http_start_timers(void *arg)
+{
+	struct srv *s = arg;
+	np_timer_add(np_group_loop(s->metrics, 0), 1000, 1000, head_sweep, s);
+}
+
+/* ---- requests --------------------------------------------------------- */
+
 static ssize_t http_data(struct np_conn *c, struct bp_chain *in)
 {
-	struct srv *s = np_group_udata(np_loop_group(np_conn_loop(c)));
+	struct srv *s = srv_of(c);
 	struct bp_chain *out = np_conn_out(c);
 	for (;;) {
 		ssize_t end = bp_chain_find2(in, 0, HEAD_MAX, '\r', '\n');
@@ -119,6 +199,9 @@ static ssize_t http_data(struct np_conn *c, struct bp_chain *in)
 			bp_chain_deinit(&b);
 		}
 		bp_chain_skip(in, hlen + body);
+		size_t slot = slot_of(c);
+		if (slot) /* answered: the next head has its own time */
+			s->http.e[slot - 1].since = np_loop_now(np_conn_loop(c));
 		if (r < 0)
 			return r;
 		if (!keep)
@@ -127,5 +210,7 @@ static ssize_t http_data(struct np_conn *c, struct bp_chain *in)
 }
 
 const struct np_handler srv_http_handler = {
+	.on_open = http_open,
 	.on_data = http_data,
+	.on_close = http_close,
 };

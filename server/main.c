@@ -3,14 +3,18 @@
  *
  * Start-up (which may allocate and may fail loudly): parse the options,
  * fit RLIMIT_NOFILE to the connection limit, make the store, the buffer
- * pool and the loops, listen. Then the main thread waits for SIGINT or
- * SIGTERM (blocked in every thread, taken with sigwait) and stops
- * gracefully: stop accepting, finish what was read, flush every output
- * (bounded by a drain time), exit 0. SIGPIPE is ignored.
+ * pool and the loops, listen, drop to -u's user, read -Y's users. Then the
+ * main thread takes signals (blocked in every thread, taken with sigwait):
+ * SIGHUP rereads the auth file, SIGUSR2 is ignored, and SIGINT, SIGTERM or
+ * SIGUSR1 (memcached's graceful stop) stop gracefully: stop accepting,
+ * finish what was read, flush every output (bounded by a drain time), exit
+ * 0. SIGPIPE is ignored.
  */
 #include "server/srv.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +62,7 @@ static void srv_free(struct srv *s)
 {
 	np_group_destroy(&s->metrics);
 	np_group_destroy(&s->group);
+	srv_auth_destroy(&s->auth);
 	bp_objpool_destroy(&s->parser_pool);
 	cache_destroy(&s->cache);
 	bp_pool_destroy(&s->pool);
@@ -71,6 +76,8 @@ static int info_only(const struct srv_options *o)
 		srv_options_help(stdout);
 	else if (o->help_markdown)
 		srv_options_markdown(stdout);
+	else if (o->help_man)
+		srv_options_man(stdout, GEECACHE_VERSION);
 	else if (o->version)
 		printf("geecached %s\n", GEECACHE_VERSION);
 	else
@@ -163,23 +170,92 @@ static int net_start(struct srv *s)
 	return 0;
 }
 
-/* The /metrics listener, when asked for. 0, or main's exit status. */
+static const char *metrics_addr(const struct srv *s)
+{
+	return *s->o.metrics_listen_str ? s->o.metrics_listen_str : s->o.listen_str;
+}
+
+/* The /metrics listener, when asked for. 0, or main's exit status. Its
+ * connections get SRV_HTTP_HEAD_MS for a request head and the oldest
+ * gives way to a new one when full (http.c), so netpoll's own idle
+ * timeout is only a backstop. */
 static int metrics_start(struct srv *s)
 {
 	if (!s->o.metrics_port)
 		return 0;
 	struct np_opts mo = {.nloops = 1, .backend = NP_BACKEND_EPOLL, .pool = s->pool,
-	                     .max_conns = 64, .in_max = 64 * 1024,
-	                     .idle_timeout_ms = 60000, .udata = s};
+	                     .max_conns = SRV_HTTP_MAX_CONNS, .in_max = 64 * 1024,
+	                     .idle_timeout_ms = SRV_HTTP_HEAD_MS, .udata = s};
 	s->metrics = np_group_create(&mo, &srv_http_handler);
-	s->metrics_port = s->metrics ? np_group_listen(s->metrics, s->o.listen_str,
+	s->metrics_port = s->metrics ? np_group_listen(s->metrics, metrics_addr(s),
 	                                               (uint16_t)s->o.metrics_port) : -ENOMEM;
 	if (s->metrics_port < 0) {
 		fprintf(stderr, "geecached: cannot listen for /metrics on %s:%lld: %s\n",
-		        s->o.listen_str, (long long)s->o.metrics_port, strerror(-s->metrics_port));
+		        metrics_addr(s), (long long)s->o.metrics_port, strerror(-s->metrics_port));
 		return 1;
 	}
 	return 0;
+}
+
+/* -u: after binding, become that user (its groups, then its gid, then its
+ * uid; memcached's order), and check that root cannot be had back. As root
+ * without -u: a warning. 0, or main's exit status. */
+static int drop_privileges(struct srv *s)
+{
+	const char *user = s->o.user_str;
+	if (geteuid() != 0) {
+		if (*user)
+			fprintf(stderr, "geecached: -u %s ignored: not started as root\n", user);
+		return 0;
+	}
+	if (!*user) {
+		fprintf(stderr, "geecached: warning: running as root without -u: a flaw in "
+		        "the server, reachable by anyone who can connect, would run with "
+		        "root's rights over the whole machine; start it with -u USER "
+		        "(e.g. -u nobody) or as an unprivileged user\n");
+		return 0;
+	}
+	errno = 0;
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		fprintf(stderr, "geecached: -u %s: no such user%s%s\n", user, errno ? ": " : "",
+		        errno ? strerror(errno) : "");
+		return 2;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		fprintf(stderr, "geecached: cannot become user %s: %s\n", user, strerror(errno));
+		return 1;
+	}
+	if (pw->pw_uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+		fprintf(stderr, "geecached: could regain root after -u %s; stopping\n", user);
+		return 1;
+	}
+	return 0;
+}
+
+/* -Y: the users, read as the user we run as (after -u, as memcached does),
+ * so that SIGHUP can read the file again. 0, or main's exit status. */
+static int auth_start(struct srv *s)
+{
+	if (!*s->o.auth_file_str)
+		return 0;
+	return srv_auth_create(s->o.auth_file_str, &s->auth, stderr) < 0 ? 2 : 0;
+}
+
+/* SIGHUP: reread the auth file; a bad one keeps the users we have. */
+static void reload(struct srv *s)
+{
+	if (!s->auth) {
+		fprintf(stderr, "geecached: SIGHUP: no -Y auth file, nothing to reload\n");
+		return;
+	}
+	if (srv_auth_reload(s->auth, stderr) == 0)
+		fprintf(stderr, "geecached: SIGHUP: reloaded %s (%zu users)\n",
+		        s->o.auth_file_str, srv_auth_count(s->auth));
+	else
+		fprintf(stderr, "geecached: SIGHUP: keeping the previous users of %s\n",
+		        s->o.auth_file_str);
 }
 
 /* One line on stdout says where we are (tests read it for port 0). */
@@ -194,8 +270,10 @@ static void announce(const struct srv *s)
 	else if (s->mem.source)
 		printf(" by -m auto: %s", s->mem.source);
 	printf(")");
+	if (s->auth)
+		printf(", authentication required");
 	if (s->metrics)
-		printf(", metrics on http://%s:%d/metrics", s->o.listen_str, s->metrics_port);
+		printf(", metrics on http://%s:%d/metrics", metrics_addr(s), s->metrics_port);
 	printf("\n");
 	fflush(stdout);
 }
@@ -220,10 +298,14 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((r = store_start(s)) || (r = net_start(s)) || (r = metrics_start(s))) {
+	if ((r = store_start(s)) || (r = net_start(s)) || (r = metrics_start(s)) ||
+	    (r = drop_privileges(s)) || (r = auth_start(s))) {
 		srv_free(s);
 		return r;
 	}
@@ -233,10 +315,23 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	np_loop_post(np_group_loop(s->group, 0), start_timers, s);
+	if (s->metrics)
+		np_loop_post(np_group_loop(s->metrics, 0), srv_http_start_timers, s);
 	announce(s);
 
 	int sig = 0;
-	sigwait(&set, &sig);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			reload(s);
+		} else if (sig == SIGUSR2) {
+			if (s->o.verbose)
+				fprintf(stderr, "geecached: SIGUSR2 ignored\n");
+		} else {
+			break; /* INT, TERM, USR1 */
+		}
+	}
 	if (s->o.verbose)
 		fprintf(stderr, "geecached: %s, stopping\n", strsignal(sig));
 	np_group_stop(s->group, DRAIN_MS);

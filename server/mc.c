@@ -502,6 +502,8 @@ static int do_slabs(struct ctx *x, const struct mc_request *r)
 	return text_line(x, "ERROR");
 }
 
+static int do_sasl(struct ctx *x, const struct mc_request *r);
+
 /* Handles one parsed request. Returns 0, 1 to close after what is queued
  * (quit), or a negative errno (the output could not be written: close). */
 static int dispatch(struct ctx *x, const struct mc_request *r)
@@ -552,6 +554,13 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 		return do_memlimit(x, r);
 	case MC_CMD_SLABS:
 		return do_slabs(x, r);
+	case MC_CMD_SASL_LIST:
+	case MC_CMD_SASL_AUTH:
+	case MC_CMD_SASL_STEP:
+		/* Without -Y: unknown, as memcached without SASL answers. */
+		if (!x->s->auth || is_text(r))
+			return mc_encode_status(x->out, r, MC_ST_UNKNOWN_COMMAND, 0);
+		return do_sasl(x, r);
 	case MC_CMD_QUIT: {
 		int w = is_text(r) ? 0 : mc_encode_status(x->out, r, MC_ST_OK, 0);
 		return w < 0 ? w : 1;
@@ -559,6 +568,143 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 	default:
 		return mc_encode_status(x->out, r, MC_ST_UNKNOWN_COMMAND, 0);
 	}
+}
+
+/* ---- authentication (-Y) ---------------------------------------------- */
+
+/* Before a connection has authenticated, memcached 1.6.18 with -Y answers
+ * a text `set` (any key) whose value is "user password" and refuses the
+ * rest; with SASL, the binary SASL opcodes and VERSION are answered and
+ * the rest refused. We do both on every -Y server. A connection closes
+ * after SRV_AUTH_TRIES failed attempts (memcached keeps it open). The
+ * store is never touched by an unauthenticated request. */
+
+static uint8_t auth_fails(const struct np_conn *c)
+{
+	return (np_conn_tag(c) & SRV_TAG_FAILS) >> SRV_TAG_FAIL_SHIFT;
+}
+
+/* Records the outcome of one attempt. 0, or -EACCES when this failure is
+ * the last allowed (close once the answer is out). */
+static int auth_result(struct ctx *x, bool ok)
+{
+	uint8_t tag = np_conn_tag(x->c);
+	srv_ctr(&x->ctr->auth_cmds, 1);
+	if (ok) {
+		np_conn_set_tag(x->c, (uint8_t)((tag & ~SRV_TAG_FAILS) | SRV_TAG_AUTHED));
+		return 0;
+	}
+	srv_ctr(&x->ctr->auth_errors, 1);
+	unsigned fails = auth_fails(x->c) + 1u;
+	tag &= (uint8_t)~(SRV_TAG_FAILS | SRV_TAG_AUTHED);
+	np_conn_set_tag(x->c, (uint8_t)(tag | (fails << SRV_TAG_FAIL_SHIFT)));
+	if (atomic_load_explicit(&x->s->verbosity, memory_order_relaxed) >= 1)
+		fprintf(stderr, "<%d authentication failed (%u of %d)\n", np_conn_fd(x->c),
+		        fails, SRV_AUTH_TRIES);
+	return fails >= SRV_AUTH_TRIES ? -EACCES : 0;
+}
+
+/* The value of r, contiguous in buf (cap bytes); NULL when longer. */
+static const char *auth_value(struct ctx *x, const struct mc_request *r, char *buf,
+                              size_t cap)
+{
+	if (r->value_len > cap)
+		return NULL;
+	if (r->value_len == 0)
+		return "";
+	return bp_chain_view(x->in, r->value_off, r->value_len, buf);
+}
+
+#define AUTH_VALUE_MAX (2 * (SRV_AUTH_USER_MAX + SRV_AUTH_PASS_MAX) + 16)
+
+/* Binary SASL. LIST_MECHS answers PLAIN; AUTH and STEP take PLAIN's one
+ * message, "[authzid]\0user\0password" (an authzid other than the user
+ * is refused). A failed attempt also ends an earlier success, as in
+ * memcached. */
+static int do_sasl(struct ctx *x, const struct mc_request *r)
+{
+	static const char ok_msg[] = "Authenticated", fail_msg[] = "Auth failure.";
+	if (r->cmd == MC_CMD_SASL_LIST)
+		return mc_bin_encode_body(x->out, r, MC_ST_OK, "PLAIN", 5);
+	char buf[AUTH_VALUE_MAX];
+	const char *v = auth_value(x, r, buf, sizeof(buf));
+	bool ok = false;
+	if (v && r->key_len == 5 && memcmp(r->key, "PLAIN", 5) == 0) {
+		const char *end = v + r->value_len;
+		const char *z1 = memchr(v, '\0', r->value_len);
+		const char *z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(end - z1 - 1)) : NULL;
+		if (z2) {
+			size_t azlen = (size_t)(z1 - v), ulen = (size_t)(z2 - z1 - 1);
+			bool az_ok = azlen == 0 || (azlen == ulen && memcmp(v, z1 + 1, ulen) == 0);
+			ok = srv_auth_check(x->s->auth, z1 + 1, ulen, z2 + 1,
+			                    (size_t)(end - z2 - 1)) && az_ok;
+		}
+	}
+	int close = auth_result(x, ok);
+	int w = ok ? mc_bin_encode_body(x->out, r, MC_ST_OK, ok_msg, sizeof(ok_msg) - 1)
+	           : mc_bin_encode_body(x->out, r, MC_ST_AUTH_ERROR, fail_msg,
+	                                sizeof(fail_msg) - 1);
+	return w < 0 ? w : close;
+}
+
+/* memcached's text authentication: the value of a `set` is "user
+ * password" (split at runs of spaces; words after the second ignored).
+ * Answered STORED (even with noreply, as memcached does), nothing stored. */
+static int do_text_auth(struct ctx *x, const struct mc_request *r)
+{
+	char buf[AUTH_VALUE_MAX];
+	const char *v = auth_value(x, r, buf, sizeof(buf));
+	const char *w[2] = {NULL, NULL};
+	size_t wl[2] = {0, 0};
+	int n = 0;
+	for (size_t i = 0; v && i < r->value_len && n < 2;) {
+		while (i < r->value_len && v[i] == ' ')
+			i++;
+		size_t j = i;
+		while (j < r->value_len && v[j] != ' ')
+			j++;
+		if (j > i) {
+			w[n] = v + i;
+			wl[n++] = j - i;
+		}
+		i = j;
+	}
+	if (n < 2) {
+		int close = auth_result(x, false);
+		int wr = text_line(x, "CLIENT_ERROR bad authentication token format");
+		return wr < 0 ? wr : close;
+	}
+	bool ok = srv_auth_check(x->s->auth, w[0], wl[0], w[1], wl[1]);
+	int close = auth_result(x, ok);
+	int wr = text_line(x, ok ? "STORED" : "CLIENT_ERROR authentication failure");
+	return wr < 0 ? wr : close;
+}
+
+/* A request refused before authentication (binary: status 0x20 "Auth
+ * failure.", text: CLIENT_ERROR unauthenticated). */
+static int auth_refuse(struct ctx *x, const struct mc_request *r)
+{
+	srv_ctr(&x->ctr->auth_refused, 1);
+	if (is_text(r))
+		return text_line(x, "CLIENT_ERROR unauthenticated");
+	static const char msg[] = "Auth failure.";
+	return mc_bin_encode_body(x->out, r, MC_ST_AUTH_ERROR, msg, sizeof(msg) - 1);
+}
+
+/* A request on a connection not yet authenticated. As dispatch. */
+static int auth_gate(struct ctx *x, const struct mc_request *r)
+{
+	srv_ctr(&x->ctr->requests, 1);
+	if (!is_text(r)) {
+		if (r->cmd == MC_CMD_SASL_LIST || r->cmd == MC_CMD_SASL_AUTH ||
+		    r->cmd == MC_CMD_SASL_STEP)
+			return do_sasl(x, r);
+		if (r->cmd == MC_CMD_VERSION)
+			return mc_bin_encode_version(x->out, r, SRV_PROTO_VERSION);
+	} else if (r->cmd == MC_CMD_SET) {
+		return do_text_auth(x, r);
+	}
+	return auth_refuse(x, r);
 }
 
 /* ---- the handler ------------------------------------------------------ */
@@ -572,7 +718,7 @@ static int mc_open(struct np_conn *c)
 {
 	struct srv *s = srv_of(c);
 	np_conn_set_udata(c, NULL); /* the parser, made when bytes arrive */
-	np_conn_set_tag(c, MC_PROTO_AUTO);
+	np_conn_set_tag(c, (uint8_t)(MC_PROTO_AUTO | (s->auth ? 0 : SRV_TAG_AUTHED)));
 	bp_chain_set_copy_below(np_conn_out(c), (size_t)s->o.copy_below);
 	if (atomic_load_explicit(&s->verbosity, memory_order_relaxed) >= 2)
 		fprintf(stderr, "<%d new connection\n", np_conn_fd(c));
@@ -600,7 +746,7 @@ static struct mc_parser *parser_of(struct srv *s, struct np_conn *c)
 	if (p)
 		return p;
 	struct mc_parser_opts po = {
-		.proto = (enum mc_proto)np_conn_tag(c),
+		.proto = (enum mc_proto)(np_conn_tag(c) & SRV_TAG_PROTO),
 		.item_max = (uint32_t)s->o.max_item_size,
 	};
 	mc_parser_init(&loop_parser, &po);
@@ -656,14 +802,25 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 	for (;;) {
 		struct mc_request req;
 		int r = mc_parse(p, in, &req);
-		if (np_conn_tag(c) == MC_PROTO_AUTO && mc_parser_proto(p) != MC_PROTO_AUTO) {
-			np_conn_set_tag(c, (uint8_t)mc_parser_proto(p));
+		if ((np_conn_tag(c) & SRV_TAG_PROTO) == MC_PROTO_AUTO &&
+		    mc_parser_proto(p) != MC_PROTO_AUTO) {
+			np_conn_set_tag(c, (uint8_t)(np_conn_tag(c) | mc_parser_proto(p)));
 			srv_ctr(mc_parser_proto(p) == MC_PROTO_BINARY
 			        ? &x.ctr->binary_conns : &x.ctr->text_conns, 1);
 		}
 		if (r == -EAGAIN) {
 			ssize_t need = (ssize_t)p->need;
 			return parser_keep(s, c, p) < 0 ? -ENOMEM : need;
+		}
+		bool authed = np_conn_tag(c) & SRV_TAG_AUTHED;
+		if (r < 0 && !authed && !req.close) {
+			/* Refused as any request before authentication (an
+			 * oversized SET drops nothing). */
+			srv_ctr(&x.ctr->proto_errors, 1);
+			if (auth_refuse(&x, &req) < 0)
+				return -ENOMEM;
+			mc_parser_consume(p, in, &req);
+			continue;
 		}
 		if (r < 0) {
 			srv_ctr(&x.ctr->proto_errors, 1);
@@ -676,7 +833,7 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			mc_parser_consume(p, in, &req);
 			continue;
 		}
-		int d = dispatch(&x, &req);
+		int d = authed ? dispatch(&x, &req) : auth_gate(&x, &req);
 		mc_parser_consume(p, in, &req);
 		if (d < 0)
 			return d;

@@ -45,15 +45,29 @@
 	  "yields the CPU (sched_yield) before waiting again (0: never)")      \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
+	X(metrics_listen, 0, "metrics-listen", STR, "", 0, 0, "metrics_interface", \
+	  "IPv4 address for /metrics (default: the -l address)")               \
 	X(idle_timeout, 0, "idle-timeout", INT, "0", 0, 2147483, "idle_timeout", \
 	  "close connections idle this many seconds (0: never)")                \
+	X(auth_file, 'Y', "auth-file", STR, "", 0, 0, NULL,                     \
+	  "require authentication: users from FILE, user:password lines "      \
+	  "(binary SASL PLAIN and memcached's text authentication; reread on " \
+	  "SIGHUP; refused when others can read it)")                         \
+	X(sasl, 'S', "enable-sasl", FLAG, "0", 0, 1, NULL,                      \
+	  "memcached's switch for SASL: accepted with -Y, refused without it " \
+	  "(geecached reads users only from -Y)")                              \
+	X(user, 'u', "user", STR, "", 0, 0, NULL,                               \
+	  "after binding, drop to this user (and its groups) when started as " \
+	  "root")                                                              \
 	X(verbose, 'v', "verbose", COUNT, "0", 0, 2, "verbosity",               \
 	  "log more (-vv: every connection)")                                   \
 	X(version, 'V', "version", FLAG, "0", 0, 1, NULL,                       \
 	  "print the version and exit")                                         \
 	X(help, 'h', "help", FLAG, "0", 0, 1, NULL, "print this help and exit") \
 	X(help_markdown, 0, "help-markdown", FLAG, "0", 0, 1, NULL,             \
-	  "print the options as the Markdown table of docs/server.md")
+	  "print the options as the Markdown table of docs/server.md")         \
+	X(help_man, 0, "help-man", FLAG, "0", 0, 1, NULL,                       \
+	  "print the manual page geecached(1) (roff)")
 
 enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_STR, SRV_BACKEND, SRV_ACCEPT, SRV_COUNT, SRV_FLAG };
 
@@ -88,6 +102,11 @@ void srv_options_help(FILE *f);
 /* Prints the options as a Markdown table (docs/server.md holds its output;
  * a test keeps them equal). */
 void srv_options_markdown(FILE *f);
+
+/* Prints the manual page (man(7) roff): the options from the table, then
+ * signals, files and deployment notes. The build writes it to
+ * geecached.1 (a test checks that every option is in it). */
+void srv_options_man(FILE *f, const char *version);
 
 /* The store's segment size for -m limit_bytes and -I max_item: an item
  * lives in one segment, so segments are at least max_item + 4 KiB (up to

@@ -15,6 +15,7 @@
 #include "cache/cache.h"
 #include "netpoll/netpoll.h"
 #include "proto/proto.h"
+#include "server/auth.h"
 #include "server/options.h"
 
 #include <pthread.h>
@@ -42,7 +43,10 @@
 	X(get_copies, COUNTER, "values copied for a backed-up connection")    \
 	X(oversized, COUNTER, "values refused as over the item size limit")   \
 	X(out_of_memory, COUNTER, "writes refused: the store could not make room") \
-	X(meta_cmds, COUNTER, "meta commands (mg ms md ma mn me)")
+	X(meta_cmds, COUNTER, "meta commands (mg ms md ma mn me)")            \
+	X(auth_cmds, COUNTER, "authentication attempts (SASL AUTH/STEP, text)") \
+	X(auth_errors, COUNTER, "authentication attempts refused")          \
+	X(auth_refused, COUNTER, "commands refused before authentication")
 
 struct srv_counters {
 #define SRV_X_FIELD(n, kind, help) uint64_t n;
@@ -92,6 +96,24 @@ struct srv_memauto {
 	const char *source;
 };
 
+/* The /metrics listener's connections (http.c), touched by its one loop
+ * only: each with the time its current request head began (open, or the
+ * last answer). A head not complete within SRV_HTTP_HEAD_MS closes the
+ * connection, and when SRV_HTTP_MAX_CONNS - 1 are open a new one closes
+ * the oldest, so that idle or half-open connections cannot keep a scrape
+ * out (docs/server.md, "/metrics"). */
+#define SRV_HTTP_MAX_CONNS 256 /* the group's max_conns */
+#define SRV_HTTP_HEAD_MS 5000
+
+struct srv_http_conns {
+	uint32_t n;
+	struct {
+		struct np_conn *c; /* NULL: free */
+		uint64_t since;    /* ms, np_loop_now */
+	} e[SRV_HTTP_MAX_CONNS];
+	uint64_t evicted, timed_out;
+};
+
 struct srv {
 	struct srv_options o;
 	struct cache *cache;
@@ -101,20 +123,32 @@ struct srv {
 	struct np_group *metrics;     /* HTTP /metrics, or NULL */
 	struct bp_objpool *parser_pool; /* struct mc_parser, mid-request */
 	struct srv_counters *ctr;     /* one per loop */
+	struct srv_auth *auth;        /* -Y's users, or NULL: no authentication */
 	int port, metrics_port;       /* bound */
 	time_t started;
 	_Atomic int verbosity;
 	struct srv_memauto mem;       /* -m auto's choice (source NULL: -m N) */
 	struct srv_detail detail;
 	struct srv_stats_base base;
+	struct srv_http_conns http;
 };
 
 /* Per-connection state lives in netpoll's connection object: its udata is
  * a parser (520 bytes) from parser_pool only while the connection's input
  * stops mid-request (input that ends between requests is parsed with the
- * loop thread's parser, mc.c), else NULL; its tag is the protocol (enum
- * mc_proto) once chosen, and counted in the counters. An idle connection
- * holds netpoll's object alone. */
+ * loop thread's parser, mc.c), else NULL; its tag byte holds the rest:
+ *
+ *   bits 0-1  the protocol (enum mc_proto) once chosen, and counted
+ *   bits 2-3  failed authentication attempts (SRV_AUTH_TRIES closes)
+ *   bit  7    authenticated (set at open when -Y is not given)
+ *
+ * An idle connection holds netpoll's object alone, authenticated or not:
+ * the state is two bits and a count, so it costs no byte of its own. */
+#define SRV_TAG_PROTO 0x03u
+#define SRV_TAG_FAIL_SHIFT 2
+#define SRV_TAG_FAILS 0x0cu
+#define SRV_TAG_AUTHED 0x80u
+#define SRV_AUTH_TRIES 3
 
 /* memauto.c: -m auto. The store's size in MiB from the container's memory
  * limit read through proc_cgroup (/proc/self/cgroup) and cgroup_root
@@ -126,8 +160,10 @@ int srv_memory_auto(const char *proc_cgroup, const char *cgroup_root,
 /* mc.c: the memcached handler. */
 extern const struct np_handler srv_mc_handler;
 
-/* http.c: the /metrics handler. */
+/* http.c: the /metrics handler, and the timer that closes connections
+ * whose request head is late (np_loop_post it to the metrics loop). */
 extern const struct np_handler srv_http_handler;
+void srv_http_start_timers(void *srv);
 
 /* stats.c: the named statistics of a group ("" general, "settings",
  * "items", "slabs", "conns"), passed one by one to emit. Returns -ENOENT
