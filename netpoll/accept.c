@@ -9,11 +9,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* SOCK_NONBLOCK and SOCK_CLOEXEC come with accept4 (Linux, FreeBSD 10+);
+ * where they are missing (macOS) the flags are set with fcntl. */
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#define NP_HAVE_SOCK_FLAGS 1
+#endif
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MS 100
@@ -147,11 +154,66 @@ void np__conn_accepted(struct np_loop *l, int fd)
 
 /* ---- listeners -------------------------------------------------------- */
 
+#ifndef NP_HAVE_SOCK_FLAGS
+/* O_NONBLOCK and FD_CLOEXEC on fd: 0 or a negative errno. Not atomic with
+ * the descriptor's creation: a fork+exec on another thread in between can
+ * inherit it (what SOCK_CLOEXEC exists to prevent). */
+static int fd_nonblock_cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+#endif
+
+int np__tcp_socket(void)
+{
+#ifdef NP_HAVE_SOCK_FLAGS
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+#else
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -errno;
+	int r = fd_nonblock_cloexec(fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+#endif
+}
+
+/* One accepted connection, non-blocking and close-on-exec; -1 with errno
+ * as accept's. Counts its system calls. */
+static int accept_nb(struct np_loop *l, int lfd)
+{
+#ifdef NP_HAVE_SOCK_FLAGS
+	np__ctr(&l->st.syscalls, 1);
+	return accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+	np__ctr(&l->st.syscalls, 1);
+	int fd = accept(lfd, NULL, NULL);
+	if (fd < 0)
+		return -1;
+	np__ctr(&l->st.syscalls, 3);
+	if (fd_nonblock_cloexec(fd) < 0) {
+		/* Not this connection's fault, nor the listener's: drop it and
+		 * go on, as for a connection aborted before accept. */
+		close(fd);
+		errno = ECONNABORTED;
+		return -1;
+	}
+	return fd;
+#endif
+}
+
 void np__listener_ready(struct np_loop *l, int lfd)
 {
 	for (int n = 0; n < ACCEPT_BATCH && !l->accept_paused && !l->stopping; n++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		np__ctr(&l->st.syscalls, 1);
+		int fd = accept_nb(l, lfd);
 		if (fd >= 0) {
 			np__conn_accepted(l, fd);
 			continue;
@@ -171,9 +233,9 @@ static int make_listener(const char *host, uint16_t port, int *out_fd)
 	a.sin_port = htons(port);
 	if (inet_pton(AF_INET, host && *host ? host : "127.0.0.1", &a.sin_addr) != 1)
 		return -EINVAL;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = np__tcp_socket();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));

@@ -30,7 +30,10 @@ static const struct backend_row rows[] = {
 #else
 	{NP_BACKEND_URING, "io_uring", "uring", 1, NULL, NULL},
 #endif
-#ifdef NP_HAVE_KQUEUE
+#if defined(NP_HAVE_KQUEUE) && defined(GEECACHE_HAVE_LIBKQUEUE)
+	/* Linux: libkqueue's emulation, over epoll. Only when asked for. */
+	{NP_BACKEND_KQUEUE, "kqueue", NULL, 0, &np__kqueue_ops, built_in},
+#elif defined(NP_HAVE_KQUEUE)
 	{NP_BACKEND_KQUEUE, "kqueue", NULL, 2, &np__kqueue_ops, built_in},
 #else
 	{NP_BACKEND_KQUEUE, "kqueue", NULL, 2, NULL, NULL},

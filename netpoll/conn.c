@@ -357,9 +357,9 @@ int np_connect(struct np_loop *l, const char *host, uint16_t port, void *udata)
 		return -EINVAL;
 	if (atomic_load(&l->g->nconns) >= l->g->o.max_conns)
 		return -EMFILE;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = np__tcp_socket();
 	if (fd < 0)
-		return -errno;
+		return fd;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {

@@ -140,6 +140,7 @@ static int loop_init(struct np_group *g, struct np_loop *l, int index,
 	l->index = index;
 	l->ops = ops;
 	l->backend = b;
+	l->wake_fd = -1;
 	clock_update(l);
 	int r = np__slots_init(l);
 	if (r == 0)
@@ -254,7 +255,8 @@ void np_group_stop(struct np_group *g, uint32_t drain_ms)
 	atomic_store_explicit(&g->drain_ms, drain_ms, memory_order_relaxed);
 	for (int i = 0; i < g->nloops; i++) {
 		atomic_store(&g->loops[i].stop_req, 1);
-		np__wake(&g->loops[i]);
+		if (g->loops[i].ops) /* a create that failed leaves some bare */
+			np__wake(&g->loops[i]);
 	}
 	for (int i = 0; i < g->nloops; i++) {
 		if (g->loops[i].thread_started) {

@@ -8,7 +8,9 @@
  *              listeners (SO_REUSEPORT: one listening socket per loop, so
  *              the kernel spreads connections), the shared limits.
  *   np_loop    one thread's event loop: a backend (epoll; io_uring where
- *              built and allowed), connections, timers, posts.
+ *              built and allowed; kqueue on FreeBSD/macOS, or on Linux
+ *              through libkqueue when asked for), connections, timers,
+ *              posts.
  *   np_conn    one TCP connection, owned by one loop for life. Its input
  *              chain (what the peer sent, not yet consumed) and output
  *              chain (what the handler queued) are bp_chains of the group's
@@ -67,7 +69,9 @@ struct np_conn;
 struct np_timer;
 
 enum np_backend {
-	NP_BACKEND_AUTO = 0, /* io_uring when built and allowed, else epoll */
+	NP_BACKEND_AUTO = 0, /* io_uring when built and allowed, else kqueue
+	                      * (FreeBSD, macOS), else epoll; never Linux's
+	                      * libkqueue emulation */
 	NP_BACKEND_EPOLL,
 	NP_BACKEND_URING,
 	NP_BACKEND_KQUEUE,
@@ -201,7 +205,8 @@ enum np_backend np_loop_backend(const struct np_loop *l);
  * the loop's thread has made its ring. The environment variable
  * GEECACHE_URING_SETUP=coop|plain starts the tries further down, so that
  * the fallbacks can be run (and tested) on a kernel that has them all
- * (defer: the default order; anything else is ignored with a warning). */
+ * (defer: the default order; anything else is ignored with a warning).
+ * kqueue on Linux: "libkqueue" (the emulation), once the loop runs. */
 const char *np_loop_backend_mode(const struct np_loop *l);
 int np_loop_index(const struct np_loop *l);
 struct np_group *np_loop_group(const struct np_loop *l);
@@ -260,15 +265,41 @@ void np_conn_unref(struct np_conn *c);
 
 /* ---- worker pool ------------------------------------------------------
  *
- * Fixed worker threads and a bounded queue, for work that must not run on
- * a loop (a slow loader, a blocking call). A submitted task runs fn(arg)
- * on a worker; when done_loop is given, done(done_arg) is then posted to
- * that loop (np_loop_post), so completion is handled on the loop thread.
- * When the queue is full the caller's policy decides: run fn in the
- * caller right now (the seed's non-blocking submit; done is still posted)
- * or refuse with -EAGAIN (nothing runs, nothing is posted).
- * np_workers_destroy drains: queued tasks run before the threads exit.
- * Thread-safe: any thread may submit.
+ * Worker threads and bounded queues, for work that must not run on a loop
+ * (a slow loader, a blocking call). A submitted task runs fn(arg) once on a
+ * worker, or not at all (refused, expired). Thread-safe: any thread may
+ * submit. np_workers_destroy drains: queued tasks run (or expire) before
+ * the threads exit. docs/netpoll.md "The worker pool" has the figures.
+ *
+ * Lanes. Each task is queued in one of NP_LANES lanes, each a FIFO of
+ * queue_cap slots (so a flood in one lane never fills another). A worker
+ * takes the oldest task of the highest non-empty lane, except that a lower
+ * lane that has been passed over lane_share times while non-empty is served
+ * next: a task at the head of the low lane waits at most lane_share + 1
+ * dequeues, the normal lane's at most lane_share + 2, whatever the flood.
+ *
+ * Deadlines. A task not started by its deadline (pool clock, see
+ * np_workers_now) is not run: it is counted expired and its done gets
+ * -ETIMEDOUT. A deadline is checked when a worker takes the task, or when
+ * the submitter would run it inline.
+ *
+ * Queue full. The policy decides: run fn in the caller right now (the
+ * seed's non-blocking submit) or refuse with -EAGAIN (nothing runs, no done
+ * is called or posted).
+ *
+ * Threads. nthreads start and stay at least; with max_threads above it
+ * the pool grows by one thread when the oldest queued task has waited
+ * grow_wait_ns and no worker is idle (checked at each submit and each
+ * dequeue, so a pool whose workers are all stuck grows on the next submit),
+ * and a worker idle for idle_ns exits while more than nthreads remain.
+ *
+ * Completions. np_workers_submit posts done(done_arg) to done_loop
+ * (np_loop_post), also when fn ran inline, so a loop never sees done
+ * re-enter the code that called submit. np_workers_submit_opts instead
+ * calls done(done_arg, status) directly on the thread that ends the task:
+ * a worker, or the submitter before submit returns when the task ran (or
+ * expired) inline; to finish on a loop, done posts there itself. status
+ * is 0 after fn ran, -ETIMEDOUT when it expired.
  *
  * Lifetime: a pool whose tasks name a done_loop must be destroyed before
  * that loop's group (stopping the group first is fine: completions posted
@@ -281,36 +312,111 @@ enum np_submit_policy {
 	NP_SUBMIT_REFUSE,         /* queue full: -EAGAIN */
 };
 
-struct np_workers_opts {
-	int nthreads;       /* 0: number of CPUs */
-	uint32_t queue_cap; /* 0: 1024 */
+/* Lanes by name; priority is HIGH > NORMAL > LOW (NORMAL is 0 so that a
+ * zeroed np_task_opts means the normal lane). */
+enum np_lane {
+	NP_LANE_NORMAL = 0,
+	NP_LANE_HIGH,
+	NP_LANE_LOW,
+	NP_LANES
 };
 
-/* NULL with errno on failure. Start-up: allocates and starts threads. */
+struct np_workers_opts {
+	int nthreads;           /* threads at start and the floor; 0: CPUs */
+	uint32_t queue_cap;     /* slots per lane; 0: 1024 */
+	int max_threads;        /* ceiling; 0 or <= nthreads: fixed pool */
+	uint32_t lane_share;    /* see Lanes above; 0: 8 */
+	uint64_t grow_wait_ns;  /* queue wait that adds a thread; 0: 1 ms */
+	uint64_t idle_ns;       /* idle time that retires one; 0: 5 s */
+	/* The pool's clock in ns (monotonic, never backwards), for queue
+	 * waits, deadlines and the two periods above; NULL: CLOCK_MONOTONIC.
+	 * Called with and without the pool's lock held: it must not call
+	 * into the pool. Idle workers re-read it at least every
+	 * clamp(idle_ns, 1 ms, 1 s) of real time. */
+	uint64_t (*clock)(void *clock_arg);
+	void *clock_arg;
+};
+
+/* NULL with errno on failure (EINVAL for nthreads < 0). Start-up:
+ * allocates every slot and the thread table, starts nthreads threads. */
 struct np_workers *np_workers_create(const struct np_workers_opts *o);
 
-/* 0 when queued or run inline; -EAGAIN (refused: full, REFUSE policy);
- * -ESHUTDOWN once destroy has begun (from a task or another thread while
- * destroy runs; after destroy returns the pool is gone); -EINVAL for a NULL
- * fn, or a done_loop without done (or the reverse). */
+/* Normal lane, no deadline. 0 when queued or run inline; -EAGAIN
+ * (refused: full, REFUSE policy); -ESHUTDOWN once destroy has begun (from
+ * a task or another thread while destroy runs; after destroy returns the
+ * pool is gone); -EINVAL for a NULL fn, or a done_loop without done (or
+ * the reverse). */
 int np_workers_submit(struct np_workers *w, void (*fn)(void *arg), void *arg,
                       enum np_submit_policy policy, struct np_loop *done_loop,
                       void (*done)(void *done_arg), void *done_arg);
 
-/* Runs every queued task, joins the threads, frees; sets *w to NULL and
- * accepts NULL. Must not be called from a worker. */
+/* Per-task options; a zeroed struct is the normal lane, run inline when
+ * full, no deadline, no done. */
+struct np_task_opts {
+	enum np_lane lane;
+	enum np_submit_policy policy;
+	uint64_t deadline_ns; /* absolute, on np_workers_now(); 0: none */
+	uint64_t timeout_ns;  /* from submit; 0: none; with both, the earlier */
+	void (*done)(void *done_arg, int status); /* NULL: none */
+	void *done_arg;
+};
+
+/* As np_workers_submit, with o (NULL: zeroed) and done called as above;
+ * -EINVAL also for a lane or policy out of range. A call that fails calls
+ * no done. */
+int np_workers_submit_opts(struct np_workers *w, void (*fn)(void *arg),
+                           void *arg, const struct np_task_opts *o);
+
+/* The pool's clock, for absolute deadlines. Any thread. */
+uint64_t np_workers_now(const struct np_workers *w);
+
+/* Runs (or expires) every queued task, joins the threads, frees; sets *w
+ * to NULL and accepts NULL. Must not be called from a worker. */
 void np_workers_destroy(struct np_workers **w);
 
+/* Per-lane counters: name, help. Gauges are "now"; the rest count since
+ * create. wait is the queue wait of tasks that started on a worker. */
+#define NP_WORKERS_LANE_STATS(X)                                            \
+	X(queued, "tasks waiting now (gauge)")                              \
+	X(running, "tasks running on workers now (gauge)")                  \
+	X(completed, "tasks finished on workers")                           \
+	X(expired, "tasks dropped at their deadline (done got -ETIMEDOUT)") \
+	X(refused, "-EAGAIN returns (queue full, REFUSE)")                  \
+	X(ran_inline, "tasks run in the submitter (queue full, RUN_INLINE)") \
+	X(wait_ns_total, "sum of queue waits (ns)")                         \
+	X(wait_ns_max, "longest queue wait (ns)")
+
+/* Queue-wait histogram: bucket i (i >= 4) holds waits in
+ * [2^(i/4 - 1) * (4 + i%4), ...) ns, 4 buckets per power of two, so a
+ * quantile read from it is within 25% above the true value; the last
+ * bucket also holds everything longer (from 7 * 2^46 ns, 137 hours). */
+#define NP_WORKERS_WAIT_BUCKETS 192
+
+struct np_workers_lane_stats {
+#define NP_WORKERS_LANE_FIELD(name, help) uint64_t name;
+	NP_WORKERS_LANE_STATS(NP_WORKERS_LANE_FIELD)
+#undef NP_WORKERS_LANE_FIELD
+	uint64_t wait_hist[NP_WORKERS_WAIT_BUCKETS];
+};
+
 struct np_workers_stats {
-	uint64_t queued;     /* tasks waiting now (gauge) */
-	uint64_t running;    /* tasks running now (gauge) */
-	uint64_t completed;  /* tasks finished on workers */
-	uint64_t refused;    /* -EAGAIN returns */
-	uint64_t ran_inline; /* tasks run in the submitter (queue full) */
-	uint64_t wait_ns_total, wait_ns_max; /* queue wait of completed tasks */
+	/* Sums over the lanes (wait_ns_max: the largest). */
+	uint64_t queued, running, completed, expired, refused, ran_inline;
+	uint64_t wait_ns_total, wait_ns_max;
+	/* Threads. */
+	uint64_t threads;       /* now (gauge) */
+	uint64_t threads_peak;  /* most at once since create */
+	uint64_t grown, shrunk; /* threads added, retired */
+	uint64_t grow_failed;   /* pthread_create failures (pool kept its size) */
+	struct np_workers_lane_stats lanes[NP_LANES];
 };
 
 void np_workers_get_stats(struct np_workers *w, struct np_workers_stats *out);
+
+/* The upper bound of the bucket holding quantile q (0..1) of the waits
+ * counted in ls->wait_hist; 0 when it is empty. */
+uint64_t np_workers_wait_quantile(const struct np_workers_lane_stats *ls,
+                                  double q);
 
 #ifdef __cplusplus
 }

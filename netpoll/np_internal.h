@@ -143,7 +143,7 @@ struct np_loop {
 	pthread_mutex_t post_lock;
 	struct np_post *post_head, *post_tail;
 	bool post_closed;
-	int wake_fd; /* eventfd */
+	int wake_fd; /* post.c's eventfd, or the backend's (wake_open) */
 	_Atomic int wake_pending;
 	/* stop */
 	_Atomic int stop_req;
@@ -186,6 +186,15 @@ struct np_backend_ops {
 	/* Waits up to timeout_us microseconds (-1: forever) and dispatches
 	 * events. */
 	int (*wait)(struct np_loop *l, int64_t timeout_us);
+	/* The wake-up behind np_loop_post and np_group_stop, for a backend
+	 * that has its own; NULL for both: the backend watches post.c's
+	 * eventfd (Linux). wake_open runs at create time on the creating
+	 * thread, before init, and sets l->wake_fd to a descriptor that
+	 * post.c closes at destroy; from then until destroy, wake may be
+	 * called from any thread (np__wake calls it once per wake_pending
+	 * 0 -> 1), and the backend's wait hands the wake-up to np__wake_done. */
+	int (*wake_open)(struct np_loop *l);
+	void (*wake)(struct np_loop *l);
 };
 
 /* Which backends a build has: each file compiles under its macro, and its
@@ -194,7 +203,11 @@ struct np_backend_ops {
 #ifdef __linux__
 #define NP_HAVE_EPOLL 1
 #endif
-#if defined(__FreeBSD__) || defined(__APPLE__) || defined(GEECACHE_KQUEUE_CHECK)
+/* kqueue: the kernel's on FreeBSD and macOS; on Linux libkqueue's
+ * emulation, when the build finds it (GEECACHE_HAVE_LIBKQUEUE); and the
+ * FreeBSD compile check (tests/kqueue_shim). */
+#if defined(__FreeBSD__) || defined(__APPLE__) || defined(GEECACHE_KQUEUE_CHECK) || \
+	defined(GEECACHE_HAVE_LIBKQUEUE)
 #define NP_HAVE_KQUEUE 1
 #endif
 extern const struct np_backend_ops np__epoll_ops;
@@ -303,7 +316,11 @@ static inline void np__flush_schedule(struct np_loop *l, struct np_conn *c)
 
 /* ---- accept.c --------------------------------------------------------- */
 
-void np__listener_ready(struct np_loop *l, int fd); /* accept4 loop */
+void np__listener_ready(struct np_loop *l, int fd); /* the accept loop */
+/* A TCP socket (AF_INET, SOCK_STREAM), non-blocking and close-on-exec:
+ * socket() with SOCK_NONBLOCK | SOCK_CLOEXEC where the platform has them,
+ * else socket() and fcntl(). The descriptor, or a negative errno. */
+int np__tcp_socket(void);
 void np__conn_accepted(struct np_loop *l, int fd);  /* one accepted fd */
 bool np__accept_error(struct np_loop *l, int err);  /* true: backing off */
 /* The loop's listeners: watched by its backend (0 or the backend's
@@ -314,11 +331,12 @@ void np__listeners_stop(struct np_loop *l);
 /* ---- post.c ----------------------------------------------------------- */
 
 void np__wake_drain(struct np_loop *l);             /* read eventfd, run posts */
-void np__wake_done(struct np_loop *l);              /* eventfd already read */
+void np__wake_done(struct np_loop *l);              /* wake-up consumed: run posts */
 void np__wake(struct np_loop *l);                   /* any thread */
-/* The post lock and wake descriptor: 0 or a negative errno. deinit runs
- * what is still posted, then closes them; close refuses further posts
- * (-ESHUTDOWN) and runs what was posted before (the loop's exit). */
+/* The post lock and wake descriptor (the eventfd, or the backend's
+ * wake_open): 0 or a negative errno. deinit runs what is still posted,
+ * then closes them; close refuses further posts (-ESHUTDOWN) and runs what
+ * was posted before (the loop's exit). */
 int np__posts_init(struct np_loop *l);
 void np__posts_close(struct np_loop *l);
 void np__posts_deinit(struct np_loop *l);
@@ -380,6 +398,11 @@ int np__sock_error(int fd); /* pending SO_ERROR, as a positive errno */
  * tag is dropped), then connects, reads, reports the error or flushes. */
 enum { NP_EV_IN = 1, NP_EV_HUP = 2, NP_EV_OUT = 4 };
 void np__conn_event(struct np_loop *l, uint64_t tag, unsigned ev);
+/* The same for an event that carries the socket's error (kqueue: EV_EOF
+ * with fflags), a positive errno: a connect in progress fails with it. The
+ * socket is not asked (SO_ERROR), as libkqueue has already read, and so
+ * cleared, the error to fill in fflags. */
+void np__conn_event_err(struct np_loop *l, uint64_t tag, unsigned ev, int sock_err);
 
 static inline void np__ctr(uint64_t *c, uint64_t n)
 {

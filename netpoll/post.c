@@ -1,20 +1,28 @@
 /*
- * Cross-thread posts: a mutex-guarded list per loop and an eventfd that
- * wakes the loop's wait. Any thread may post; the loop runs the posts in
- * order on its own thread. Once the loop has stopped, posts are refused
- * (-ESHUTDOWN) and what was posted before runs at its exit.
+ * Cross-thread posts: a mutex-guarded list per loop and a wake-up for the
+ * loop's wait: an eventfd (epoll, io_uring), or what the backend brings
+ * (kqueue: EVFILT_USER on the kqueue itself; np_backend_ops.wake_open).
+ * Any thread may post; the loop runs the posts in order on its own thread.
+ * Once the loop has stopped, posts are refused (-ESHUTDOWN) and what was
+ * posted before runs at its exit.
  */
 #define _GNU_SOURCE
 #include "netpoll/np_internal.h"
 
 #include <errno.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
 
 void np__wake(struct np_loop *l)
 {
 	if (atomic_exchange(&l->wake_pending, 1))
 		return;
+	if (l->ops->wake) {
+		l->ops->wake(l);
+		return;
+	}
 	uint64_t one = 1;
 	ssize_t r = write(l->wake_fd, &one, sizeof(one));
 	(void)r; /* the counter can only overflow after 2^64 wakes */
@@ -77,8 +85,15 @@ void np__wake_drain(struct np_loop *l)
 int np__posts_init(struct np_loop *l)
 {
 	pthread_mutex_init(&l->post_lock, NULL);
+	l->wake_fd = -1;
+	if (l->ops->wake_open)
+		return l->ops->wake_open(l);
+#ifdef __linux__
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	return l->wake_fd < 0 ? -errno : 0;
+#else
+	return -ENOSYS; /* no eventfd: every backend here brings its own */
+#endif
 }
 
 void np__posts_close(struct np_loop *l)

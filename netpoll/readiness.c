@@ -127,14 +127,17 @@ int np__write_ready(struct np_loop *l, struct np_conn *c, struct iovec *iov,
 	return 0;
 }
 
-void np__conn_event(struct np_loop *l, uint64_t tag, unsigned ev)
+/* np__conn_event's body; sock_err > 0 is the socket error the event
+ * carried, 0 has a connect's outcome read from the socket (SO_ERROR).
+ * Inlined into both callers: epoll's copy is the code it always had. */
+static inline void conn_event(struct np_loop *l, uint64_t tag, unsigned ev, int sock_err)
 {
 	struct np_conn *c = np__conn_lookup(l, tag);
 	if (!c)
 		return; /* stale: the slot was closed or reused */
 	np__conn_ref(c);
 	if (c->flags & NP_C_CONNECTING) {
-		int err = np__sock_error(c->fd);
+		int err = sock_err ? sock_err : np__sock_error(c->fd);
 		np__conn_connected(c, -err);
 	} else {
 		if ((ev & (NP_EV_IN | NP_EV_HUP)) && !(c->flags & NP_C_READ_OFF)) {
@@ -147,6 +150,16 @@ void np__conn_event(struct np_loop *l, uint64_t tag, unsigned ev)
 			np__conn_writable(c);
 	}
 	np__conn_unref(c);
+}
+
+void np__conn_event(struct np_loop *l, uint64_t tag, unsigned ev)
+{
+	conn_event(l, tag, ev, 0);
+}
+
+void np__conn_event_err(struct np_loop *l, uint64_t tag, unsigned ev, int sock_err)
+{
+	conn_event(l, tag, ev, sock_err);
 }
 
 int np__sock_error(int fd)

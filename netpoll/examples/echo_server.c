@@ -3,7 +3,7 @@
  * back. The input is moved to the output chain by reference
  * (bp_chain_cut), so the bytes the kernel wrote are the bytes it sends.
  *
- *   echo_server [-p port] [-t loops] [-b epoll|io_uring]
+ *   echo_server [-p port] [-t loops] [-b epoll|io_uring|kqueue]
  *
  * Prints "listening on 127.0.0.1:PORT (BACKEND)" and serves until SIGINT
  * or SIGTERM, then stops gracefully.

@@ -5,7 +5,7 @@
  * needs, so a 1 MiB frame is not re-examined for every piece) and moves
  * each frame to the output by reference.
  *
- *   rpc_echo [-p port] [-t loops] [-b epoll|io_uring]
+ *   rpc_echo [-p port] [-t loops] [-b epoll|io_uring|kqueue]
  */
 #include "netpoll/netpoll.h"
 

@@ -2,10 +2,10 @@
 # Compile check of netpoll for FreeBSD: kqueue.c and every other netpoll
 # file a FreeBSD build uses (all of netpoll/*.c but the Linux-only
 # backends, epoll.c and uring.c), so that a new file is checked without
-# being listed here. The kqueue backend cannot run on the Linux machines
-# GeeCache is built and tested on, so this only proves that the files still
-# compile against np_internal.h and FreeBSD's API (-fsyntax-only: no
-# object, no link, no run). The headers come from clang's resource dir
+# being listed here. On Linux the kqueue backend runs (and is tested)
+# through libkqueue, but the native build for FreeBSD cannot run here, so
+# this proves that its files still compile against np_internal.h and
+# FreeBSD's API (-fsyntax-only: no object, no link, no run). The headers come from clang's resource dir
 # (stddef, stdint, stdbool, stdatomic, limits) and from the shim beside this
 # script; -nostdinc keeps Linux's /usr/include out.
 #

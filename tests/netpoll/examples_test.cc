@@ -101,6 +101,10 @@ TEST_P(Examples, RpcEchoFramesPipelinedAndLarge)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Examples, ::testing::Values("epoll", "io_uring"));
+INSTANTIATE_TEST_SUITE_P(Backends, Examples, ::testing::Values("epoll", "io_uring"
+#ifdef GC_TEST_KQUEUE
+                                                                 , "kqueue"
+#endif
+                                                                 ));
 
 } // namespace

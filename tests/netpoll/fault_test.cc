@@ -310,7 +310,7 @@ std::string backend_name(const ::testing::TestParamInfo<np_backend> &i)
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FaultTest,
-                         ::testing::Values(NP_BACKEND_EPOLL, NP_BACKEND_URING),
+                         ::testing::ValuesIn(nptest::backends()),
                          backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, UringFaultTest, ::testing::Values(NP_BACKEND_URING),
                          backend_name);

@@ -3,6 +3,8 @@
 // io_uring probe).
 #pragma once
 
+#include "netpoll/netpoll.h"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <netinet/in.h>
@@ -10,8 +12,21 @@
 #include <string>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <vector>
 
 namespace nptest {
+
+// The backends every parameterised suite runs over: epoll, io_uring
+// (skipped where the kernel lacks it) and, in builds that have it, kqueue
+// (GC_TEST_KQUEUE, set by tests/netpoll/CMakeLists.txt: libkqueue on Linux).
+inline std::vector<np_backend> backends()
+{
+	return {NP_BACKEND_EPOLL, NP_BACKEND_URING,
+#ifdef GC_TEST_KQUEUE
+	        NP_BACKEND_KQUEUE,
+#endif
+	};
+}
 
 // A connected socket to 127.0.0.1:port (TCP_NODELAY, 10 s receive
 // timeout), or -1.

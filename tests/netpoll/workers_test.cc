@@ -1,10 +1,14 @@
 // The worker pool (netpoll/workers.c): every task runs exactly once, the
 // two queue-full policies, completions posted back to a loop's thread, the
-// drain on destroy, -ESHUTDOWN once destroy has begun, and the counters.
+// drain on destroy, -ESHUTDOWN once destroy has begun, and the counters;
+// then the lanes and their share rule, deadlines, the adaptive thread
+// count and the per-lane stats.
 //
 // Ordering is made with latches (a blocker task holds the only worker while
-// the test fills the queue), never with sleeps; the one sleep below is the
-// delay whose length the wait-time counter must report.
+// the test fills the queue), never with sleeps. Time-driven rules (queue
+// wait, deadlines, growth, idle retirement) run on an injected clock the
+// test advances; the few real sleeps are lower bounds (a delay the counters
+// must report at least, or a wait that must pass a bound), never upper ones.
 #include "netpoll/netpoll.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +18,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -502,6 +507,490 @@ TEST_F(WorkersTest, BadArgumentsAndDefaults)
 
 	np_workers_destroy(nullptr);
 	np_workers_destroy(&w_); // *w == NULL
+}
+
+// ---- lanes, deadlines, adaptive threads, per-lane stats ---------------
+
+// A clock the test moves by hand (the pool's opts.clock).
+struct FakeClock {
+	std::atomic<uint64_t> ns{1000000};
+	static uint64_t read(void *a)
+	{
+		return static_cast<FakeClock *>(a)->ns.load();
+	}
+	void advance(uint64_t d) { ns += d; }
+};
+
+// Tasks that log their name, in the order the (single) worker ran them.
+struct Order {
+	std::mutex m;
+	std::string seq;
+	Count n;
+};
+
+struct Tagged {
+	Order *o;
+	char tag;
+};
+
+void tagged_fn(void *a)
+{
+	auto *t = static_cast<Tagged *>(a);
+	{
+		std::lock_guard<std::mutex> g(t->o->m);
+		t->o->seq += t->tag;
+	}
+	t->o->n.add();
+}
+
+// What a done of np_workers_submit_opts saw.
+struct Status {
+	std::atomic<int> calls{0}, status{1};
+	std::thread::id on;
+	Count n;
+};
+
+void status_done(void *a, int st)
+{
+	auto *s = static_cast<Status *>(a);
+	s->on = std::this_thread::get_id();
+	s->status = st;
+	s->calls++;
+	s->n.add();
+}
+
+class WorkersLaneTest : public WorkersTest {
+protected:
+	void make_opts(np_workers_opts o)
+	{
+		w_ = np_workers_create(&o);
+		ASSERT_NE(w_, nullptr) << errno;
+	}
+
+	int submit(void (*fn)(void *), void *arg, np_lane lane,
+	           np_submit_policy pol = NP_SUBMIT_REFUSE)
+	{
+		np_task_opts t{};
+		t.lane = lane;
+		t.policy = pol;
+		return np_workers_submit_opts(w_, fn, arg, &t);
+	}
+
+	// Submits a blocker in the normal lane and waits until it holds a
+	// worker.
+	void block_one_opts(Blocker *b)
+	{
+		ASSERT_EQ(submit(block_fn, b, NP_LANE_NORMAL), 0);
+		ASSERT_TRUE(b->started.wait());
+	}
+
+	// Polls until pred(stats) or kTimeout; true when it held.
+	template <class P> bool poll(P pred)
+	{
+		auto deadline = std::chrono::steady_clock::now() + kTimeout;
+		while (std::chrono::steady_clock::now() < deadline) {
+			if (pred(stats_of(w_)))
+				return true;
+			std::this_thread::sleep_for(1ms);
+		}
+		return pred(stats_of(w_));
+	}
+
+	FakeClock clk_;
+};
+
+// With a large share, the worker serves high, then normal, then low,
+// whatever order they were queued in; FIFO within a lane.
+TEST_F(WorkersLaneTest, HigherLaneFirstFifoWithin)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.lane_share = 100;
+	make_opts(o);
+	Blocker blk;
+	block_one_opts(&blk);
+	Order ord;
+	Tagged l1{&ord, 'l'}, n1{&ord, 'n'}, h1{&ord, 'h'}, l2{&ord, 'L'},
+		n2{&ord, 'N'}, h2{&ord, 'H'};
+	ASSERT_EQ(submit(tagged_fn, &l1, NP_LANE_LOW), 0);
+	ASSERT_EQ(submit(tagged_fn, &n1, NP_LANE_NORMAL), 0);
+	ASSERT_EQ(submit(tagged_fn, &h1, NP_LANE_HIGH), 0);
+	ASSERT_EQ(submit(tagged_fn, &l2, NP_LANE_LOW), 0);
+	ASSERT_EQ(submit(tagged_fn, &n2, NP_LANE_NORMAL), 0);
+	ASSERT_EQ(submit(tagged_fn, &h2, NP_LANE_HIGH), 0);
+	np_workers_stats s = stats_of(w_);
+	EXPECT_EQ(s.lanes[NP_LANE_HIGH].queued, 2u);
+	EXPECT_EQ(s.lanes[NP_LANE_NORMAL].queued, 2u);
+	EXPECT_EQ(s.lanes[NP_LANE_LOW].queued, 2u);
+	EXPECT_EQ(s.lanes[NP_LANE_NORMAL].running, 1u); // the blocker
+	EXPECT_EQ(s.queued, 6u);
+	blk.release.open();
+	ASSERT_TRUE(ord.n.wait_for(6));
+	EXPECT_EQ(ord.seq, "hHnNlL");
+}
+
+// A flood of high tasks (the high lane kept full by another thread) does
+// not stop the low lane: with share 4, low tasks run at every fifth dequeue
+// exactly, the bound netpoll.h promises (lane_share + 1).
+TEST_F(WorkersLaneTest, LowLaneRunsUnderHighFlood)
+{
+	constexpr int kShare = 4, kLow = 5;
+	constexpr uint32_t kCap = 64;
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.queue_cap = kCap;
+	o.lane_share = kShare;
+	make_opts(o);
+	Blocker blk;
+	block_one_opts(&blk);
+
+	Order ord;
+	Tagged high{&ord, 'h'}, low{&ord, 'l'};
+	std::atomic<bool> stop{false};
+	std::atomic<int> flooded{0};
+	std::thread flood([&] {
+		while (!stop) {
+			if (submit(tagged_fn, &high, NP_LANE_HIGH) == 0)
+				flooded++;
+			else
+				std::this_thread::yield(); // full: -EAGAIN
+		}
+	});
+	// Full (the flood has been refused), and it stays full: the worker is
+	// held.
+	ASSERT_TRUE(poll([&](const np_workers_stats &s) {
+		return s.lanes[NP_LANE_HIGH].refused > 0;
+	}));
+	ASSERT_EQ(stats_of(w_).lanes[NP_LANE_HIGH].queued, kCap);
+	for (int i = 0; i < kLow; i++)
+		ASSERT_EQ(submit(tagged_fn, &low, NP_LANE_LOW), 0);
+	blk.release.open();
+
+	// The last low runs within kLow * (kShare + 1) dequeues.
+	ASSERT_TRUE(ord.n.wait_for(kLow * (kShare + 1)));
+	stop = true;
+	flood.join();
+	std::string seq;
+	{
+		std::lock_guard<std::mutex> g(ord.m);
+		seq = ord.seq.substr(0, kLow * (kShare + 1));
+	}
+	// The high lane never empties in that window (it held kCap), so the
+	// order is exact: four highs, one low, ...
+	EXPECT_EQ(seq, "hhhhlhhhhlhhhhlhhhhlhhhhl");
+	EXPECT_GE(flooded.load(), int(kCap));
+	// Counted once fn has returned, a moment after it logged.
+	EXPECT_TRUE(poll([](const np_workers_stats &st) {
+		return st.lanes[NP_LANE_LOW].completed == uint64_t(kLow);
+	}));
+	np_workers_destroy(&w_); // the rest of the flood runs while ord lives
+}
+
+// All three lanes backlogged, share 2: the normal lane is served too, at
+// most lane_share + 2 dequeues apart (a low may come first when both are
+// due), and the low lane at most lane_share + 1 apart.
+TEST_F(WorkersLaneTest, NormalLaneServedBetweenHighAndLow)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.lane_share = 2;
+	make_opts(o);
+	Blocker blk;
+	block_one_opts(&blk);
+	Order ord;
+	Tagged h{&ord, 'h'}, n{&ord, 'n'}, l{&ord, 'l'};
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ(submit(tagged_fn, &h, NP_LANE_HIGH), 0);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(submit(tagged_fn, &n, NP_LANE_NORMAL), 0);
+		ASSERT_EQ(submit(tagged_fn, &l, NP_LANE_LOW), 0);
+	}
+	blk.release.open();
+	ASSERT_TRUE(ord.n.wait_for(12));
+	EXPECT_EQ(ord.seq, "hhlnhlhnhhhh");
+}
+
+// A task still queued at its deadline is not run; its done gets
+// -ETIMEDOUT on the worker and it is counted expired. A task whose deadline
+// has not passed runs (done gets 0). Relative and absolute deadlines alike.
+TEST_F(WorkersLaneTest, DeadlinePassedInQueueExpires)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.clock = FakeClock::read;
+	o.clock_arg = &clk_;
+	make_opts(o);
+	EXPECT_EQ(np_workers_now(w_), clk_.ns.load());
+	Blocker blk;
+	block_one_opts(&blk);
+
+	Rec late_rel, late_abs, in_time;
+	Status st_rel, st_abs, st_ok;
+	np_task_opts t{};
+	t.policy = NP_SUBMIT_REFUSE;
+	t.lane = NP_LANE_HIGH;
+	t.timeout_ns = 1000;
+	t.done = status_done;
+	t.done_arg = &st_rel;
+	ASSERT_EQ(np_workers_submit_opts(w_, rec_fn, &late_rel, &t), 0);
+	t.timeout_ns = 0;
+	t.deadline_ns = np_workers_now(w_) + 1500;
+	t.done_arg = &st_abs;
+	ASSERT_EQ(np_workers_submit_opts(w_, rec_fn, &late_abs, &t), 0);
+	t.lane = NP_LANE_LOW;
+	t.deadline_ns = np_workers_now(w_) + 1000000;
+	t.timeout_ns = 5000000; // the earlier of the two counts
+	t.done_arg = &st_ok;
+	ASSERT_EQ(np_workers_submit_opts(w_, rec_fn, &in_time, &t), 0);
+
+	clk_.advance(2000); // past the first two, not the third
+	blk.release.open();
+	ASSERT_TRUE(st_rel.n.wait_for(1));
+	ASSERT_TRUE(st_abs.n.wait_for(1));
+	ASSERT_TRUE(st_ok.n.wait_for(1));
+	EXPECT_EQ(st_rel.status.load(), -ETIMEDOUT);
+	EXPECT_EQ(st_abs.status.load(), -ETIMEDOUT);
+	EXPECT_EQ(st_ok.status.load(), 0);
+	EXPECT_EQ(late_rel.runs.load(), 0);
+	EXPECT_EQ(late_abs.runs.load(), 0);
+	EXPECT_EQ(in_time.runs.load(), 1);
+	EXPECT_NE(st_rel.on, std::this_thread::get_id()); // on the worker
+	EXPECT_EQ(st_ok.on, in_time.ran_on);
+
+	np_workers_stats s = stats_of(w_);
+	EXPECT_EQ(s.lanes[NP_LANE_HIGH].expired, 2u);
+	EXPECT_EQ(s.lanes[NP_LANE_HIGH].completed, 0u);
+	EXPECT_EQ(s.lanes[NP_LANE_LOW].expired, 0u);
+	EXPECT_EQ(s.lanes[NP_LANE_LOW].completed, 1u);
+	EXPECT_EQ(s.expired, 2u);
+	EXPECT_EQ(s.completed, 2u); // with the blocker
+	EXPECT_EQ(st_rel.calls.load() + st_abs.calls.load() + st_ok.calls.load(),
+	          3);
+}
+
+// Queue full with RUN_INLINE: a task past its deadline expires in the
+// submitter (done gets -ETIMEDOUT before submit returns, fn never runs); one
+// in time runs inline and its done gets 0, both on the submitting thread.
+TEST_F(WorkersLaneTest, RunInlineKeptAndChecksDeadline)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.queue_cap = 1;
+	o.clock = FakeClock::read;
+	o.clock_arg = &clk_;
+	make_opts(o);
+	Blocker blk;
+	block_one_opts(&blk);
+	Rec queued;
+	ASSERT_EQ(submit(rec_fn, &queued, NP_LANE_NORMAL), 0);
+
+	Rec past, ok;
+	Status st_past, st_ok;
+	np_task_opts t{};
+	t.policy = NP_SUBMIT_RUN_INLINE;
+	t.deadline_ns = clk_.ns.load() - 1;
+	t.done = status_done;
+	t.done_arg = &st_past;
+	ASSERT_EQ(np_workers_submit_opts(w_, rec_fn, &past, &t), 0);
+	EXPECT_EQ(st_past.calls.load(), 1);
+	EXPECT_EQ(st_past.status.load(), -ETIMEDOUT);
+	EXPECT_EQ(st_past.on, std::this_thread::get_id());
+	EXPECT_EQ(past.runs.load(), 0);
+
+	t.deadline_ns = 0;
+	t.done_arg = &st_ok;
+	ASSERT_EQ(np_workers_submit_opts(w_, rec_fn, &ok, &t), 0);
+	EXPECT_EQ(st_ok.calls.load(), 1);
+	EXPECT_EQ(st_ok.status.load(), 0);
+	EXPECT_EQ(ok.runs.load(), 1);
+	EXPECT_EQ(ok.ran_on, std::this_thread::get_id());
+
+	// The other lanes have room of their own: not run inline.
+	Rec high;
+	ASSERT_EQ(submit(rec_fn, &high, NP_LANE_HIGH, NP_SUBMIT_RUN_INLINE), 0);
+	EXPECT_EQ(high.runs.load(), 0);
+
+	np_workers_stats s = stats_of(w_);
+	EXPECT_EQ(s.lanes[NP_LANE_NORMAL].ran_inline, 1u);
+	EXPECT_EQ(s.lanes[NP_LANE_NORMAL].expired, 1u);
+	EXPECT_EQ(s.lanes[NP_LANE_HIGH].queued, 1u);
+	EXPECT_EQ(s.ran_inline, 1u);
+	blk.release.open();
+	np_workers_destroy(&w_);
+	EXPECT_EQ(queued.runs.load(), 1);
+	EXPECT_EQ(high.runs.load(), 1);
+}
+
+// Grow and shrink on the injected clock: a queued task that has waited
+// grow_wait_ns while no worker is idle adds a thread (up to max_threads);
+// workers idle for idle_ns retire down to nthreads and no further.
+TEST_F(WorkersLaneTest, AdaptsThreadCountOnInjectedClock)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.max_threads = 3;
+	o.grow_wait_ns = 1000;
+	o.idle_ns = 1000000;
+	o.clock = FakeClock::read;
+	o.clock_arg = &clk_;
+	make_opts(o);
+	EXPECT_EQ(stats_of(w_).threads, 1u);
+
+	Blocker a, b, c;
+	block_one_opts(&a);
+	ASSERT_EQ(submit(block_fn, &b, NP_LANE_NORMAL), 0);
+	EXPECT_EQ(stats_of(w_).threads, 1u); // b has not waited yet
+	clk_.advance(5000);
+	ASSERT_EQ(submit(block_fn, &c, NP_LANE_NORMAL), 0); // b waited 5000
+	EXPECT_EQ(stats_of(w_).threads, 2u);
+	ASSERT_TRUE(b.started.wait());
+
+	std::atomic<int> ran{0};
+	clk_.advance(5000);
+	ASSERT_EQ(submit(count_fn, &ran, NP_LANE_NORMAL), 0); // c waited 5000
+	EXPECT_EQ(stats_of(w_).threads, 3u);
+	ASSERT_TRUE(c.started.wait());
+	clk_.advance(5000);
+	ASSERT_EQ(submit(count_fn, &ran, NP_LANE_NORMAL), 0);
+	np_workers_stats s = stats_of(w_);
+	EXPECT_EQ(s.threads, 3u); // the ceiling
+	EXPECT_EQ(s.grown, 2u);
+	EXPECT_EQ(s.threads_peak, 3u);
+
+	a.release.open();
+	b.release.open();
+	c.release.open();
+	ASSERT_TRUE(poll([](const np_workers_stats &st) {
+		return st.completed == 5 && st.queued == 0 && st.running == 0;
+	}));
+	EXPECT_EQ(ran.load(), 2);
+	// The clock stands still: nobody has been idle for idle_ns.
+	std::this_thread::sleep_for(5ms);
+	EXPECT_EQ(stats_of(w_).threads, 3u);
+	EXPECT_EQ(stats_of(w_).shrunk, 0u);
+
+	clk_.advance(2000000);
+	ASSERT_TRUE(poll([](const np_workers_stats &st) {
+		return st.threads == 1;
+	}));
+	clk_.advance(2000000);
+	std::this_thread::sleep_for(5ms); // a few idle polls: still the floor
+	s = stats_of(w_);
+	EXPECT_EQ(s.threads, 1u);
+	EXPECT_EQ(s.shrunk, 2u);
+	EXPECT_EQ(s.grown, 2u);
+
+	// Retired slots are reused: the pool grows again, and still works.
+	Blocker d, e;
+	block_one_opts(&d);
+	ASSERT_EQ(submit(block_fn, &e, NP_LANE_NORMAL), 0);
+	clk_.advance(5000);
+	ASSERT_EQ(submit(count_fn, &ran, NP_LANE_NORMAL), 0);
+	ASSERT_TRUE(e.started.wait());
+	EXPECT_EQ(stats_of(w_).threads, 2u);
+	d.release.open();
+	e.release.open();
+	np_workers_destroy(&w_);
+	EXPECT_EQ(ran.load(), 3);
+}
+
+// The same rules on the real clock with short periods: with every worker
+// held, a task left waiting well past grow_wait_ns adds a thread at the next
+// submit (or dequeue); once idle, the pool returns to its floor. Only lower
+// bounds on time are relied on.
+TEST_F(WorkersLaneTest, AdaptsThreadCountOnRealClock)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.max_threads = 4;
+	o.grow_wait_ns = 1000000; // 1 ms
+	o.idle_ns = 20000000;     // 20 ms
+	make_opts(o);
+	Blocker blk[3];
+	block_one_opts(&blk[0]);
+	std::atomic<int> ran{0};
+	for (int i = 1; i < 3; i++) {
+		ASSERT_EQ(submit(block_fn, &blk[i], NP_LANE_NORMAL), 0);
+		std::this_thread::sleep_for(3ms); // > grow_wait_ns
+		ASSERT_EQ(submit(count_fn, &ran, NP_LANE_NORMAL), 0);
+		ASSERT_TRUE(blk[i].started.wait());
+	}
+	ASSERT_TRUE(poll([&](const np_workers_stats &) {
+		return ran.load() == 2;
+	}));
+	np_workers_stats s = stats_of(w_);
+	EXPECT_GE(s.threads, 3u);
+	EXPECT_LE(s.threads, 4u);
+	EXPECT_EQ(s.grown + 1, s.threads);
+	for (auto &b : blk)
+		b.release.open();
+	ASSERT_TRUE(poll([](const np_workers_stats &st) {
+		return st.threads == 1;
+	}));
+	s = stats_of(w_);
+	EXPECT_EQ(s.shrunk, s.grown);
+	EXPECT_EQ(s.grow_failed, 0u);
+}
+
+// Queue waits go to the task's lane: 100 high tasks that each waited
+// exactly 1000 ns (injected clock) give max 1000, total 100000, and a p99
+// read from the histogram within 25% above; the blocker's wait is normal's.
+TEST_F(WorkersLaneTest, PerLaneWaitStatsAndQuantile)
+{
+	np_workers_opts o{};
+	o.nthreads = 1;
+	o.clock = FakeClock::read;
+	o.clock_arg = &clk_;
+	make_opts(o);
+	Blocker blk;
+	block_one_opts(&blk);
+	std::atomic<int> ran{0};
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(submit(count_fn, &ran, NP_LANE_HIGH), 0);
+	clk_.advance(1000);
+	blk.release.open();
+	ASSERT_TRUE(poll([](const np_workers_stats &st) {
+		return st.completed == 101 && st.running == 0;
+	}));
+	np_workers_stats s = stats_of(w_);
+	const np_workers_lane_stats &h = s.lanes[NP_LANE_HIGH];
+	EXPECT_EQ(h.completed, 100u);
+	EXPECT_EQ(h.wait_ns_max, 1000u);
+	EXPECT_EQ(h.wait_ns_total, 100000u);
+	uint64_t p99 = np_workers_wait_quantile(&h, 0.99);
+	EXPECT_GE(p99, 1000u);
+	EXPECT_LE(p99, 1250u);
+	EXPECT_EQ(s.lanes[NP_LANE_NORMAL].completed, 1u);
+	EXPECT_EQ(s.lanes[NP_LANE_NORMAL].wait_ns_max, 0u);
+	EXPECT_EQ(np_workers_wait_quantile(&s.lanes[NP_LANE_LOW], 0.99), 0u);
+	EXPECT_EQ(s.completed, 101u);
+	EXPECT_EQ(s.wait_ns_max, 1000u);
+
+	// The histogram on its own: 99 short waits and one long one.
+	np_workers_lane_stats ls{};
+	ls.wait_hist[4] = 99; // [4, 5) ns
+	ls.wait_hist[40] = 1; // [2^9 * 4, 2^9 * 5) = [2048, 2560) ns
+	ls.wait_ns_max = 2100;
+	EXPECT_EQ(np_workers_wait_quantile(&ls, 0.5), 4u);
+	EXPECT_EQ(np_workers_wait_quantile(&ls, 0.99), 4u);
+	EXPECT_EQ(np_workers_wait_quantile(&ls, 1.0), 2100u); // capped at max
+}
+
+TEST_F(WorkersLaneTest, SubmitOptsBadArguments)
+{
+	make(1, 4);
+	Rec r;
+	np_task_opts t{};
+	EXPECT_EQ(np_workers_submit_opts(w_, nullptr, &r, &t), -EINVAL);
+	t.lane = static_cast<np_lane>(NP_LANES);
+	EXPECT_EQ(np_workers_submit_opts(w_, rec_fn, &r, &t), -EINVAL);
+	t.lane = NP_LANE_LOW;
+	t.policy = static_cast<np_submit_policy>(7);
+	EXPECT_EQ(np_workers_submit_opts(w_, rec_fn, &r, &t), -EINVAL);
+	// NULL options: normal lane, no deadline, no done.
+	EXPECT_EQ(np_workers_submit_opts(w_, rec_fn, &r, nullptr), 0);
+	np_workers_destroy(&w_);
+	EXPECT_EQ(r.runs.load(), 1);
 }
 
 } // namespace

@@ -162,6 +162,11 @@ class Server:
         if not m:
             raise AssertionError("unexpected start line: %r" % self.banner)
         self.port = int(m.group(1))
+        # A run meant for one backend (GEECACHE_BACKEND, which netpoll
+        # obeys over --backend) must not pass on another.
+        want = (self.env or os.environ).get("GEECACHE_BACKEND")
+        if want and not self.banner.split("(", 1)[1].startswith(want + ","):
+            raise AssertionError("GEECACHE_BACKEND=%s, but: %r" % (want, self.banner))
         if mport:
             m = re.search(r", metrics on http://127\.0\.0\.1:(\d+)/metrics$", self.banner)
             if not m or int(m.group(1)) != mport:

@@ -34,6 +34,9 @@ _Static_assert(sizeof(struct kevent) == 64, "FreeBSD 12+ struct kevent on LP64")
 #define EV_ERROR 0x4000   /* returned: data holds the errno */
 #define EV_EOF 0x8000     /* returned */
 
+/* EVFILT_USER's fflags */
+#define NOTE_TRIGGER 0x01000000
+
 #define EV_SET(kevp, a, b, c, d, e, f)                                       \
 	do {                                                                  \
 		*(kevp) = (struct kevent){.ident = (a), .filter = (b),        \

@@ -37,6 +37,7 @@ struct msghdr {
 #define SO_NOSIGPIPE 0x0800
 #define SO_ERROR 0x1007
 
+#define MSG_DONTWAIT 0x00000080
 #define MSG_NOSIGNAL 0x00020000
 
 int socket(int domain, int type, int protocol);
