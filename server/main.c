@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #define DRAIN_MS 5000
-#define EXPIRE_EVERY_MS 1000
 
 static int fit_fd_limit(long want)
 {
@@ -45,23 +44,11 @@ static int fit_fd_limit(long want)
 	return setrlimit(RLIMIT_NOFILE, &rl) == 0 ? 0 : -errno;
 }
 
-static void expire_tick(void *arg)
-{
-	struct srv *s = arg;
-	cache_expire(s->cache);
-}
-
-static void start_timers(void *arg)
-{
-	struct srv *s = arg;
-	np_timer_add(np_group_loop(s->group, 0), EXPIRE_EVERY_MS, EXPIRE_EVERY_MS,
-	             expire_tick, s);
-}
-
 static void srv_free(struct srv *s)
 {
 	np_group_destroy(&s->metrics);
 	np_group_destroy(&s->group);
+	np_workers_destroy(&s->workers); /* after the loops: no more ticks */
 	srv_auth_destroy(&s->auth);
 	bp_objpool_destroy(&s->parser_pool);
 	cache_destroy(&s->cache);
@@ -304,7 +291,8 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((r = store_start(s)) || (r = net_start(s)) || (r = metrics_start(s)) ||
+	if ((r = store_start(s)) || (r = srv_sweep_start(s)) || (r = net_start(s)) ||
+	    (r = metrics_start(s)) ||
 	    (r = drop_privileges(s)) || (r = auth_start(s))) {
 		srv_free(s);
 		return r;
@@ -314,7 +302,7 @@ int main(int argc, char **argv)
 		srv_free(s);
 		return 1;
 	}
-	np_loop_post(np_group_loop(s->group, 0), start_timers, s);
+	np_loop_post(np_group_loop(s->group, 0), srv_sweep_timer, s);
 	if (s->metrics)
 		np_loop_post(np_group_loop(s->metrics, 0), srv_http_start_timers, s);
 	announce(s);

@@ -2,6 +2,7 @@
 #include "server/options.h"
 
 #include "cache/cache.h"
+#include "netpoll/netpoll.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,9 +37,12 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	switch (d->type) {
 	case SRV_STR:
 		return *v ? 0 : -EINVAL;
-	case SRV_BACKEND:
-		return strcmp(v, "auto") == 0 || strcmp(v, "epoll") == 0 ||
-		       strcmp(v, "io_uring") == 0 ? 0 : -EINVAL;
+	case SRV_BACKEND: {
+		/* netpoll's table names them (a backend this build lacks is
+		 * refused when the loops start, with the reason) */
+		enum np_backend be;
+		return np_backend_parse(v, &be) == 0 ? 0 : -EINVAL;
+	}
 	case SRV_ACCEPT:
 		return strcmp(v, "handoff") == 0 || strcmp(v, "reuseport") == 0 ? 0 : -EINVAL;
 	case SRV_FLAG:

@@ -36,7 +36,8 @@
 	  "value_copy_below", "GET values shorter than this are copied into "   \
 	  "the reply, longer ones sent from the store (0: none copied)")       \
 	X(backend, 0, "backend", BACKEND, "auto", 0, 0, "backend",              \
-	  "event backend: auto, epoll or io_uring")                             \
+	  "event backend: auto, epoll, io_uring or kqueue (kqueue: FreeBSD, "  \
+	  "macOS, or Linux built with libkqueue)")                             \
 	X(accept, 0, "accept", ACCEPT, "reuseport", 0, 0, "accept_mode",        \
 	  "how connections reach loops: reuseport (the kernel's hash) or "     \
 	  "handoff (one acceptor, to the loop with fewest)")                   \

@@ -127,6 +127,8 @@ struct srv {
 	int port, metrics_port;       /* bound */
 	time_t started;
 	_Atomic int verbosity;
+	struct np_workers *workers;   /* slow paths off the loops (sweep.c) */
+	_Atomic int sweep_pending;    /* a sweep queued or running */
 	struct srv_memauto mem;       /* -m auto's choice (source NULL: -m N) */
 	struct srv_detail detail;
 	struct srv_stats_base base;
@@ -156,6 +158,12 @@ struct srv {
  * limit. source says where the limit came from. Returns 0. */
 int srv_memory_auto(const char *proc_cgroup, const char *cgroup_root,
                     struct srv_memauto *out);
+
+/* sweep.c: the store's sweep on the worker pool. srv_sweep_start makes
+ * the pool (0, or main's exit status); srv_sweep_timer, run on loop 0,
+ * starts the periodic tick. */
+int srv_sweep_start(struct srv *s);
+void srv_sweep_timer(void *arg);
 
 /* mc.c: the memcached handler. */
 extern const struct np_handler srv_mc_handler;

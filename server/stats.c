@@ -272,6 +272,14 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("values_copied_small", t.sv.get_small);
 	EMIT("values_copied_backlog", t.sv.get_copies);
 	EMIT("store_bytes_total", t.c.bytes_held);
+	/* the worker pool (the store's sweep: sweep.c) */
+	struct np_workers_stats ws;
+	np_workers_get_stats(s->workers, &ws);
+	EMIT("workers_threads", ws.threads);
+	EMIT("workers_completed", ws.completed);
+	EMIT("workers_expired", ws.expired);
+	EMIT("workers_refused", ws.refused);
+	EMIT("workers_wait_max_us", ws.wait_ns_max / 1000);
 	return 0;
 }
 
@@ -448,6 +456,48 @@ static int pool_metrics(struct bp_chain *out, const struct bp_stats *net,
 	return 0;
 }
 
+/* The worker pool: threads, and per lane what np_workers counts. */
+static int workers_metrics(struct srv *s, struct bp_chain *out)
+{
+	static const char *const lane[NP_LANES] = {
+		[NP_LANE_HIGH] = "high", [NP_LANE_NORMAL] = "normal", [NP_LANE_LOW] = "low",
+	};
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fam[] = {
+#define W_FAM(n, h) {#n, h, offsetof(struct np_workers_lane_stats, n)},
+		NP_WORKERS_LANE_STATS(W_FAM)
+#undef W_FAM
+	};
+	struct np_workers_stats ws;
+	np_workers_get_stats(s->workers, &ws);
+	int r = metric(out, "workers_", "threads", 1, "worker threads now", "", ws.threads);
+	for (size_t i = 0; !r && i < sizeof(fam) / sizeof(fam[0]); i++) {
+		/* queued and running are gauges; waits go out in seconds, the
+		 * base unit (promtool), the longest as a gauge */
+		const char *name = fam[i].name, *help = fam[i].help;
+		bool ns = strncmp(name, "wait_ns_", 8) == 0;
+		bool gauge = strcmp(name, "queued") == 0 || strcmp(name, "running") == 0 ||
+		             strcmp(name, "wait_ns_max") == 0;
+		if (ns) {
+			name = gauge ? "wait_max_seconds" : "wait_seconds";
+			help = gauge ? "longest queue wait" : "sum of queue waits";
+		}
+		const char *suffix = gauge ? "" : "_total";
+		r = put(out, "# HELP geecache_workers_%s%s %s\n# TYPE geecache_workers_%s%s %s\n",
+		        name, suffix, help, name, suffix, gauge ? "gauge" : "counter");
+		for (int l = 0; !r && l < NP_LANES; l++) {
+			uint64_t v = *(const uint64_t *)((const char *)&ws.lanes[l] + fam[i].off);
+			r = ns ? put(out, "geecache_workers_%s%s{lane=\"%s\"} %.9f\n", name,
+			             suffix, lane[l], (double)v / 1e9)
+			       : put(out, "geecache_workers_%s%s{lane=\"%s\"} %" PRIu64 "\n",
+			             name, suffix, lane[l], v);
+		}
+	}
+	return r;
+}
+
 int srv_metrics(struct srv *s, struct bp_chain *out)
 {
 	struct snap t;
@@ -471,6 +521,8 @@ int srv_metrics(struct srv *s, struct bp_chain *out)
 			return r;
 	}
 	if ((r = pool_metrics(out, &t.bp_net, &t.bp_store)))
+		return r;
+	if ((r = workers_metrics(s, out)))
 		return r;
 	return metric(out, "", "uptime_seconds", 1, "seconds since start", "",
 	              (uint64_t)(time(NULL) - s->started));

@@ -188,6 +188,27 @@ class Metrics(g.ServerTest):
         self.assertEqual(d("geecache_server_text_conns_total"), 1)
         self.assertGreater(s1[("geecache_cache_bytes_items", "")], 0)
 
+    def test_sweep_runs_on_the_worker_pool(self):
+        # The store's sweep leaves loop 0 for the worker pool (low lane):
+        # its runs are counted in stats and on /metrics, and it frees what
+        # expired.
+        srv = self.server("-t", "1", metrics=True)
+        with g.connect(srv.port) as s:
+            for i in range(200):
+                g.text_cmd(s, b"set e%d 0 1 100\r\n%s\r\n" % (i, b"x" * 100))
+        g.wait_for(lambda: int(srv.stats()["workers_completed"]) >= 3,
+                   "three sweeps on the worker pool", 15)
+        g.wait_for(lambda: int(srv.stats()["reclaimed"]) > 0 or
+                   int(srv.stats().get("expired_unfetched", 0)) > 0,
+                   "the sweep frees the expired items", 15)
+        st = srv.stats()
+        self.assertEqual(st["workers_threads"], "1")
+        self.assertEqual(st["workers_refused"], "0")
+        samples, types = self.scrape(srv)
+        self.assertGreaterEqual(samples[("geecache_workers_completed_total", '{lane="low"}')], 3)
+        self.assertEqual(samples[("geecache_workers_completed_total", '{lane="high"}')], 0)
+        self.assertEqual(types["geecache_workers_threads"], "gauge")
+
     def test_paths_methods_keepalive(self):
         srv = self.server(metrics=True)
         with self.assertRaises(urllib.error.HTTPError) as e:
