@@ -210,7 +210,7 @@ start_geecached() {
 	gc_pid=$!
 	local line=
 	for _ in $(seq 100); do
-		line=$(head -n 1 "$outdir/geecached.log" 2>/dev/null || true)
+		line=$(grep -m 1 listening "$outdir/geecached.log" 2>/dev/null || true)
 		[[ $line == *listening* ]] && break
 		kill -0 "$gc_pid" 2>/dev/null || break
 		sleep 0.05

@@ -15,7 +15,7 @@ for _ in $(seq 100); do
 	grep -q listening "$log" && break
 	sleep 0.05
 done
-[[ $(head -n 1 "$log") =~ listening\ on\ 127\.0\.0\.1:([0-9]+) ]] || { cat "$log"; exit 1; }
+[[ $(grep -m 1 listening "$log") =~ listening\ on\ 127\.0\.0\.1:([0-9]+) ]] || { cat "$log"; exit 1; }
 port=${BASH_REMATCH[1]}
 fail=0
 for be in epoll io_uring; do
