@@ -349,20 +349,18 @@ void np__conn_connected(struct np_conn *c, int err)
 
 int np_connect(struct np_loop *l, const char *host, uint16_t port, void *udata)
 {
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons(port);
-	if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+	struct sockaddr_storage a;
+	socklen_t alen;
+	if (!host || np__sockaddr(host, port, &a, &alen) < 0)
 		return -EINVAL;
 	if (atomic_load(&l->g->nconns) >= l->g->o.max_conns)
 		return -EMFILE;
-	int fd = np__tcp_socket();
+	int fd = np__stream_socket(a.ss_family);
 	if (fd < 0)
 		return fd;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&a, alen) < 0 && errno != EINPROGRESS) {
 		int e = -errno;
 		close(fd);
 		return e;

@@ -264,6 +264,7 @@ void np_group_stop(struct np_group *g, uint32_t drain_ms)
 			g->loops[i].thread_started = false;
 		}
 	}
+	np__unix_paths_remove(g);
 }
 
 void np_group_destroy(struct np_group **gp)

@@ -5,13 +5,16 @@
  * Objects and ownership:
  *
  *   np_group   N loops (default: one per CPU) and their threads, the
- *              listeners (SO_REUSEPORT: one listening socket per loop, so
- *              the kernel spreads connections), the shared limits.
+ *              listeners (TCP over IPv4 and IPv6, unix stream sockets;
+ *              every loop serves every listener: with SO_REUSEPORT each
+ *              loop has its own TCP socket per address and the kernel
+ *              spreads connections), the shared limits.
  *   np_loop    one thread's event loop: a backend (epoll; io_uring where
  *              built and allowed; kqueue on FreeBSD/macOS, or on Linux
  *              through libkqueue when asked for), connections, timers,
  *              posts.
- *   np_conn    one TCP connection, owned by one loop for life. Its input
+ *   np_conn    one connection (TCP, or accepted on a unix socket), owned
+ *              by one loop for life. Its input
  *              chain (what the peer sent, not yet consumed) and output
  *              chain (what the handler queued) are bp_chains of the group's
  *              buffer pool.
@@ -126,10 +129,31 @@ struct np_opts {
 struct np_group *np_group_create(const struct np_opts *opts,
                                  const struct np_handler *h);
 
-/* Listens on host:port on every loop (SO_REUSEPORT). port 0 picks a free
- * port; the port bound is returned (> 0) or a negative errno. Call before
- * np_group_start. */
+/* Listens on host:port: host is a numeric IPv4 or IPv6 address (IPv6 with
+ * or without brackets, bound IPV6_V6ONLY so that "::" and "0.0.0.0" can
+ * both be listened on; NULL or "": 127.0.0.1). REUSEPORT: one socket per
+ * loop; HANDOFF: one socket, accepted on by loop 0. port 0 picks a free
+ * port (the same for every loop's socket); the port bound is returned
+ * (> 0) or a negative errno (-EINVAL: not an address; -ENOSPC: a loop
+ * already has NP_MAX_LISTEN (16) listeners). Call once per address, all
+ * before np_group_start; to put several addresses on one port, pass the
+ * port the first call returned to the others. Sockets of a call that
+ * failed midway stay with their loops and are closed with them. */
 int np_group_listen(struct np_group *g, const char *host, uint16_t port);
+
+/* Listens on a unix stream socket at `path`, its file given permissions
+ * `mode` (e.g. 0700; the file is bound unreachable and then chmod-ed, so
+ * it is never more open than asked; the process umask is changed around
+ * the bind, so call it at start-up, before other threads create files). A
+ * file already at path is replaced only when it is a socket nothing
+ * accepts on (a connect is refused): -EADDRINUSE when something does,
+ * -EEXIST when it is not a socket. One socket, shared: with REUSEPORT
+ * every loop watches it and whichever accepts first takes a connection;
+ * with HANDOFF loop 0 accepts. Accepted connections get no TCP options.
+ * The group removes the file when it stops (np_group_stop, or destroy),
+ * unless it is no longer the file it made. 0 or a negative errno
+ * (-ENAMETOOLONG: over sun_path). Before np_group_start. */
+int np_group_listen_unix(struct np_group *g, const char *path, unsigned mode);
 
 /* Starts one thread per loop. 0 or negative errno. */
 int np_group_start(struct np_group *g);
@@ -231,7 +255,8 @@ void np_timer_cancel(struct np_loop *l, struct np_timer **t);
 
 /* ---- connections (loop thread) --------------------------------------- */
 
-/* Opens a client connection from loop l to host:port (numeric IPv4). The
+/* Opens a client connection from loop l to host:port (numeric IPv4 or
+ * IPv6, as np_group_listen's host). The
  * handler's on_open runs when connected; a failed connect calls on_close
  * with the error (on_open not called). Loop thread only (use np_loop_post
  * from elsewhere). 0 or negative errno. */

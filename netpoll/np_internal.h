@@ -24,9 +24,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <time.h>
 
-#define NP_MAX_LISTEN 4
+#define NP_MAX_LISTEN 16 /* per loop: addresses, TCP and unix */
 #define NP_IOV_MAX 1024 /* IOV_MAX on Linux */
 
 enum {
@@ -131,6 +132,7 @@ struct np_loop {
 	uint32_t gen_seq;
 	/* listeners */
 	int listen_fd[NP_MAX_LISTEN];
+	bool listen_tcp[NP_MAX_LISTEN]; /* false: a unix socket (no TCP options) */
 	int nlisten;
 	bool accept_paused;
 	struct np_timer *accept_timer;
@@ -165,6 +167,14 @@ struct np_group {
 	_Atomic int stopped;
 	_Atomic uint32_t drain_ms; /* set by np_group_stop, read by the loops */
 	pthread_mutex_t stats_lock;
+	/* np_group_listen_unix's socket files, removed when the group stops
+	 * (if still the file it made) */
+	struct np_unix_path {
+		char *path;
+		dev_t dev;
+		ino_t ino;
+	} unix_paths[NP_MAX_LISTEN];
+	int nunix;
 };
 
 /* Backend interface. The choice is made once per group at create time
@@ -317,16 +327,26 @@ static inline void np__flush_schedule(struct np_loop *l, struct np_conn *c)
 /* ---- accept.c --------------------------------------------------------- */
 
 void np__listener_ready(struct np_loop *l, int fd); /* the accept loop */
-/* A TCP socket (AF_INET, SOCK_STREAM), non-blocking and close-on-exec:
- * socket() with SOCK_NONBLOCK | SOCK_CLOEXEC where the platform has them,
- * else socket() and fcntl(). The descriptor, or a negative errno. */
-int np__tcp_socket(void);
-void np__conn_accepted(struct np_loop *l, int fd);  /* one accepted fd */
+/* Whether listener lfd of l is TCP (false: a unix socket). */
+bool np__listener_tcp(const struct np_loop *l, int lfd);
+/* A stream socket of `family` (AF_INET, AF_INET6, AF_UNIX), non-blocking
+ * and close-on-exec: socket() with SOCK_NONBLOCK | SOCK_CLOEXEC where the
+ * platform has them, else socket() and fcntl(). The descriptor, or a
+ * negative errno. */
+int np__stream_socket(int family);
+/* host (numeric IPv4, or IPv6 with or without brackets; NULL or "":
+ * 127.0.0.1) and port as a socket address: 0, or -EINVAL. */
+int np__sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                 socklen_t *len);
+/* One accepted fd; tcp: from a TCP listener (TCP_NODELAY applies). */
+void np__conn_accepted(struct np_loop *l, int fd, bool tcp);
 bool np__accept_error(struct np_loop *l, int err);  /* true: backing off */
 /* The loop's listeners: watched by its backend (0 or the backend's
  * negative errno), or unwatched and closed (the loop stops). */
 int np__listeners_start(struct np_loop *l);
 void np__listeners_stop(struct np_loop *l);
+/* Removes the group's unix socket files (after its loops closed them). */
+void np__unix_paths_remove(struct np_group *g);
 
 /* ---- post.c ----------------------------------------------------------- */
 

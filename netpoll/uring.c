@@ -681,7 +681,7 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 	case OP_ACCEPT: {
 		int idx = (int)(d >> 3);
 		if (cqe->res >= 0)
-			np__conn_accepted(l, cqe->res);
+			np__conn_accepted(l, cqe->res, l->listen_tcp[idx]);
 		else if (np__accept_error(l, -cqe->res) && u->accept_armed[idx])
 			cancel(l, d); /* paused; the timer re-arms */
 		if (!(cqe->flags & IORING_CQE_F_MORE)) {

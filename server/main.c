@@ -54,6 +54,7 @@ static void srv_free(struct srv *s)
 	cache_destroy(&s->cache);
 	bp_pool_destroy(&s->pool);
 	free(s->ctr);
+	free(s->addr_buf);
 }
 
 /* --help, --help-markdown, --version: printed, and main returns 0; else -1. */
@@ -148,18 +149,77 @@ static int net_start(struct srv *s)
 		return 1;
 	}
 	s->ctr = calloc((size_t)np_group_nloops(s->group), sizeof(*s->ctr));
-	s->port = np_group_listen(s->group, s->o.listen_str, (uint16_t)s->o.port);
-	if (!s->ctr || s->port < 0) {
-		fprintf(stderr, "geecached: cannot listen on %s:%lld: %s\n", s->o.listen_str,
-		        (long long)s->o.port, strerror(s->port < 0 ? -s->port : ENOMEM));
+	if (!s->ctr) {
+		fprintf(stderr, "geecached: out of memory at start\n");
 		return 1;
 	}
+	if (*s->o.unix_socket_str) {
+		/* -s: the unix socket alone, as memcached (no TCP) */
+		s->port = 0;
+		int r = np_group_listen_unix(s->group, s->o.unix_socket_str,
+		                             (unsigned)s->o.unix_mask);
+		if (r < 0) {
+			fprintf(stderr, "geecached: cannot listen on unix socket %s: %s%s\n",
+			        s->o.unix_socket_str, strerror(-r),
+			        r == -EADDRINUSE ? " (a server is running there)"
+			        : r == -EEXIST ? " (a file that is not a socket is there)" : "");
+			return 1;
+		}
+		return 0;
+	}
+	/* Every address on one port: the first picks it (-p 0), the others
+	 * take the same. */
+	int port = (int)s->o.port;
+	for (int i = 0; i < s->naddrs; i++) {
+		int r = np_group_listen(s->group, s->addrs[i], (uint16_t)port);
+		if (r < 0) {
+			fprintf(stderr, "geecached: cannot listen on %s port %d: %s\n",
+			        s->addrs[i], port, strerror(-r));
+			return 1;
+		}
+		port = r;
+	}
+	s->port = port;
 	return 0;
+}
+
+/* -l: split at its commas into s->addrs. 0, or main's exit status. */
+static int addrs_parse(struct srv *s)
+{
+	s->addr_buf = strdup(s->o.listen_str);
+	if (!s->addr_buf) {
+		fprintf(stderr, "geecached: out of memory at start\n");
+		return 1;
+	}
+	char *p = s->addr_buf;
+	for (;;) {
+		char *comma = strchr(p, ',');
+		if (comma)
+			*comma = '\0';
+		if (!*p || s->naddrs == SRV_MAX_ADDRS) {
+			fprintf(stderr, "geecached: bad value for --listen: '%s' (%s)\n",
+			        s->o.listen_str, *p ? "too many addresses" : "an empty address");
+			return 2;
+		}
+		s->addrs[s->naddrs++] = p;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+/* addr:port as a URL or the start line writes it: IPv6 in brackets. */
+static void print_addr(const char *addr, int port)
+{
+	if (strchr(addr, ':') && addr[0] != '[')
+		printf("[%s]:%d", addr, port);
+	else
+		printf("%s:%d", addr, port);
 }
 
 static const char *metrics_addr(const struct srv *s)
 {
-	return *s->o.metrics_listen_str ? s->o.metrics_listen_str : s->o.listen_str;
+	return *s->o.metrics_listen_str ? s->o.metrics_listen_str : s->addrs[0];
 }
 
 /* The /metrics listener, when asked for. 0, or main's exit status. Its
@@ -245,11 +305,21 @@ static void reload(struct srv *s)
 		        s->o.auth_file_str);
 }
 
-/* One line on stdout says where we are (tests read it for port 0). */
+/* One line on stdout says where we are (tests read it for port 0): every
+ * -l address with the port (the first as before: tests and scripts match
+ * "listening on 127.0.0.1:PORT"), or unix:PATH for -s. */
 static void announce(const struct srv *s)
 {
-	printf("geecached %s listening on %s:%d (%s, %d loops, %lld MiB", GEECACHE_VERSION,
-	       s->o.listen_str, s->port, np_backend_name(np_group_backend(s->group)),
+	printf("geecached %s listening on ", GEECACHE_VERSION);
+	if (*s->o.unix_socket_str) {
+		printf("unix:%s", s->o.unix_socket_str);
+	} else {
+		for (int i = 0; i < s->naddrs; i++) {
+			printf("%s", i ? ", " : "");
+			print_addr(s->addrs[i], s->port);
+		}
+	}
+	printf(" (%s, %d loops, %lld MiB", np_backend_name(np_group_backend(s->group)),
 	       np_group_nloops(s->group), (long long)s->o.memory_limit);
 	if (s->mem.source && s->mem.limit_bytes)
 		printf(" by -m auto: %s %lld MiB", s->mem.source,
@@ -259,8 +329,11 @@ static void announce(const struct srv *s)
 	printf(")");
 	if (s->auth)
 		printf(", authentication required");
-	if (s->metrics)
-		printf(", metrics on http://%s:%d/metrics", metrics_addr(s), s->metrics_port);
+	if (s->metrics) {
+		printf(", metrics on http://");
+		print_addr(metrics_addr(s), s->metrics_port);
+		printf("/metrics");
+	}
 	printf("\n");
 	fflush(stdout);
 }
@@ -291,7 +364,8 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((r = store_start(s)) || (r = srv_sweep_start(s)) || (r = net_start(s)) ||
+	if ((r = addrs_parse(s)) || (r = store_start(s)) || (r = srv_sweep_start(s)) ||
+	    (r = net_start(s)) ||
 	    (r = metrics_start(s)) ||
 	    (r = drop_privileges(s)) || (r = auth_start(s))) {
 		srv_free(s);

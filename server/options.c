@@ -58,7 +58,7 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	}
 	char *end;
 	errno = 0;
-	long long n = strtoll(v, &end, 10);
+	long long n = strtoll(v, &end, d->type == SRV_OCTAL ? 8 : 10);
 	if (end == v || errno)
 		return -EINVAL;
 	int64_t mul = 1;
@@ -229,6 +229,8 @@ void srv_options_value(const struct srv_options *o, size_t i, char *buf, size_t 
 		snprintf(buf, len, "%s", *str(m, d));
 	else if (d->type == SRV_MIB)
 		snprintf(buf, len, "%" PRId64, *num(m, d) * 1024 * 1024);
+	else if (d->type == SRV_OCTAL)
+		snprintf(buf, len, "%" PRIo64, *num(m, d));
 	else
 		snprintf(buf, len, "%" PRId64, *num(m, d));
 }
@@ -247,6 +249,8 @@ void srv_options_markdown(FILE *f)
 			snprintf(flag, sizeof(flag), "`--%s`", d->lng);
 		if (d->type == SRV_INT || d->type == SRV_SIZE || d->type == SRV_MIB)
 			snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64, d->min, d->max);
+		else if (d->type == SRV_OCTAL)
+			snprintf(range, sizeof(range), "0..0%" PRIo64, d->max);
 		fprintf(f, "| %s | %s | %s | %s | %s |\n", flag, arg ? d->def : "", range,
 		        d->stat ? d->stat : "", d->help);
 	}
@@ -279,7 +283,7 @@ void srv_options_man(FILE *f, const char *version)
 	           "[\\fIoptions\\fR]\n"
 	           ".SH DESCRIPTION\n"
 	           ".B geecached\n"
-	           "speaks memcached's binary, text and meta protocols over TCP.\n"
+	           "speaks memcached's binary, text and meta protocols over TCP or a unix socket.\n"
 	           "Existing memcached clients and proxies work with it unchanged.\n"
 	           ".SH OPTIONS\n", version);
 	for (size_t i = 0; i < srv_nopts; i++) {

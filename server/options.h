@@ -5,7 +5,8 @@
  *   X(field, short, long, type, default, min, max, stats name, help)
  *
  * Types: INT (decimal), SIZE (bytes, with an optional k/m/g suffix), MIB
- * (mebibytes, memcached's -m), STR, BACKEND (auto|epoll|io_uring), ACCEPT
+ * (mebibytes, memcached's -m), OCTAL (file permissions, printed in octal
+ * as memcached's `umask` setting), STR, BACKEND (auto|epoll|io_uring), ACCEPT
  * (handoff|reuseport), COUNT
  * (repeatable flag: -v, -vv), FLAG (no argument). A short of 0 means long
  * only. Parsing is strict: a bad flag or value is one line on stderr and
@@ -22,7 +23,13 @@
 	X(port, 'p', "port", INT, "11211", 0, 65535, "tcpport",                 \
 	  "TCP port to listen on (0: any free port, printed at start)")         \
 	X(listen, 'l', "listen", STR, "127.0.0.1", 0, 0, "interface",           \
-	  "IPv4 address to listen on")                                          \
+	  "addresses to listen on, IPv4 or IPv6, several separated by commas " \
+	  "(e.g. 127.0.0.1,::1), all on the -p port")                          \
+	X(unix_socket, 's', "unix-socket", STR, "", 0, 0, "domain_socket",      \
+	  "listen on this unix socket instead of TCP (-p and -l unused); a "   \
+	  "stale socket file is replaced, a live one refused")                 \
+	X(unix_mask, 'a', "unix-mask", OCTAL, "0700", 0, 0777, "umask",         \
+	  "permissions of the -s socket file, in octal")                       \
 	X(threads, 't', "threads", INT, "0", 0, 256, "num_threads",             \
 	  "event loops (0: one per CPU)")                                       \
 	X(memory_limit, 'm', "memory-limit", MIB, "64", 1, 1048576, "maxbytes", \
@@ -47,7 +54,7 @@
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(metrics_listen, 0, "metrics-listen", STR, "", 0, 0, "metrics_interface", \
-	  "IPv4 address for /metrics (default: the -l address)")               \
+	  "IPv4 or IPv6 address for /metrics (default: the first -l address)") \
 	X(idle_timeout, 0, "idle-timeout", INT, "0", 0, 2147483, "idle_timeout", \
 	  "close connections idle this many seconds (0: never)")                \
 	X(auth_file, 'Y', "auth-file", STR, "", 0, 0, NULL,                     \
@@ -70,7 +77,7 @@
 	X(help_man, 0, "help-man", FLAG, "0", 0, 1, NULL,                       \
 	  "print the manual page geecached(1) (roff)")
 
-enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_STR, SRV_BACKEND, SRV_ACCEPT, SRV_COUNT, SRV_FLAG };
+enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_OCTAL, SRV_STR, SRV_BACKEND, SRV_ACCEPT, SRV_COUNT, SRV_FLAG };
 
 struct srv_options {
 #define SRV_X_FIELD(f, s, l, type, def, lo, hi, st, help) int64_t f; const char *f##_str;

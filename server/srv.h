@@ -114,6 +114,8 @@ struct srv_http_conns {
 	uint64_t evicted, timed_out;
 };
 
+#define SRV_MAX_ADDRS 16 /* -l addresses (netpoll's listeners per loop) */
+
 struct srv {
 	struct srv_options o;
 	struct cache *cache;
@@ -124,7 +126,10 @@ struct srv {
 	struct bp_objpool *parser_pool; /* struct mc_parser, mid-request */
 	struct srv_counters *ctr;     /* one per loop */
 	struct srv_auth *auth;        /* -Y's users, or NULL: no authentication */
-	int port, metrics_port;       /* bound */
+	int port, metrics_port;       /* bound (port 0 with -s) */
+	char *addr_buf;               /* -l, split at its commas into addrs */
+	const char *addrs[SRV_MAX_ADDRS];
+	int naddrs;
 	time_t started;
 	_Atomic int verbosity;
 	struct np_workers *workers;   /* slow paths off the loops (sweep.c) */

@@ -285,7 +285,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 
 static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 {
-	char buf[64];
+	char buf[1024]; /* -l's whole list, -s's path */
 	for (size_t i = 0; i < srv_nopts; i++) {
 		if (!srv_opts[i].stat)
 			continue;
@@ -297,6 +297,11 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 			snprintf(buf, sizeof(buf), "%d", np_group_nloops(s->group));
 		else if (strcmp(f, "backend") == 0)
 			snprintf(buf, sizeof(buf), "%s", np_backend_name(np_group_backend(s->group)));
+		else if (strcmp(f, "listen") == 0 && *s->o.unix_socket_str)
+			snprintf(buf, sizeof(buf), "NULL"); /* no TCP with -s */
+		else if (strcmp(f, "unix_socket") == 0)
+			snprintf(buf, sizeof(buf), "%s",
+			         *s->o.unix_socket_str ? s->o.unix_socket_str : "NULL");
 		else if (strcmp(f, "metrics_port") == 0)
 			snprintf(buf, sizeof(buf), "%d", s->metrics ? s->metrics_port : 0);
 		else if (strcmp(f, "verbose") == 0)
@@ -310,10 +315,9 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	/* memcached's name for the unit it allocates items from. */
 	snprintf(buf, sizeof(buf), "%zu", s->seg_size);
 	EMIT_STR("slab_page_size", buf);
-	/* memcached settings with one fixed value here: no unix socket, CAS
-	 * always on (-C is not offered), flush_all always allowed, no
-	 * shutdown command; authentication with -Y (both protocols). */
-	EMIT_STR("domain_socket", "NULL");
+	/* memcached settings with one fixed value here: CAS always on (-C is
+	 * not offered), flush_all always allowed, no shutdown command;
+	 * authentication with -Y (both protocols). */
 	EMIT_STR("evictions", "on");
 	EMIT_STR("cas_enabled", "yes");
 	EMIT_STR("flush_enabled", "yes");

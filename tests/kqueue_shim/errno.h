@@ -13,6 +13,7 @@ int *__error(void);
 #define EDEADLK 11
 #define ENOMEM 12
 #define EBUSY 16
+#define EEXIST 17
 #define EXDEV 18
 #define EINVAL 22
 #define ENFILE 23
@@ -21,12 +22,14 @@ int *__error(void);
 #define EAGAIN 35
 #define EINPROGRESS 36
 #define EMSGSIZE 40
+#define EADDRINUSE 48
 #define ECONNABORTED 53
 #define ECONNRESET 54
 #define ENOBUFS 55
 #define ESHUTDOWN 58
 #define ETIMEDOUT 60
 #define ECONNREFUSED 61
+#define ENAMETOOLONG 63
 #define ENOSYS 78
 #define ECANCELED 85
 

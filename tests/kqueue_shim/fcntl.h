@@ -9,6 +9,7 @@
 #define F_GETFL 3
 #define F_SETFL 4
 #define FD_CLOEXEC 1
+#define F_DUPFD_CLOEXEC 17
 
 int fcntl(int fd, int cmd, ...);
 

@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 void *memcpy(void *restrict dst, const void *restrict src, size_t len);
+char *strcpy(char *restrict dst, const char *restrict src);
+char *strdup(const char *str);
 void *memset(void *b, int c, size_t len);
 int strcmp(const char *s1, const char *s2);
 size_t strlen(const char *s);

@@ -8,6 +8,7 @@
 #define _SC_NPROCESSORS_ONLN 58
 
 int close(int fd);
+int unlink(const char *path);
 ssize_t read(int fd, void *buf, size_t nbytes);
 ssize_t write(int fd, const void *buf, size_t nbytes);
 long sysconf(int name);

@@ -106,16 +106,27 @@ SANITIZER_MARKS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer",
                    b"WARNING: ThreadSanitizer", b"runtime error:")
 
 
+# The start line: "listening on" the -l addresses, each with the port (IPv6
+# in brackets; the first is 127.0.0.1 unless the test passed -l), or
+# unix:PATH for -s.
+START_RE = re.compile(r"geecached \S+ listening on (?:unix:(\S+)|(\S+?):(\d+)((?:, \S+)*)) \(")
+
+
 class Server:
-    """One geecached on 127.0.0.1 and a port it picks (-p 0).
+    """One geecached on 127.0.0.1 and a port it picks (-p 0), unless args
+    give other -l addresses; or, with unix=PATH, on that unix socket alone
+    (-s PATH; port is None, path is PATH).
 
     metrics=True also serves /metrics on a free port chosen here (the
     server's --metrics-port 0 means off)."""
 
-    def __init__(self, *args, metrics=False, binary=None, env=None):
+    def __init__(self, *args, metrics=False, binary=None, env=None, unix=None):
         self.binary = binary or GEECACHED
         self.args = [str(a) for a in args]
         self.env = dict(os.environ, **env) if env else None
+        self.unix = unix
+        self.path = None
+        self.hosts = []
         self.proc = None
         self.port = None
         self.metrics_port = None
@@ -132,6 +143,8 @@ class Server:
 
     def _start(self, mport):
         argv = [self.binary, "-p", "0", "-l", "127.0.0.1"] + self.args
+        if self.unix:
+            argv += ["-s", str(self.unix)]
         if mport:
             argv += ["--metrics-port", str(mport)]
         self.errfile = tempfile.TemporaryFile()
@@ -158,10 +171,16 @@ class Server:
                                      % (" ".join(argv[1:]), self.proc.returncode, err))
             line += b
         self.banner = line.decode().strip()
-        m = re.match(r"geecached \S+ listening on 127\.0\.0\.1:(\d+) \(", self.banner)
-        if not m:
+        m = START_RE.match(self.banner)
+        if not m or bool(m.group(1)) != bool(self.unix):
             raise AssertionError("unexpected start line: %r" % self.banner)
-        self.port = int(m.group(1))
+        if m.group(1):
+            self.path = m.group(1)
+        else:
+            self.port = int(m.group(3))
+            # every address, brackets off (IPv6)
+            self.hosts = [m.group(2).strip("[]")] + [
+                a.rsplit(":", 1)[0].strip("[]") for a in m.group(4).split(", ") if a]
         # A run meant for one backend (GEECACHE_BACKEND, which netpoll
         # obeys over --backend) must not pass on another.
         want = (self.env or os.environ).get("GEECACHE_BACKEND")
@@ -179,7 +198,9 @@ class Server:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        """What pylibmc and memcached clients take: 127.0.0.1:PORT, or the
+        socket's path."""
+        return self.path if self.path else "127.0.0.1:%d" % self.port
 
     def stderr(self):
         self.errfile.seek(0)
@@ -238,7 +259,7 @@ class Server:
         self.errfile.close()
 
     def stats(self, group=""):
-        return text_stats(self.port, group)
+        return text_stats(self.path or self.port, group)
 
     def rss(self):
         """Resident set size in bytes (VmRSS of /proc/PID/status)."""
@@ -292,8 +313,19 @@ def wait_for(fn, what, timeout=10.0):
 
 # ---- sockets -------------------------------------------------------------
 
-def connect(port, timeout=10.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout * SLOW)
+def connect(port, timeout=10.0, host="127.0.0.1"):
+    """A client socket to host:port, or (port a str) to the unix socket at
+    that path."""
+    if isinstance(port, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout * SLOW)
+        try:
+            s.connect(port)
+        except OSError:
+            s.close()
+            raise
+        return s
+    s = socket.create_connection((host, port), timeout * SLOW)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -341,8 +373,9 @@ def text_cmd(s, line, end=b"\r\n"):
     return recv_until(s, end)
 
 
-def text_stats(port, group=""):
-    with connect(port) as s:
+def text_stats(port, group="", host="127.0.0.1"):
+    """`stats [group]` as a dict; port as connect's (a path: unix)."""
+    with connect(port, host=host) as s:
         out = text_cmd(s, ("stats %s\r\n" % group).strip().encode() + b"\r\n"
                        if group else b"stats\r\n", b"END\r\n")
     st = {}

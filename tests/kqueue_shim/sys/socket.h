@@ -16,6 +16,14 @@ struct sockaddr {
 	char sa_data[14];
 };
 
+struct sockaddr_storage {
+	uint8_t ss_len;
+	sa_family_t ss_family;
+	char __ss_pad1[6];
+	int64_t __ss_align;
+	char __ss_pad2[112];
+};
+
 struct msghdr {
 	void *msg_name;
 	socklen_t msg_namelen;
@@ -26,7 +34,9 @@ struct msghdr {
 	int msg_flags;
 };
 
+#define AF_UNIX 1
 #define AF_INET 2
+#define AF_INET6 28
 #define SOCK_STREAM 1
 #define SOCK_CLOEXEC 0x10000000
 #define SOCK_NONBLOCK 0x20000000

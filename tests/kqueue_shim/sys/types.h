@@ -7,5 +7,8 @@
 #include <stdint.h>
 
 typedef int64_t ssize_t;
+typedef uint64_t dev_t;
+typedef uint64_t ino_t;
+typedef uint16_t mode_t;
 
 #endif
