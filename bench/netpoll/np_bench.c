@@ -9,14 +9,26 @@
  * percentiles from a log-bucketed histogram, and the server's system calls
  * per frame (netpoll's own syscall counter).
  *
+ * With --connect HOST:PORT it starts no server and drives one that is
+ * already listening there (netpoll's rpc_echo or echo_server, or a peer in
+ * bench/netpoll/peers/); a plain echo server returns the same frames. With
+ * --server-pid PID it also reports that process's CPU time over the window
+ * (frames per server CPU-second) and its system calls per frame, counted
+ * by a raw_syscalls:sys_enter perf counter on each of its threads (-1 when
+ * perf is not allowed). Without --server-pid an external server's syscalls
+ * read as -1.
+ *
  *   np_bench [-b epoll|io_uring] [-n conns] [-d depth] [-s bytes]
  *            [-T seconds] [-t server_loops] [-c client_loops]
  *            [-a reuseport|handoff] [-j]
+ *            [--connect HOST:PORT] [--server-pid PID]
  */
 #include "netpoll/netpoll.h"
+#include "pidstat.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -119,6 +131,7 @@ static struct {
 	struct cli_loop loops[8];
 	struct cli_conn *conns;
 	_Atomic int opened, failed;
+	char host[256];
 	uint16_t port;
 } B;
 
@@ -174,21 +187,53 @@ struct conn_req {
 static void connect_one(void *arg)
 {
 	struct conn_req *r = arg;
-	if (np_connect(r->l, "127.0.0.1", B.port, r->cc) < 0)
+	if (np_connect(r->l, B.host, B.port, r->cc) < 0)
 		atomic_fetch_add(&B.failed, 1);
 }
+
+/* "HOST:PORT" into B.host and B.port; 0 or -EINVAL. */
+static int parse_hostport(const char *arg)
+{
+	const char *colon = strrchr(arg, ':');
+	if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(B.host))
+		return -EINVAL;
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return -EINVAL;
+	memcpy(B.host, arg, (size_t)(colon - arg));
+	B.host[colon - arg] = '\0';
+	B.port = (uint16_t)port;
+	return 0;
+}
+
+static const struct option long_opts[] = {
+	{"connect", required_argument, NULL, 'C'},
+	{"server-pid", required_argument, NULL, 'P'},
+	{NULL, 0, NULL, 0},
+};
 
 int main(int argc, char **argv)
 {
 	enum np_backend backend = NP_BACKEND_EPOLL;
 	int nconns = 1, tloops = 1, cloops = 1, opt;
 	double secs = 3;
-	bool json = false;
+	bool json = false, external = false;
+	pid_t server_pid = 0;
 	enum np_accept_mode amode = NP_ACCEPT_REUSEPORT;
 	B.depth = 1;
 	B.size = 32;
-	while ((opt = getopt(argc, argv, "b:n:d:s:T:t:c:a:j")) != -1) {
+	strcpy(B.host, "127.0.0.1");
+	while ((opt = getopt_long(argc, argv, "b:n:d:s:T:t:c:a:jC:P:", long_opts, NULL)) != -1) {
 		switch (opt) {
+		case 'C':
+			if (parse_hostport(optarg) < 0) {
+				fprintf(stderr, "np_bench: --connect wants HOST:PORT, not '%s'\n", optarg);
+				return 2;
+			}
+			external = true;
+			break;
+		case 'P': server_pid = (pid_t)atoi(optarg); break;
 		case 'a':
 			amode = strcmp(optarg, "handoff") == 0 ? NP_ACCEPT_HANDOFF : NP_ACCEPT_REUSEPORT;
 			break;
@@ -208,7 +253,8 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: np_bench [-b backend] [-n conns] [-d depth] "
 			        "[-s bytes] [-T secs] [-t server_loops] [-c client_loops] "
-			        "[-a reuseport|handoff] [-j]\n");
+			        "[-a reuseport|handoff] [-j] [--connect HOST:PORT] "
+			        "[--server-pid PID]\n");
 			return 2;
 		}
 	}
@@ -216,18 +262,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "np_bench: bad arguments\n");
 		return 2;
 	}
-	struct np_handler sh = {.on_data = srv_data};
-	struct np_opts so = {.nloops = tloops, .backend = backend, .accept_mode = amode,
-	                     .max_conns = (uint32_t)nconns + 16, .in_max = 64u << 20};
-	struct np_group *srv = np_group_create(&so, &sh);
-	if (!srv) {
-		fprintf(stderr, "np_bench: server: %s\n", strerror(errno));
-		return 1;
+	struct np_group *srv = NULL;
+	if (!external) {
+		struct np_handler sh = {.on_data = srv_data};
+		struct np_opts so = {.nloops = tloops, .backend = backend, .accept_mode = amode,
+		                     .max_conns = (uint32_t)nconns + 16, .in_max = 64u << 20};
+		srv = np_group_create(&so, &sh);
+		if (!srv) {
+			fprintf(stderr, "np_bench: server: %s\n", strerror(errno));
+			return 1;
+		}
+		int port = np_group_listen(srv, "127.0.0.1", 0);
+		if (port < 0 || np_group_start(srv) < 0)
+			return 1;
+		B.port = (uint16_t)port;
 	}
-	int port = np_group_listen(srv, "127.0.0.1", 0);
-	if (port < 0 || np_group_start(srv) < 0)
-		return 1;
-	B.port = (uint16_t)port;
+	struct pidstat ps;
+	if (server_pid > 0 && ps_open(&ps, server_pid) < 0) {
+		fprintf(stderr, "np_bench: --server-pid %d: no such process\n", (int)server_pid);
+		return 2;
+	}
 
 	struct np_handler ch = {.on_open = cli_open, .on_data = cli_data, .on_close = cli_close};
 	struct np_opts co = {.nloops = cloops, .backend = NP_BACKEND_EPOLL,
@@ -252,14 +306,23 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 5000 && atomic_load(&B.opened) + atomic_load(&B.failed) < nconns; i++)
 		usleep(1000);
 	usleep(300 * 1000); /* warm-up */
-	struct np_stats s0, s1;
-	np_group_stats(srv, &s0);
+	struct np_stats s0 = {0}, s1 = {0};
+	struct ps_sample p0 = {-1, -1}, p1 = {-1, -1};
+	if (srv)
+		np_group_stats(srv, &s0);
+	if (server_pid > 0)
+		ps_sample(&ps, &p0);
 	uint64_t t0 = now_ns();
 	atomic_store(&B.measuring, 1);
 	usleep((useconds_t)(secs * 1e6));
 	atomic_store(&B.measuring, 0);
 	uint64_t t1 = now_ns();
-	np_group_stats(srv, &s1);
+	if (server_pid > 0) {
+		ps_sample(&ps, &p1);
+		ps_close(&ps);
+	}
+	if (srv)
+		np_group_stats(srv, &s1);
 	atomic_store(&B.stopping, 1);
 	usleep(50 * 1000);
 	np_group_stop(cli, 200);
@@ -273,27 +336,37 @@ int main(int argc, char **argv)
 	double el = (double)(t1 - t0) / 1e9;
 	double rate = (double)frames / el;
 	double sys_per = frames ? (double)(s1.syscalls - s0.syscalls) / (double)frames : 0;
-	const char *bn = np_backend_name(np_group_backend(srv));
+	if (external)
+		sys_per = -1;
+	if (p0.syscalls >= 0 && p1.syscalls >= 0)
+		sys_per = frames ? (double)(p1.syscalls - p0.syscalls) / (double)frames : 0;
+	double cpu_s = p0.cpu_s >= 0 && p1.cpu_s >= 0 ? p1.cpu_s - p0.cpu_s : -1;
+	double per_cpu = cpu_s > 0 ? (double)frames / cpu_s : -1;
+	const char *bn = srv ? np_backend_name(np_group_backend(srv)) : "external";
 	const char *an = amode == NP_ACCEPT_HANDOFF ? "handoff" : "reuseport";
 	if (json) {
 		printf("{\"backend\":\"%s\",\"accept\":\"%s\",\"conns\":%d,\"depth\":%u,\"size\":%u,"
 		       "\"frames_per_s\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
 		       "\"p999_us\":%.1f,\"max_us\":%.1f,\"server_syscalls_per_frame\":%.4f,"
-		       "\"failed\":%d}\n",
+		       "\"server_cpu_s\":%.3f,\"frames_per_cpu_s\":%.0f,\"failed\":%d}\n",
 		       bn, an, nconns, B.depth, B.size, rate, hist_pct(&all, 50) / 1e3,
 		       hist_pct(&all, 99) / 1e3, hist_pct(&all, 99.9) / 1e3,
-		       (double)all.max / 1e3, sys_per, atomic_load(&B.failed));
+		       (double)all.max / 1e3, sys_per, cpu_s, per_cpu, atomic_load(&B.failed));
 	} else {
 		printf("%-8s conns=%-3d depth=%-3u size=%-6u %10.0f frames/s  p50 %7.1f us  "
-		       "p99 %7.1f us  p99.9 %7.1f us  syscalls/frame %.4f%s\n",
+		       "p99 %7.1f us  p99.9 %7.1f us  syscalls/frame %.4f",
 		       bn, nconns, B.depth, B.size, rate, hist_pct(&all, 50) / 1e3,
-		       hist_pct(&all, 99) / 1e3, hist_pct(&all, 99.9) / 1e3, sys_per,
-		       atomic_load(&B.failed) ? "  (connections failed!)" : "");
+		       hist_pct(&all, 99) / 1e3, hist_pct(&all, 99.9) / 1e3, sys_per);
+		if (per_cpu >= 0)
+			printf("  frames/server-cpu-s %.0f", per_cpu);
+		printf("%s\n", atomic_load(&B.failed) ? "  (connections failed!)" : "");
 	}
 	bp_slice_release(&B.frame); /* before its pool goes with the group */
 	np_group_destroy(&cli);
-	np_group_stop(srv, 200);
-	np_group_destroy(&srv);
+	if (srv) {
+		np_group_stop(srv, 200);
+		np_group_destroy(&srv);
+	}
 	free(B.conns);
 	free(reqs);
 	return atomic_load(&B.failed) ? 1 : 0;
