@@ -130,8 +130,9 @@ int mc__bin_parse(struct mc_parser *p, struct bp_chain *in,
 	req->cmd = d->cmd;
 	req->quiet = d->quiet;
 	req->ret_key = d->ret_key;
-	if (keylen + extlen > bodylen || keylen > MC_KEY_MAX ||
-	    !shape_ok(d->shape, extlen, keylen, bodylen))
+	if (keylen + extlen > bodylen)
+		return mc__fail(req, MC_ERR_BAD_LENGTHS, total);
+	if (keylen > MC_KEY_MAX || !shape_ok(d->shape, extlen, keylen, bodylen))
 		return mc__fail(req, MC_ERR_EINVAL, total);
 	vlen = bodylen - keylen - extlen;
 	if (vlen > p->item_max) {

@@ -203,14 +203,15 @@ int mc__meta_parse(struct mc_parser *p, struct bp_chain *in,
 			if (++ntok <= META_MAX_TOKENS && err == MC_ERR_NONE)
 				err = meta_flag(req, &t, &seen);
 		}
-		if (ntok > META_MAX_TOKENS)
-			err = MC_ERR_META_TOO_MANY;
+		if (ntok > META_MAX_TOKENS) /* memcached spells it two ways */
+			err = req->cmd == MC_CMD_MG ? MC_ERR_META_TOO_MANY
+			                            : MC_ERR_META_TOO_MANY_MS;
 		if (err == MC_ERR_NONE)
 			err = meta_mode(req);
 	}
 	if (err == MC_ERR_NONE)
 		err = meta_key(p, in, req, &key);
-	if (err != MC_ERR_NONE && err != MC_ERR_META_TOO_MANY &&
+	if (err != MC_ERR_NONE && err != MC_ERR_META_TOO_MANY_MS &&
 	    err != MC_ERR_META_MA_MODE &&
 	    (req->cmd == MC_CMD_MD || req->cmd == MC_CMD_MA))
 		err = MC_ERR_META_INVALID_OR_DUP;

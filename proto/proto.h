@@ -282,6 +282,7 @@ const struct mc_bin_opdesc *mc_bin_lookup(uint8_t opcode);
 	X(NONE, 0x00, 0, NULL)                                                \
 	X(BAD_MAGIC, 0x00, 1, NULL)                                           \
 	X(EINVAL, 0x04, 1, "CLIENT_ERROR bad command line format")            \
+	X(BAD_LENGTHS, 0x81, 1, NULL) /* binary key+extras > body: as memcached */ \
 	X(UNKNOWN_COMMAND, 0x81, 0, "ERROR")                                  \
 	X(E2BIG, 0x03, 0, "SERVER_ERROR object too large for cache")          \
 	X(BODY_TOO_LARGE, 0x03, 1, "SERVER_ERROR object too large for cache") \
@@ -299,6 +300,7 @@ const struct mc_bin_opdesc *mc_bin_lookup(uint8_t opcode);
 	X(META_INVALID_OR_DUP, 0x04, 0, "CLIENT_ERROR invalid or duplicate flag") \
 	X(META_BAD_TOKEN, 0x04, 0, "CLIENT_ERROR bad token in command line format") \
 	X(META_TOO_MANY, 0x04, 0, "CLIENT_ERROR options flags are too long")  \
+	X(META_TOO_MANY_MS, 0x04, 0, "CLIENT_ERROR options flags too long")   \
 	X(META_OPAQUE, 0x04, 0, "CLIENT_ERROR opaque token too long")         \
 	X(META_BAD_KEY, 0x04, 0, "CLIENT_ERROR error decoding key")           \
 	X(META_M_LENGTH, 0x04, 0, "CLIENT_ERROR incorrect length for M token") \

@@ -246,12 +246,13 @@ TEST_F(Bin, WrongShapesAreEinvalAndClose)
 	}
 }
 
-TEST_F(Bin, KeyPlusExtrasLongerThanBodyIsEinval)
+TEST_F(Bin, KeyPlusExtrasLongerThanBodyIsUnknownAndCloses)
 {
+	// memcached answers UNKNOWN_COMMAND (0x81) and closes
 	std::string s = bin_req(0x00, "", k5, "");
 	s[11] = 2; // bodylen 2 < keylen 5
 	ASSERT_EQ(feed(s), -EBADMSG);
-	EXPECT_EQ(r.err, MC_ERR_EINVAL);
+	EXPECT_EQ(r.err, MC_ERR_BAD_LENGTHS);
 	EXPECT_EQ(r.close, 1);
 }
 

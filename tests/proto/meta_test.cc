@@ -136,6 +136,11 @@ TEST_F(Meta, Errors)
 	          "CLIENT_ERROR opaque token too long\r\n");
 	EXPECT_EQ(error_of("mg k a b c d e f g h i j k l m n o p q r\r\n"),
 	          "CLIENT_ERROR options flags are too long\r\n");
+	// memcached's other spelling, for md, ma and ms
+	EXPECT_EQ(error_of("md k a b c d e f g h i j k l m n o p q r\r\n"),
+	          "CLIENT_ERROR options flags too long\r\n");
+	EXPECT_EQ(error_of("ma k a b c d e f g h i j k l m n o p q r\r\n"),
+	          "CLIENT_ERROR options flags too long\r\n");
 	EXPECT_EQ(error_of("md k v v\r\n"), "CLIENT_ERROR invalid or duplicate flag\r\n");
 	EXPECT_EQ(error_of("ma k Dx\r\n"), "CLIENT_ERROR invalid or duplicate flag\r\n");
 	EXPECT_EQ(error_of("ma k MX\r\n"), "CLIENT_ERROR invalid mode for ma M token\r\n");
