@@ -35,16 +35,24 @@
 
 /* Every block starts with this header (BP_BLOCK_HDR bytes). While a block
  * is free its refs is 0 and its first data words link it into a free list
- * (see pool.c); cls and pool_id stay valid for its whole life. */
+ * (see pool.c); cls and pool_id stay valid for its whole life, and the
+ * header and those words are never poisoned nor given back to the system
+ * while the block is carved (bp_pool_release_idle reads them). */
 struct bp_block {
 	_Atomic uint32_t refs;
 	uint8_t cls;     /* size class, or BP_CLS_HUGE for an mmap'd block */
 	uint8_t pool_id; /* index in the pool table */
 	uint8_t flags;
-	uint8_t _pad;
+	uint8_t mark;    /* bp_pool_release_idle's stamp (pool.c), under the
+	                  * pool's lock only */
 };
 
 _Static_assert(sizeof(struct bp_block) == BP_BLOCK_HDR, "block header size");
+
+/* bp_block flags. */
+#define BP_F_DETACHED 0x01u /* huge block charged to the detached budget */
+#define BP_F_GONE 0x02u /* bp_pool_release_idle (pool.c): uncarved with its
+                         * region; the block no longer exists */
 
 /* A per-thread counter: only its thread writes it, any thread may read it.
  * The relaxed load+store pair compiles to a plain add (no lock prefix) and

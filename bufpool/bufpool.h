@@ -43,7 +43,8 @@
  *    the thread exits (pthread key destructor) or when it calls
  *    bp_pool_thread_flush(). bp_pool_destroy() requires that every other
  *    thread that used the pool has done one of these, and that every block
- *    has been put back.
+ *    has been put back. (bp_pool_thread_trim() empties a cache but keeps
+ *    it: that is not one of these.)
  *  - The data path never calls malloc/free. The pool calls mmap for its
  *    2 MiB regions and for huge blocks, and malloc once per (thread, pool)
  *    for the thread cache; all of these are counted (sys_alloc_calls).
@@ -72,6 +73,10 @@ struct bp_block; /* opaque; its bytes start at bp_block_data() */
  * them: a block of class size S has S - BP_BLOCK_HDR bytes of capacity. */
 #define BP_BLOCK_HDR 8u
 
+/* Bytes in front of the data of a huge block (and of every block of a
+ * direct pool): the mapping's size, then the block header. */
+#define BP_DIRECT_HDR 16u
+
 /* Blocks whose total size (header + capacity) exceeds this come from mmap. */
 #define BP_MAX_CLASS_SIZE (256u * 1024u)
 
@@ -83,6 +88,11 @@ struct bp_pool_opts {
 	size_t limit;     /* bytes; 0 = no limit. Counts carved blocks (in use
 	                   * or cached) plus huge blocks, not the 2 MiB regions
 	                   * that are only reserved. */
+	bool direct;      /* every block is its own mapping, as huge blocks
+	                   * are: its memory and charge return at its last
+	                   * unref (a store whose blocks live long) */
+	size_t detach_limit; /* bytes bp_block_detach may move out of the
+	                   * limit (held by detached blocks at once) */
 };
 
 /* Creates a pool. Start-up only (calls malloc and may call mmap). Returns
@@ -99,6 +109,40 @@ void bp_pool_destroy(struct bp_pool **pool);
  * forgets it (the next get on this thread makes a new one). */
 void bp_pool_thread_flush(struct bp_pool *pool);
 
+/* Giving memory back (docs/bufpool.md, "Giving memory back"). A pool
+ * keeps the blocks it carved; these two calls let an idle process shrink:
+ *
+ * bp_pool_thread_trim gives every block cached by the calling thread's
+ * cache of `pool` back to the depot, where bp_pool_release_idle can reach
+ * them. It keeps the cache itself and its counters (no system call, no
+ * free; the thread's next get of each class refills from the depot). Any
+ * thread, for its own cache only; counted in trims.
+ *
+ * bp_pool_release_idle gives the pages of blocks that are free in the
+ * depot back to the system (madvise), and returns how many resident bytes
+ * it gave back (also summed in released_bytes). Blocks in use and blocks
+ * in thread caches are not touched. Two ways:
+ *  - a free block keeps its first 32 bytes (header and free-list words);
+ *    the whole pages after them go back (blocks of 8 KiB and more);
+ *  - a 2 MiB region whose every block is free in the depot goes back
+ *    whole, but for its first page: its blocks leave the depot and are no
+ *    longer charged (charged_bytes and bytes_cached drop by their size),
+ *    and the region stays mapped (sys_bytes does not drop) for the pool's
+ *    next carving, which then needs no mmap.
+ * So charged_bytes after a release still counts every block that is
+ * carved, free or in use, including free blocks whose pages were given
+ * back; bytes of regions given back whole are no longer charged. A block
+ * handed out later from given-back pages works as any other (its pages
+ * come back zeroed on first touch; a fresh block's contents are never
+ * defined). Growing again after a release makes page faults but no
+ * allocator call. Takes the pool's lock for a walk over the depot and
+ * every carved block's header, and makes one madvise per block or region
+ * it releases and a mincore per region: not for the hot path (docs has
+ * the cost; a call returns at once when the depot has not changed since
+ * the last). Any thread. */
+void bp_pool_thread_trim(struct bp_pool *pool);
+size_t bp_pool_release_idle(struct bp_pool *pool);
+
 /* Returns a block with at least `cap` bytes of capacity and refcount 1, or
  * NULL when the pool's limit would be exceeded or the system refuses
  * memory (counted as enomem). cap 0 is allowed (smallest class). */
@@ -110,6 +154,17 @@ void bp_block_ref(struct bp_block *blk);
 /* Drops one reference; the last returns the block to its pool (through the
  * calling thread's cache). Accepts NULL. */
 void bp_block_unref(struct bp_block *blk);
+
+/* Detaches a huge block (every block of a direct pool is one) from its
+ * pool's limit: its charge moves to the pool's detached budget, bounded by
+ * detach_limit, until its last unref returns the memory. For an owner that
+ * gives a block up while others still read it (the store evicting a
+ * segment that replies still reference): the owner's limit is free at once
+ * for new blocks, and what the readers keep is bounded and counted
+ * (detached_bytes). The caller holds a reference. 0 (also when already
+ * detached), -ENOSPC when the budget has no room, -EINVAL for a block of a
+ * size class. Any thread. */
+int bp_block_detach(struct bp_block *blk);
 
 /* Current refcount (racy unless the caller holds the only reference). */
 uint32_t bp_block_refs(const struct bp_block *blk);
@@ -335,6 +390,29 @@ static inline size_t bp_chain_copy_below(const struct bp_chain *c)
 int bp_chain_adopt(struct bp_chain *c, struct bp_block *blk, uint32_t off,
                    uint32_t len);
 
+/* The same, and the block's bytes after data+off+len become the chain's
+ * to write into (its tail's room, for bp_chain_append and the readers of
+ * bp_chain_tail_room): for a block handed over whole, into which nothing
+ * else writes, such as a provided buffer the kernel has filled and
+ * released. Bytes appended later land beside the adopted ones instead of
+ * in a block of their own. On -ENOMEM the caller still owns the
+ * reference. */
+int bp_chain_adopt_writable(struct bp_chain *c, struct bp_block *blk, uint32_t off,
+                            uint32_t len);
+
+/* Bytes bp_chain_append can copy into the tail block without taking
+ * another: the room after its data when the chain may write there, else
+ * 0. */
+size_t bp_chain_tail_room(const struct bp_chain *c);
+
+/* Appends n bytes by copy (counted as BP_COPY_APPEND) like
+ * bp_chain_append, but the bytes past the tail's room go into a block
+ * sized for them alone (the smallest class that holds them) rather than
+ * into a 4 KiB write block, so that the new tail is about full: a reader
+ * that adopts whole buffers next leaves little room behind. 0 or -ENOMEM
+ * (nothing appended). */
+int bp_chain_append_fit(struct bp_chain *c, const void *p, size_t n);
+
 /* Moves all of src's bytes to the end of dst (no copy, no refcount change);
  * src is left empty. */
 void bp_chain_append_chain(struct bp_chain *dst, struct bp_chain *src);
@@ -418,8 +496,11 @@ uint64_t bp_objpool_in_use(const struct bp_objpool *op);
 
 #define BP_COUNTERS(X)                                                        \
 	X(sys_alloc_calls, COUNTER, "calls into the system allocator (mmap, malloc)") \
-	X(sys_free_calls, COUNTER, "calls returning memory to the system (munmap, free)") \
+	X(sys_free_calls, COUNTER, "calls returning memory to the system (munmap, madvise, free)") \
 	X(sys_bytes, GAUGE, "bytes currently mapped or allocated from the system") \
+	X(released_bytes, COUNTER, "resident bytes of idle blocks given back to the system (madvise)") \
+	X(release_calls, COUNTER, "passes giving idle blocks back (bp_pool_release_idle)") \
+	X(trims, COUNTER, "thread caches emptied into the shared depot (bp_pool_thread_trim)") \
 	X(limit_bytes, GAUGE, "byte limit of the pool (0 = none)")              \
 	X(charged_bytes, GAUGE, "bytes counted against the limit")              \
 	X(blocks_in_use, GAUGE, "blocks handed out and not yet returned")       \
@@ -432,6 +513,9 @@ uint64_t bp_objpool_in_use(const struct bp_objpool *op);
 	X(huge_gets, COUNTER, "blocks above the largest class (mmap)")          \
 	X(enomem, COUNTER, "gets refused: limit reached or no memory")          \
 	X(faults_injected, COUNTER, "gets refused by fault injection (of enomem)") \
+	X(detached_bytes, GAUGE, "bytes of detached blocks still referenced (outside the limit)") \
+	X(detached_peak_bytes, GAUGE, "the most detached_bytes has been")      \
+	X(detaches, COUNTER, "blocks detached from the limit while referenced") \
 	X(copied_view_bytes, COUNTER, "bytes copied for contiguous views across blocks") \
 	X(copied_append_bytes, COUNTER, "bytes appended to chains by copy")     \
 	X(copied_out_bytes, COUNTER, "bytes copied out of chains to caller memory")
@@ -467,7 +551,8 @@ struct bp_class_stats {
 	size_t size;     /* total block size of the class */
 	uint64_t gets, puts, hits, misses;
 	uint64_t in_use; /* gets - puts */
-	uint64_t carved; /* blocks ever carved for this class */
+	uint64_t carved; /* blocks carved for this class, less those whose
+	                  * region bp_pool_release_idle gave back whole */
 };
 
 /* Per-class counters; -EINVAL for a bad class. */

@@ -518,6 +518,61 @@ int bp_chain_adopt(struct bp_chain *c, struct bp_block *blk, uint32_t off,
 	return 0;
 }
 
+int bp_chain_adopt_writable(struct bp_chain *c, struct bp_block *blk, uint32_t off,
+                            uint32_t len)
+{
+	struct bp_node *nd = node_get(c->pool);
+	if (!nd)
+		return -ENOMEM;
+	nd->blk = blk;
+	nd->off = off;
+	nd->len = len;
+	link_tail(c, nd);
+	c->tail_writable = 1;
+	return 0;
+}
+
+size_t bp_chain_tail_room(const struct bp_chain *c)
+{
+	return c->tail ? tail_space(c) : 0;
+}
+
+int bp_chain_append_fit(struct bp_chain *c, const void *p, size_t n)
+{
+	size_t space = c->tail ? tail_space(c) : 0;
+	if (space >= n)
+		return bp_chain_append(c, p, n);
+	/* The block and its node first, so that a failure changes nothing. */
+	size_t rest = n - space;
+	if (rest > UINT32_MAX)
+		return -ENOMEM;
+	struct bp_node *nd = node_get(c->pool);
+	if (!nd)
+		return -ENOMEM;
+	struct bp_block *b = bp_block_get(c->pool, rest);
+	if (!b) {
+		node_put(nd);
+		return -ENOMEM;
+	}
+	const char *src = p;
+	if (space) {
+		struct bp_node *t = c->tail;
+		memcpy(bp_block_data(t->blk) + t->off + t->len, src, space);
+		t->len += (uint32_t)space;
+		c->len += space;
+	}
+	memcpy(bp_block_data(b), src + space, rest);
+	bp_block_unref(c->wblk); /* a write block left behind is not resumed */
+	c->wblk = NULL;
+	nd->blk = b;
+	nd->off = 0;
+	nd->len = (uint32_t)rest;
+	link_tail(c, nd);
+	c->tail_writable = 1;
+	bp__count_copy(c->pool, BP_COPY_APPEND, n);
+	return 0;
+}
+
 void bp_chain_append_chain(struct bp_chain *dst, struct bp_chain *src)
 {
 	if (!src->head)

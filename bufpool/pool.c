@@ -5,8 +5,9 @@
  * Memory comes from the system in 2 MiB regions (mmap), carved lazily: a
  * class whose depot is empty carves one batch of blocks off the current
  * region, so resident memory grows only with use and the limit is charged
- * block by block (charged_bytes). Blocks never go back to the system; they
- * move between thread caches and the depot:
+ * block by block (charged_bytes). Blocks move between thread caches and
+ * the depot; only bp_pool_release_idle gives their memory back (see
+ * "giving memory back" below):
  *
  *   get:  thread cache bin --(empty)--> depot batch --(none)--> carve
  *   put:  thread cache bin --(over 2 batches)--> one batch to the depot
@@ -31,8 +32,27 @@
 #include <unistd.h>
 
 #define REGION_SIZE (2u * 1024u * 1024u)
-#define REGION_HDR 16u /* link to the next region; keeps blocks 16-aligned */
+#define REGION_HDR 16u /* struct region; keeps blocks 16-aligned */
 #define FREE_WORDS 3u  /* data words the free lists use (see above) */
+/* Bytes at the start of a free block that must survive a release: the
+ * header (class, pool) and the free-list words. */
+#define FREE_KEEP (BP_BLOCK_HDR + FREE_WORDS * sizeof(void *))
+
+/* The first REGION_HDR bytes of every region. Regions are listed newest
+ * first; the first is the current one (carving goes on in it) unless it
+ * is spare. A spare region holds no block: release_idle uncarved it and
+ * gave its pages back (all but the first, which holds this header); it
+ * stays mapped and the next region_new takes it instead of an mmap. */
+struct region {
+	struct region *next;
+	uint32_t end;   /* bytes carved (header included), once retired */
+	uint8_t spare;
+	uint8_t drop;   /* release_idle: to become spare (all blocks free) */
+	uint8_t _pad[2];
+};
+
+_Static_assert(sizeof(struct region) == REGION_HDR, "region header size");
+
 
 const uint32_t bp__class_size[BP_NCLASSES] = {
 	32, 48, 64, 80, 96, 112, 128,                   /* 16-byte steps */
@@ -76,17 +96,25 @@ struct bp_pool {
 	char name[32];
 	int id;
 	size_t limit;
+	size_t detach_limit;  /* bytes detached blocks may hold (direct pools) */
+	bool direct;          /* every block its own mapping (bp_pool_opts) */
 	pthread_mutex_t lock; /* depot, carving, regions, threads, retired */
 	struct depot_class depot[BP_NCLASSES];
-	char *region_cur;
+	char *region_cur;   /* in regions (the head), or NULL */
 	size_t region_left;
-	void *regions; /* list of mapped regions (first word links) */
+	struct region *regions; /* every mapped region, newest first */
+	/* bp_pool_release_idle: depot changes (pushes, pops) so far and as
+	 * of its last walk; its current stamp for depot blocks (1..255) */
+	uint64_t depot_gen, released_gen;
+	uint8_t mark;
 	struct bp_tcache *threads;
 	struct retired retired;
 	/* Rare-path counters, updated with atomics from any thread. */
 	_Atomic uint64_t charged, sys_bytes, sys_alloc_calls, sys_free_calls;
 	_Atomic uint64_t huge_gets, huge_puts, huge_bytes, enomem;
 	_Atomic uint64_t faults_injected;
+	_Atomic uint64_t released_bytes, release_calls, trims; /* release_idle, trim */
+	_Atomic uint64_t detached, detached_peak, detaches; /* bp_block_detach */
 };
 
 /* The pool table. A slot is written under g_lock at create/destroy; the
@@ -108,11 +136,13 @@ static inline void **words(void *blk)
 #define BATCH(sz) (65536u / (sz) < 1 ? 1u : 65536u / (sz) > 64 ? 64u : 65536u / (sz))
 static uint32_t g_batch[BP_NCLASSES];
 static pthread_once_t g_batch_once = PTHREAD_ONCE_INIT;
+static size_t g_page; /* the system's page size */
 
 static void batch_init(void)
 {
 	for (int i = 0; i < BP_NCLASSES; i++)
 		g_batch[i] = BATCH(bp__class_size[i]);
+	g_page = (size_t)sysconf(_SC_PAGESIZE);
 }
 
 static inline uint32_t batch_of(int cls)
@@ -211,6 +241,7 @@ static void depot_push(struct bp_pool *pool, int cls, void *head, uint32_t n)
 	words(head)[2] = (void *)(uintptr_t)n;
 	d->batches = head;
 	d->nblocks += n;
+	pool->depot_gen++;
 }
 
 /* Gives every block of the cache back to the depot, folds its counters into
@@ -253,6 +284,26 @@ void bp_pool_thread_flush(struct bp_pool *pool)
 	tcache_release(tc);
 }
 
+/* Like tcache_release's first half: the bins go to the depot, one batch
+ * each (a bin holds at most two batches' worth), and the cache with its
+ * counters stays, so the next get is a miss but no malloc. */
+void bp_pool_thread_trim(struct bp_pool *pool)
+{
+	atomic_fetch_add_explicit(&pool->trims, 1, memory_order_relaxed);
+	struct bp_tcache *tc = tls_tc[pool->id];
+	if (!tc)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	for (int i = 0; i < BP_NCLASSES; i++) {
+		struct tbin *b = &tc->bins[i];
+		if (b->head)
+			depot_push(pool, i, b->head, b->count);
+		b->head = NULL;
+		b->count = 0;
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
 /* ---- carving ---------------------------------------------------------- */
 
 static bool charge(struct bp_pool *pool, size_t n)
@@ -272,7 +323,7 @@ static void init_free(struct bp_pool *pool, void *p, int cls)
 	b->cls = (uint8_t)cls;
 	b->pool_id = (uint8_t)pool->id;
 	b->flags = 0;
-	b->_pad = 0;
+	b->mark = 0;
 }
 
 /* Carves what is left of the current region into the largest classes that
@@ -295,18 +346,45 @@ static void region_scrap(struct bp_pool *pool)
 		pool->depot[cls].carved++;
 	}
 	pool->region_left = 0;
+	if (pool->region_cur) /* retired: release_idle walks it to here */
+		pool->regions->end = (uint32_t)(pool->region_cur - (char *)pool->regions);
+}
+
+/* A spare region, moved to the head of the list, or NULL. Its memory is
+ * unpoisoned only now that it is carved again, so that until then a stray
+ * access through a stale pointer still trips ASan. Locked. */
+static struct region *region_reuse(struct bp_pool *pool)
+{
+	for (struct region **pp = &pool->regions; *pp; pp = &(*pp)->next) {
+		struct region *r = *pp;
+		if (!r->spare)
+			continue;
+		*pp = r->next;
+		r->next = pool->regions;
+		pool->regions = r;
+		BP_UNPOISON(r, REGION_SIZE);
+		return r;
+	}
+	return NULL;
 }
 
 static bool region_new(struct bp_pool *pool)
 {
-	atomic_fetch_add(&pool->sys_alloc_calls, 1);
-	void *r = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (r == MAP_FAILED)
-		return false;
-	atomic_fetch_add(&pool->sys_bytes, REGION_SIZE);
-	*(void **)r = pool->regions;
-	pool->regions = r;
+	struct region *r = region_reuse(pool);
+	if (!r) {
+		atomic_fetch_add(&pool->sys_alloc_calls, 1);
+		void *m = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return false;
+		atomic_fetch_add(&pool->sys_bytes, REGION_SIZE);
+		r = m;
+		r->next = pool->regions;
+		pool->regions = r;
+	}
+	r->end = REGION_HDR;
+	r->spare = 0;
+	r->drop = 0;
 	pool->region_cur = (char *)r + REGION_HDR;
 	pool->region_left = REGION_SIZE - REGION_HDR;
 	return true;
@@ -354,6 +432,7 @@ static bool refill(struct bp_pool *pool, struct tbin *bin, int cls)
 		d->batches = words(head)[1];
 		n = (uint32_t)(uintptr_t)words(head)[2];
 		d->nblocks -= n;
+		pool->depot_gen++;
 	} else {
 		n = carve(pool, cls, batch_of(cls), &head);
 	}
@@ -410,10 +489,11 @@ static void huge_put(struct bp_pool *pool, struct bp_block *b)
 {
 	void *m = (char *)b - 8;
 	uint64_t total = *(uint64_t *)m;
+	bool detached = b->flags & BP_F_DETACHED;
 	munmap(m, total);
 	atomic_fetch_add(&pool->sys_free_calls, 1);
 	atomic_fetch_sub(&pool->sys_bytes, total);
-	atomic_fetch_sub(&pool->charged, total);
+	atomic_fetch_sub(detached ? &pool->detached : &pool->charged, total);
 	atomic_fetch_sub(&pool->huge_bytes, total);
 	atomic_fetch_add(&pool->huge_puts, 1);
 }
@@ -502,9 +582,37 @@ struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls)
 struct bp_block *bp_block_get(struct bp_pool *pool, size_t cap)
 {
 	int cls = bp_class_of(cap);
-	if (BP_UNLIKELY(cls < 0))
+	if (BP_UNLIKELY(cls < 0 || pool->direct))
 		return huge_get(pool, cap);
 	return bp__block_get_cls(pool, cls);
+}
+
+/* Detaching moves a mapping's charge from the limit to the detached
+ * budget; huge_put then returns it there. The caller holds a reference, so
+ * the block cannot be freed meanwhile; the flag is written before the
+ * caller drops that reference (whose release orders it before the last
+ * unref's acquire). */
+int bp_block_detach(struct bp_block *blk)
+{
+	if (blk->cls != BP_CLS_HUGE)
+		return -EINVAL;
+	struct bp_pool *pool = g_pools[blk->pool_id];
+	if (blk->flags & BP_F_DETACHED)
+		return 0;
+	uint64_t total = *(const uint64_t *)((const char *)blk - 8);
+	uint64_t cur = atomic_load_explicit(&pool->detached, memory_order_relaxed);
+	do {
+		if (cur + total > pool->detach_limit)
+			return -ENOSPC;
+	} while (!atomic_compare_exchange_weak(&pool->detached, &cur, cur + total));
+	blk->flags |= BP_F_DETACHED;
+	atomic_fetch_sub(&pool->charged, total);
+	atomic_fetch_add(&pool->detaches, 1);
+	uint64_t peak = atomic_load_explicit(&pool->detached_peak, memory_order_relaxed);
+	while (cur + total > peak &&
+	       !atomic_compare_exchange_weak(&pool->detached_peak, &peak, cur + total))
+		;
+	return 0;
 }
 
 /* Returns a block whose last reference is gone to this thread's cache. */
@@ -613,6 +721,248 @@ void bp__count_copy(struct bp_pool *pool, enum bp_copy_reason why, size_t n)
 		bp__ctr_add(&tc->copied[why], n);
 }
 
+/* ---- giving memory back ----------------------------------------------- */
+
+/*
+ * bp_pool_release_idle works on the blocks the depot holds, under the
+ * pool's lock, so that no thread takes or returns any of them meanwhile.
+ * Blocks in use and in thread caches keep their pages and bytes; only
+ * their headers' class and mark are read, and the mark cleared once per
+ * 255 calls (nothing but this code touches the mark, nor writes the class
+ * while a block of a region is carved). Steps:
+ *
+ *  1. every depot block is stamped with a fresh mark (pool->mark): a
+ *     block is known to be in the depot when its mark is the current one,
+ *     so stamps of earlier calls need no clearing (all are cleared once
+ *     per 255 calls, before the stamp would come round again);
+ *  2. every region is walked block by block (the headers give the sizes,
+ *     up to what was carved): a region whose blocks are all stamped is
+ *     to drop, its blocks BP_F_GONE; in the others, each stamped block
+ *     gives back the whole pages past its first FREE_KEEP bytes (the
+ *     header and free-list words stay, so the free lists and the block's
+ *     class survive), those that mincore says are resident;
+ *  3. each class that lost blocks has its depot rebuilt without them, and
+ *     they are uncarved and uncharged;
+ *  4. the dropped regions give back every page but the first (their
+ *     struct region) and become spare, for region_new to carve again.
+ *
+ * A call finds nothing new to do when the depot has not changed since the
+ * last one that walked (depot_gen): pages of a depot block only come back
+ * once it is handed out, and a region only becomes free by puts.
+ * Given-back pages keep their ASan poison (a free block's bytes past
+ * FREE_KEEP are poisoned already); a spare region is unpoisoned when it is
+ * carved again (region_reuse). Small blocks (below two pages) only go back
+ * with their whole region: every page of theirs holds some block's
+ * header. docs/bufpool.md ("Giving memory back") has the costs.
+ */
+
+/* Linux's MADV_DONTNEED frees at once and refaults zero pages; the BSDs'
+ * only hints, where MADV_FREE is what gives pages back. */
+#if defined(__linux__) || !defined(MADV_FREE)
+#define RELEASE_ADVICE MADV_DONTNEED
+#else
+#define RELEASE_ADVICE MADV_FREE
+#endif
+
+/* Pages per region, at the smallest page size we expect (4 KiB). */
+#define REGION_PAGES (REGION_SIZE / 4096u)
+
+static inline uintptr_t page_up(uintptr_t a)
+{
+	return (a + g_page - 1) & ~(uintptr_t)(g_page - 1);
+}
+
+static inline uintptr_t page_down(uintptr_t a)
+{
+	return a & ~(uintptr_t)(g_page - 1);
+}
+
+static inline struct bp_block *next_block(struct bp_block *b)
+{
+	return (struct bp_block *)((char *)b + bp__class_size[b->cls]);
+}
+
+/* Bytes of r that carving has reached. Locked. */
+static uint32_t region_end(const struct bp_pool *pool, const struct region *r)
+{
+	if (r == pool->regions && pool->region_cur)
+		return (uint32_t)(pool->region_cur - (const char *)r);
+	return r->end;
+}
+
+#define REGION_BLOCKS(b, r, end)                                               \
+	for (struct bp_block *b = (struct bp_block *)((char *)(r) + REGION_HDR),  \
+	                     *b##_end = (struct bp_block *)((char *)(r) + (end)); \
+	     b < b##_end; b = next_block(b))
+
+/* Gives back the n pages at p (page-aligned, within one region) when some
+ * are resident (vec: their mincore bytes, or NULL to ask). Returns the
+ * bytes that were resident (all of them when mincore cannot say). */
+static size_t pages_release(struct bp_pool *pool, char *p, size_t n,
+                            const unsigned char *vec)
+{
+	unsigned char own[REGION_PAGES];
+	if (!vec) {
+		vec = own;
+		if (mincore(p, n * g_page, (void *)own) != 0)
+			memset(own, 1, n);
+	}
+	size_t resident = 0;
+	for (size_t i = 0; i < n; i++)
+		resident += vec[i] & 1u;
+	if (!resident || madvise(p, n * g_page, RELEASE_ADVICE) != 0)
+		return 0;
+	atomic_fetch_add(&pool->sys_free_calls, 1);
+	return resident * g_page;
+}
+
+/* Step 1: a new stamp, on every depot block. Locked. */
+static uint8_t depot_stamp(struct bp_pool *pool)
+{
+	if (pool->mark == UINT8_MAX) {
+		for (struct region *r = pool->regions; r; r = r->next)
+			if (!r->spare)
+				REGION_BLOCKS(b, r, region_end(pool, r))
+					b->mark = 0;
+		pool->mark = 0;
+	}
+	uint8_t m = ++pool->mark;
+	for (int i = 0; i < BP_NCLASSES; i++)
+		for (void *h = pool->depot[i].batches; h; h = words(h)[1])
+			for (void *b = h; b; b = words(b)[0])
+				((struct bp_block *)b)->mark = m;
+	return m;
+}
+
+/* Step 2, first case: whether every block carved in r is stamped m; if so
+ * they are marked gone (counted by class in gone[]) and r to drop. */
+static bool region_take_whole(struct region *r, uint32_t end, uint8_t m,
+                              uint64_t *gone)
+{
+	REGION_BLOCKS(b, r, end)
+		if (b->mark != m)
+			return false;
+	REGION_BLOCKS(b, r, end) {
+		b->flags |= BP_F_GONE;
+		gone[b->cls]++;
+	}
+	r->drop = 1;
+	return true;
+}
+
+/* Step 2, second case: the pages inside r's free blocks. One mincore for
+ * the region, when some block is large enough to have a page to give.
+ * Returns the bytes given back. */
+static size_t region_release_blocks(struct bp_pool *pool, struct region *r,
+                                    uint32_t end, uint8_t m)
+{
+	unsigned char vec[REGION_PAGES];
+	bool have_vec = false;
+	size_t released = 0;
+	REGION_BLOCKS(b, r, end) {
+		uintptr_t lo = page_up((uintptr_t)b + FREE_KEEP);
+		uintptr_t hi = page_down((uintptr_t)next_block(b));
+		if (b->mark != m || hi <= lo)
+			continue;
+		if (!have_vec) {
+			if (mincore(r, REGION_SIZE, (void *)vec) != 0)
+				memset(vec, 1, sizeof(vec));
+			have_vec = true;
+		}
+		released += pages_release(pool, (char *)lo, (hi - lo) / g_page,
+		                          vec + (lo - (uintptr_t)r) / g_page);
+	}
+	return released;
+}
+
+/* Step 3 for a class that lost `gone` blocks: its depot without them (in
+ * full batches), and their charge returned. */
+static void depot_drop_gone(struct bp_pool *pool, int cls, uint64_t gone)
+{
+	struct depot_class *d = &pool->depot[cls];
+	void *h = d->batches;
+	d->carved -= gone;
+	atomic_fetch_sub(&pool->charged, gone * bp__class_size[cls]);
+	d->nblocks -= gone;
+	if (!d->nblocks) { /* all of them: nothing to walk */
+		d->batches = NULL;
+		return;
+	}
+	uint32_t batch = batch_of(cls), n = 0;
+	void *list = NULL;
+	d->batches = NULL;
+	d->nblocks = 0;
+	while (h) {
+		void *next_batch = words(h)[1];
+		for (void *b = h; b;) {
+			void *next = words(b)[0];
+			if (!(((struct bp_block *)b)->flags & BP_F_GONE)) {
+				words(b)[0] = list;
+				list = b;
+				if (++n == batch) {
+					depot_push(pool, cls, list, n);
+					list = NULL;
+					n = 0;
+				}
+			}
+			b = next;
+		}
+		h = next_batch;
+	}
+	if (n)
+		depot_push(pool, cls, list, n);
+}
+
+/* Step 4: dropped regions give back all but their first page and become
+ * spare; the current one too (carving then goes on in a spare region,
+ * perhaps this one). Returns the bytes given back. */
+static size_t regions_drop(struct bp_pool *pool)
+{
+	size_t released = 0;
+	for (struct region *r = pool->regions; r; r = r->next) {
+		if (!r->drop)
+			continue;
+		uintptr_t end = page_up((uintptr_t)r + region_end(pool, r));
+		if (r == pool->regions && pool->region_cur) {
+			pool->region_cur = NULL;
+			pool->region_left = 0;
+		}
+		r->drop = 0;
+		r->spare = 1;
+		r->end = REGION_HDR;
+		char *lo = (char *)r + g_page;
+		if ((uintptr_t)lo < end)
+			released += pages_release(pool, lo, (end - (uintptr_t)lo) / g_page, NULL);
+	}
+	return released;
+}
+
+size_t bp_pool_release_idle(struct bp_pool *pool)
+{
+	atomic_fetch_add_explicit(&pool->release_calls, 1, memory_order_relaxed);
+	size_t released = 0;
+	uint64_t gone[BP_NCLASSES] = {0};
+	pthread_mutex_lock(&pool->lock);
+	if (pool->depot_gen != pool->released_gen) {
+		uint8_t m = depot_stamp(pool);
+		for (struct region *r = pool->regions; r; r = r->next) {
+			if (r->spare)
+				continue;
+			uint32_t end = region_end(pool, r);
+			if (!region_take_whole(r, end, m, gone))
+				released += region_release_blocks(pool, r, end, m);
+		}
+		for (int i = 0; i < BP_NCLASSES; i++)
+			if (gone[i])
+				depot_drop_gone(pool, i, gone[i]);
+		released += regions_drop(pool);
+		pool->released_gen = pool->depot_gen;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	atomic_fetch_add(&pool->released_bytes, released);
+	return released;
+}
+
 /* ---- pools ------------------------------------------------------------ */
 
 struct bp_pool *bp_pool_create(const struct bp_pool_opts *opts)
@@ -626,6 +976,8 @@ struct bp_pool *bp_pool_create(const struct bp_pool_opts *opts)
 	snprintf(pool->name, sizeof(pool->name), "%s",
 	         opts && opts->name ? opts->name : "bufpool");
 	pool->limit = opts ? opts->limit : 0;
+	pool->direct = opts && opts->direct;
+	pool->detach_limit = opts ? opts->detach_limit : 0;
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_mutex_lock(&g_lock);
 	pool->id = -1;
@@ -663,9 +1015,9 @@ void bp_pool_destroy(struct bp_pool **pp)
 		abort();
 	}
 #endif
-	void *r = pool->regions;
+	struct region *r = pool->regions;
 	while (r) {
-		void *next = *(void **)r;
+		struct region *next = r->next;
 		/* ASan's shadow outlives the mapping: clear it, or the next
 		 * mapping at this address inherits our poison. */
 		BP_UNPOISON(r, REGION_SIZE);
@@ -764,4 +1116,10 @@ void bp_pool_stats(struct bp_pool *pool, struct bp_stats *s)
 	s->charged_bytes = atomic_load(&pool->charged);
 	s->enomem = atomic_load(&pool->enomem);
 	s->faults_injected = atomic_load(&pool->faults_injected);
+	s->released_bytes = atomic_load(&pool->released_bytes);
+	s->release_calls = atomic_load(&pool->release_calls);
+	s->trims = atomic_load(&pool->trims);
+	s->detached_bytes = atomic_load(&pool->detached);
+	s->detached_peak_bytes = atomic_load(&pool->detached_peak);
+	s->detaches = atomic_load(&pool->detaches);
 }

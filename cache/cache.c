@@ -51,8 +51,7 @@ static void dir_init(struct cache *c)
  * the caller frees the tables already made. */
 static int shards_init(struct cache *c, const struct cache_opts *o)
 {
-	size_t slots = o->hash_slots ? o->hash_slots
-	                             : o->limit / (c->seg_huge ? 1024 : 64);
+	size_t slots = o->hash_slots ? o->hash_slots : o->limit / 1024;
 	size_t nb = slots / SLOTS_PER_BUCKET / c->nshards;
 	if (nb < 8)
 		nb = 8;
@@ -85,14 +84,14 @@ struct cache *cache_create(const struct cache_opts *o)
 		return NULL;
 	}
 	size_t seg_size = o->seg_size ? o->seg_size : CACHE_SEG_SIZE_DEFAULT;
-	/* The capacity that makes the block exactly seg_size bytes: a class
-	 * block's header, or a huge block's mapping size and header (16 bytes
-	 * in front of its data; bufpool's pool.c, huge_get). */
-	size_t seg_cap = seg_size <= BP_MAX_CLASS_SIZE ? seg_size - BP_BLOCK_HDR
-	                                               : seg_size - 16;
+	/* Every block of the store is a mapping of its own (a direct pool):
+	 * the capacity that makes it exactly seg_size bytes leaves room for
+	 * the mapping's size and the block header (16 bytes in front of its
+	 * data; bufpool's pool.c, huge_get). */
+	size_t seg_cap = seg_size - BP_DIRECT_HDR;
 	if (seg_cap > MAX_SEG_CAP)
 		seg_cap = MAX_SEG_CAP;
-	size_t seg_block = bp_block_charge(seg_cap);
+	size_t seg_block = cache__block_charge(seg_cap);
 	unsigned nshards = o->nshards;
 	if (!nshards) {
 		size_t want = o->limit / (16 * seg_block);
@@ -100,12 +99,22 @@ struct cache *cache_create(const struct cache_opts *o)
 		while (nshards < 16 && nshards * 2 <= want)
 			nshards *= 2;
 	}
+	/* Directory entries: every segment the limit can hold, or as many
+	 * large items (over a quarter of a segment each, in blocks of their
+	 * own), whichever is more. An evicted segment gives its entry back
+	 * at once, even while replies still hold its block. */
 	uint64_t nsegs = o->limit / seg_block + 1;
+	nsegs += o->limit / (seg_cap / LARGE_DIV);
 	if (nsegs > MAX_SEGS)
 		nsegs = MAX_SEGS;
 
+	/* Evicted segments that replies still reference are detached from
+	 * the limit (bp_block_detach) up to pinned_max more bytes: slow
+	 * readers then cannot make writes fail (docs/cache.md, "Pinned
+	 * segments"). */
 	struct bp_pool_opts po = {.name = o->name ? o->name : "cache",
-	                          .limit = o->limit};
+	                          .limit = o->limit, .direct = true,
+	                          .detach_limit = o->pinned_max ? o->pinned_max : o->limit};
 	struct bp_pool *pool = bp_pool_create(&po);
 	if (!pool)
 		return NULL;
@@ -129,9 +138,15 @@ struct cache *cache_create(const struct cache_opts *o)
 	c->nsegs = (uint32_t)nsegs;
 	c->seg_cap = (uint32_t)seg_cap;
 	c->seg_block = seg_block;
-	c->seg_huge = bp_class_of(seg_cap) < 0;
-	size_t item_max = seg_cap - ITEM_HDR_MAX;
-	c->max_item = o->max_item && o->max_item < item_max ? o->max_item : item_max;
+	c->large_min = (uint32_t)(seg_cap / LARGE_DIV);
+	/* Items larger than a segment have blocks of their own; a length
+	 * takes at most a 4-byte varint (28 bits), and a store keeps at
+	 * least two of its largest items. */
+	size_t item_max = ((size_t)1 << 28) - 1;
+	if (item_max > o->limit / 2)
+		item_max = o->limit / 2;
+	c->max_item = o->max_item ? (o->max_item < item_max ? o->max_item : item_max)
+	                          : seg_cap - ITEM_HDR_MAX;
 	c->policy = o->policy;
 	c->clock = o->clock ? o->clock : default_clock;
 	c->clock_arg = o->clock_arg;
@@ -190,6 +205,8 @@ void cache_stats_get(struct cache *c, struct cache_stats *out)
 	bp_pool_stats(c->pool, &ps);
 	out->bytes_held = ps.charged_bytes;
 	out->limit_bytes = ps.limit_bytes;
+	out->bytes_pinned_evicted = ps.detached_bytes;
+	out->bytes_pinned_evicted_peak = ps.detached_peak_bytes;
 	out->loads = atomic_load(&c->gctr_loads);
 	out->load_joins = atomic_load(&c->gctr_joins);
 }

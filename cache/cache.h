@@ -4,19 +4,20 @@
  *
  * Layout (docs/cache.md has the reasons and the measurements). Items are
  * appended to segments: each segment is one bufpool block (1 MiB by
- * default) owned by one shard. An item is a 3-byte header (meta, key
- * length, varint value length), optional flags / expiry / CAS fields, the
- * key and the value. A shard's hash table holds one 8-byte slot per item
- * (tag, frequency, segment id, offset). Metadata that items share (write
- * sequence, expiry bound, queue) lives in the segment header.
+ * default) owned by one shard. An item is a 7-byte header (meta, key
+ * length, access time, varint value length), optional flags / expiry /
+ * CAS fields, the key and the value. A shard's hash table holds one 8-byte
+ * slot per item (tag, frequency, segment id, offset). Metadata that items
+ * share (write sequence, expiry bound, queue) lives in the segment header.
  *
  * Rules that hold for every call below:
  *
  *  - Threads. Every call may be made from any thread at any time, except
  *    create/destroy. Each shard has a reader-writer lock: GET and the stats
- *    take it shared (a GET only bumps a frequency counter in the hash slot,
- *    atomically); every other call takes it exclusive. A write that must
- *    evict does so under its shard's lock (one segment at a time).
+ *    take it shared (a GET only bumps a frequency counter in the hash slot
+ *    and the item's meta state, atomically); every other call takes it
+ *    exclusive. A write that must evict does so under its shard's lock
+ *    (one segment at a time).
  *  - Values. A successful get fills a struct cache_value whose `data` slice
  *    owns one reference to the segment block that holds the value. The
  *    bytes stay valid and unchanged until the caller releases it
@@ -70,7 +71,7 @@ extern "C" {
 #define CACHE_KEY_MAX 250u
 /* memcached's boundary between relative and absolute expiration times. */
 #define CACHE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
-/* Default segment capacity: one huge (mmap) block of exactly 1 MiB. */
+/* Default segment size: one mapping of exactly 1 MiB. */
 #define CACHE_SEG_SIZE_DEFAULT ((size_t)1 << 20)
 
 struct cache; /* opaque */
@@ -91,7 +92,11 @@ struct cache_opts {
 	                     * docs/cache.md. 16 KiB .. 4 MiB. */
 	unsigned nshards;   /* power of two, 1..256; 0 = auto */
 	size_t max_item;    /* largest key + value accepted; 0 = what fits one
-	                     * segment */
+	                     * segment. Items over a quarter of a segment get a
+	                     * block of their own, so this may exceed a segment
+	                     * (up to half the limit, and 256 MiB) */
+	size_t pinned_max;  /* bytes evicted segments may keep outside the limit
+	                     * while replies still reference them; 0 = limit */
 	size_t hash_slots;  /* initial hash slots in all (grows); 0 = auto */
 	enum cache_policy policy;
 	/* Clock in unix seconds; NULL = time(2). Called on every operation
@@ -177,11 +182,17 @@ enum cache_mode {
 	CACHE_APPEND,  /* value += data; keeps flags and expiry; -ENOTSUP if absent */
 	CACHE_PREPEND, /* value = data + value; likewise */
 	CACHE_CAS,     /* only if present (-ENOENT) with this cas (-EEXIST) */
+	CACHE_CAS_STALE, /* as CACHE_CAS, but a cas below the item's (an older
+	                  * version) stores the value as stale, keeping the
+	                  * item's expiry and a win token handed out
+	                  * (memcached's ms I; see "Meta state" below) */
 };
 
 /* Stores key with the len bytes at offset off of src (src is not consumed;
  * the bytes are copied once). cas != 0 makes SET/REPLACE/APPEND/PREPEND
- * conditional like CACHE_CAS; CACHE_CAS requires cas != 0 (-EINVAL).
+ * conditional like CACHE_CAS; CACHE_CAS and CACHE_CAS_STALE require
+ * cas != 0 (-EINVAL). A new version of a key always gets a CAS above the
+ * old version's.
  * *cas_out (may be NULL) gets the new item's CAS. Returns 0 or -EEXIST,
  * -ENOENT, -ENOTSUP, -EINVAL, -E2BIG, -ENOMEM (see the table above). */
 int cache_store(struct cache *c, enum cache_mode mode, const void *key,
@@ -223,6 +234,73 @@ struct cache_arith_init {
 int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
                 uint64_t delta, const struct cache_arith_init *init,
                 uint64_t cas, uint64_t *value, uint64_t *cas_out);
+
+/* ------------------------------------------------------------------------
+ * Meta state (memcached's meta commands: mg h l, stale-while-revalidate)
+ *
+ * Every item also carries: whether it was fetched since it was written
+ * (mg h), when it was last accessed (mg l), whether it is stale and
+ * whether a win token was handed out for it (mg X, Z, W). Reads bump an
+ * item, as memcached's segmented LRU does: the first read since it was
+ * written (cache_get, cache_gat, cache_touch, cache_mget) marks it
+ * fetched, later ones set its access time to now. A new version written
+ * by a store starts unfetched, accessed now, neither stale nor with a
+ * token (but CACHE_CAS_STALE: stale, its token kept); incr/decr, touch and
+ * gat keep the state. Costs: docs/cache.md, "Meta state".
+ * ---------------------------------------------------------------------- */
+
+/* What a meta get does besides reading (memcached's mg flags). */
+struct cache_mget_opts {
+	bool no_bump;          /* u: leave fetched, access time and the
+	                        * frequency as they are */
+	bool touch;            /* T: set the expiration to exptime first */
+	int64_t exptime;
+	bool vivify;           /* N: on a miss, store an empty value (flags 0)
+	                        * expiring at vivify_exptime; this call wins */
+	int64_t vivify_exptime;
+	bool recache;          /* R: win when the item expires sooner than
+	                        * recache_exptime (relative or absolute) */
+	int64_t recache_exptime;
+	bool recache_after_touch; /* R compares the expiry T set (T came first
+	                           * in the request), else the one before */
+	bool peek;             /* report only: change nothing, count nothing
+	                        * (T, N, R, u ignored) */
+};
+
+/* What a meta get found; every field describes the item as it was before
+ * this call, but won and created. */
+struct cache_meta {
+	uint32_t exp_before;   /* expiration before T (absolute, 0 never;
+	                        * 0 for an item this call created) */
+	uint32_t idle;         /* seconds since the last access */
+	bool fetched;          /* read since it was written */
+	bool stale;            /* marked stale (cache_invalidate, CACHE_CAS_STALE) */
+	bool token_sent;       /* a win token was already handed out (Z) */
+	bool won;              /* this call got the win token (W): it created
+	                        * the item, or the item was stale or (R) close
+	                        * to expiring and no token was out */
+	bool created;          /* this call created the item (vivify) */
+};
+
+/* memcached's mg: reads key like cache_get (fills *out, which the caller
+ * releases) and fills *m. A win marks the item (at most one caller wins
+ * per version; a later version starts without a token, except a
+ * CACHE_CAS_STALE one). T and N take the shard's lock exclusive, the
+ * rest shared. Returns 0, or -ENOENT (a vivify that finds no memory is a
+ * miss too, as in memcached), -EINVAL, -ENOMEM (T could not rewrite the
+ * item). Counted as a touch with T, else as a get; a vivify is a hit. */
+int cache_mget(struct cache *c, const void *key, size_t klen,
+               const struct cache_mget_opts *o, struct cache_value *out,
+               struct cache_meta *m);
+
+/* memcached's md … I: instead of deleting key, marks it stale: a new
+ * version (new CAS) of the same value and flags, stale, without a win
+ * token (the next cache_mget wins), keeping whether it was fetched and
+ * when it was accessed; with set_exp, expiring at exptime (rules above).
+ * cas != 0: only that version (-EEXIST). 0 or -ENOENT, -EEXIST, -EINVAL,
+ * -ENOMEM. */
+int cache_invalidate(struct cache *c, const void *key, size_t klen,
+                     uint64_t cas, bool set_exp, int64_t exptime);
 
 /* Invalidates every item stored before now + delay seconds (delay <= 0:
  * now), at that moment; a later flush_all replaces a pending one. The
@@ -322,6 +400,10 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(touch_hits, COUNTER, "touch and gat calls that found the key")         \
 	X(touch_misses, COUNTER, "touch and gat calls that did not")             \
 	X(enomem, COUNTER, "writes refused: nothing could be evicted")           \
+	X(pinned_evictions, COUNTER, "segments evicted while replies still referenced them") \
+	X(bytes_pinned_evicted, GAUGE, "bytes of evicted segments replies still reference (outside the limit)") \
+	X(bytes_pinned_evicted_peak, GAUGE, "the most bytes_pinned_evicted has been") \
+	X(large_items, GAUGE, "items over a quarter of a segment, each in a block of its own") \
 	X(loads, COUNTER, "loader runs started by get_or_load")                  \
 	X(load_joins, COUNTER, "get_or_load misses that joined a load in flight")
 

@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Counter indexes, one per CACHE_COUNTERS entry. */
 enum {
@@ -47,6 +48,19 @@ enum {
 #define Q_M 1
 #define NTTL 8      /* TTL classes of open segments */
 #define NIL (-1)
+
+/* Items larger than seg_cap / LARGE_DIV get a block of their own: a
+ * segment holding that one item, sized to it (docs/cache.md, "Large
+ * items"). */
+#define LARGE_DIV 4
+
+/* What a block of capacity cap charges the store's (direct) pool: its
+ * whole mapping, rounded up to pages (bufpool's huge_get). */
+static inline size_t cache__block_charge(size_t cap)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (cap + BP_DIRECT_HDR + page - 1) & ~(page - 1);
+}
 
 /* An item's address: segment id (1..MAX_SEGS) and offset in it. */
 #define OFF_BITS 22
@@ -72,7 +86,8 @@ struct seg {
 	uint8_t q;            /* Q_S / Q_M */
 	uint8_t ttlc;
 	uint8_t open;
-	uint8_t _pad[3];
+	uint8_t large;        /* one large item in a block of its own size */
+	uint8_t _pad[2];
 };
 
 struct fifo {
@@ -91,6 +106,7 @@ struct shard {
 	uint64_t reloc_budget;      /* bytes evictions may still relocate */
 	struct fifo q[NQ];
 	uint32_t qsegs[NQ];         /* segments per queue, open ones included */
+	uint64_t held;              /* bytes of those segments' item areas */
 	int32_t open[NQ][NTTL];
 	_Atomic uint64_t ctr[CX__COUNT];
 	char _pad[64];
@@ -108,7 +124,7 @@ struct cache {
 	uint32_t seg_cap;           /* bytes an item area may use */
 	size_t seg_block;           /* bytes a segment charges the pool */
 	size_t max_item;
-	bool seg_huge;              /* mmap'd segments: releasing returns charge */
+	uint32_t large_min;         /* items above this get a block of their own */
 	enum cache_policy policy;
 	int64_t (*clock)(void *);
 	void *clock_arg;
@@ -473,6 +489,16 @@ int32_t cache__seg_take(struct cache *c, bool reloc);
 void cache__seg_release(struct cache *c, struct shard *sh, int32_t id,
                         bool keep);
 
+/* An entry for a large item: a block of exactly size bytes (releasing
+ * free segments' blocks to make room in the limit; never evicting). NIL
+ * when there is no room or no entry. */
+int32_t cache__large_take(struct cache *c, uint32_t size);
+
+/* Queues large entry id, its whole capacity (size) taken by one item
+ * about to be written, as a sealed segment of sh's queue q. */
+void cache__seg_queue_large(struct cache *c, struct shard *sh, int32_t id,
+                            int q, unsigned ttlc, uint32_t size);
+
 /* Puts an unopened segment with its block back on the free list. */
 void cache__free_push(struct cache *c, int32_t id);
 
@@ -483,6 +509,10 @@ unsigned cache__free_list_drain(struct cache *c);
 /* Makes id the open segment of sh's queue q and TTL class ttlc. */
 void cache__seg_open(struct cache *c, struct shard *sh, int32_t id, int q,
                      unsigned ttlc);
+
+/* Queues a sealed segment unlinked from its queue again, as the newest of
+ * its queue (s->q). */
+void cache__seg_requeue(struct cache *c, struct shard *sh, int32_t id);
 
 /* Closes an open segment to appends and queues it (newest sealed). */
 void cache__seg_seal(struct cache *c, struct shard *sh, int32_t id);
@@ -511,10 +541,13 @@ enum evict_flags {
 	                             * queue with its count (cleaning) */
 	EVICT_KEEP_BLOCK = 1u << 2, /* an unreferenced block goes on the free
 	                             * list (else back to the pool) */
+	EVICT_KEEP_LARGE = 1u << 3, /* cache__evict_one: a large item the
+	                             * policy keeps is queued again (no copy)
+	                             * instead of evicted */
 };
 
 /* Picks and evicts one sealed segment of sh the S3-FIFO (or FIFO) way;
- * flags: EVICT_KEEP_BLOCK or 0. False when sh has none. */
+ * flags: EVICT_KEEP_BLOCK, EVICT_KEEP_LARGE or 0. False when sh has none. */
 bool cache__evict_one(struct cache *c, struct shard *sh, int64_t now,
                       unsigned flags);
 
@@ -525,14 +558,22 @@ int32_t cache__item_alloc_seg(struct cache *c, struct shard *sh, int q,
                               unsigned ttlc, uint32_t size, int64_t now,
                               uint32_t *off, bool sealed);
 
+/* A block of its own for a large item (over large_min bytes), evicting
+ * until the limit has room for it. The segment id (*off 0), or NIL. */
+int32_t cache__item_alloc_large(struct cache *c, struct shard *sh, int q,
+                                unsigned ttlc, uint32_t size, int64_t now,
+                                uint32_t *off);
+
 /* Reserves size bytes for a new item: the open segment of (q, ttlc), else
- * a new segment (sweeping expired ones, then evicting). Returns the
- * segment id and *off, or NIL = -ENOMEM. Inline: the open segment's fast
- * path is on every SET. */
+ * a new segment (sweeping expired ones, then evicting); a large item gets
+ * a block of its own. Returns the segment id and *off, or NIL = -ENOMEM.
+ * Inline: the open segment's fast path is on every SET. */
 static inline int32_t item_alloc(struct cache *c, struct shard *sh, int q,
                                  unsigned ttlc, uint32_t size, int64_t now,
                                  uint32_t *off)
 {
+	if (__builtin_expect(size > c->large_min, 0))
+		return cache__item_alloc_large(c, sh, q, ttlc, size, now, off);
 	bool sealed;
 	int32_t id = cache__open_fit(c, sh, q, ttlc, size, off, &sealed);
 	if (id != NIL)

@@ -40,7 +40,7 @@ static bool relocate(struct cache *c, struct shard *sh, struct seg *s,
 	struct seg *ns = &c->segs[nid];
 	char *d = ns->data + noff;
 	uint64_t cas = item_cas(s, ioff, it);
-	hdr_write(d, meta, it->klen, it->vlen, it->flags, it->exp, cas);
+	hdr_write(d, meta, it->klen, it->vlen, it->flags, it->exp, cas, it->atime);
 	memcpy(d + hs, p + it->hdr, it->klen + it->vlen);
 	sh->reloc_budget -= nsize;
 	cache__unaccount(sh, s, it);
@@ -89,7 +89,7 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 			continue;
 		}
 		unsigned f = slot_freq(v);
-		bool keep = c->policy == CACHE_S3FIFO && (f > 0 || clean);
+		bool keep = c->policy == CACHE_S3FIFO && (f > 0 || clean) && !s->large;
 		if (keep && (flags & EVICT_RETAIN)) {
 			/* S -> M resets the count; M -> M spends one; a
 			 * cleaned item keeps its queue and count. */
@@ -127,15 +127,16 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 static int32_t pick_clean(struct cache *c, struct shard *sh)
 {
 	uint64_t live = atomic_load_explicit(&sh->ctr[CX_bytes_items], memory_order_relaxed);
-	uint64_t held = (uint64_t)(sh->qsegs[Q_S] + sh->qsegs[Q_M]) * c->seg_cap;
-	if (live * 100 >= held * CLEAN_PCT)
+	if (live * 100 >= sh->held * CLEAN_PCT)
 		return NIL;
 	uint64_t best_live = (uint64_t)c->seg_cap * CLEAN_PCT / 100 + 1;
 	int32_t best = NIL;
 	for (int q = 0; q < NQ; q++) {
 		int32_t id = sh->q[q].tail;
 		for (unsigned n = 0; id != NIL && n < CLEAN_SCAN; n++, id = c->segs[id].prev) {
-			if (c->segs[id].live_bytes < best_live) {
+			/* A large item's block is never cleaned: it is its item
+			 * (dead, the sweep frees it). */
+			if (!c->segs[id].large && c->segs[id].live_bytes < best_live) {
 				best_live = c->segs[id].live_bytes;
 				best = id;
 			}
@@ -170,6 +171,30 @@ static bool clean_one(struct cache *c, struct shard *sh, int64_t now, uint64_t l
 	return true;
 }
 
+/* S3-FIFO keeps a large item the way it keeps any other, but without a
+ * copy: its block is queued again as the newest of M (S -> M resetting
+ * its count, M -> M spending one). True when it was kept. */
+static bool keep_large(struct cache *c, struct shard *sh, int32_t id)
+{
+	struct seg *s = &c->segs[id];
+	if (c->policy != CACHE_S3FIFO || s->live == 0 || seg_flushed(c, s))
+		return false;
+	struct itm it;
+	itm_parse(s->data, &it);
+	_Atomic uint64_t *sp = cache__find_slot_of(sh, (uint32_t)id, 0, s->data + it.hdr,
+	                                           it.klen);
+	uint64_t v = sp ? atomic_load_explicit(sp, memory_order_relaxed) : 0;
+	if (!sp || slot_freq(v) == 0)
+		return false;
+	unsigned nf = s->q == Q_S ? 0 : slot_freq(v) - 1;
+	atomic_store_explicit(sp, slot_with_freq(v, nf), memory_order_relaxed);
+	sh->qsegs[s->q]--;
+	sh->qsegs[Q_M]++;
+	s->q = Q_M;
+	cache__seg_requeue(c, sh, id);
+	return true;
+}
+
 bool cache__evict_one(struct cache *c, struct shard *sh, int64_t now,
                       unsigned flags)
 {
@@ -190,6 +215,8 @@ bool cache__evict_one(struct cache *c, struct shard *sh, int64_t now,
 	if (id == NIL)
 		return false;
 	cache__fifo_unlink(c, &sh->q[q], id);
+	if (c->segs[id].large && (flags & EVICT_KEEP_LARGE) && keep_large(c, sh, id))
+		return true;
 	unsigned ef = flags & EVICT_KEEP_BLOCK;
 	if (c->policy == CACHE_S3FIFO)
 		ef |= EVICT_RETAIN;
@@ -208,7 +235,7 @@ static bool reclaim_other(struct cache *c, unsigned me, int64_t now, bool clean,
 		if (pthread_rwlock_trywrlock(&o->lock) != 0)
 			continue;
 		bool done = clean ? clean_one(c, o, now, *lent ? 0 : (uint64_t)c->seg_cap * RELOC_SEGS)
-		                  : cache__evict_one(c, o, now, EVICT_KEEP_BLOCK);
+		                  : cache__evict_one(c, o, now, EVICT_KEEP_BLOCK | EVICT_KEEP_LARGE);
 		*lent |= clean && done;
 		pthread_rwlock_unlock(&o->lock);
 		if (done)
@@ -239,7 +266,7 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 		 * not always the one holding the garbage). */
 		if (clean_one(c, sh, now, 0) || reclaim_other(c, me, now, true, &lent))
 			continue;
-		if (cache__evict_one(c, sh, now, EVICT_KEEP_BLOCK) ||
+		if (cache__evict_one(c, sh, now, EVICT_KEEP_BLOCK | EVICT_KEEP_LARGE) ||
 		    reclaim_other(c, me, now, false, &lent))
 			continue;
 		return cache__seg_take(c, true); /* last resort: the reserve */
@@ -305,6 +332,31 @@ int cache_expire(struct cache *c)
 /* ------------------------------------------------------------------------
  * Allocating an item
  * ---------------------------------------------------------------------- */
+
+int32_t cache__item_alloc_large(struct cache *c, struct shard *sh, int q,
+                                unsigned ttlc, uint32_t size, int64_t now,
+                                uint32_t *off)
+{
+	unsigned me = (unsigned)(sh - c->shards);
+	bool lent = false;
+	budget_add(c, sh, (uint64_t)c->seg_cap * RELOC_SEGS);
+	for (;;) {
+		int32_t id = cache__large_take(c, size);
+		if (id != NIL) {
+			cache__seg_queue_large(c, sh, id, q, ttlc, size);
+			*off = 0;
+			return id;
+		}
+		/* As seg_get, but whatever is evicted gives its block back:
+		 * this item needs the room in the limit, not a segment. */
+		if (clean_one(c, sh, now, 0) || reclaim_other(c, me, now, true, &lent))
+			continue;
+		if (cache__evict_one(c, sh, now, EVICT_KEEP_LARGE) ||
+		    reclaim_other(c, me, now, false, &lent))
+			continue;
+		return NIL;
+	}
+}
 
 int32_t cache__item_alloc_seg(struct cache *c, struct shard *sh, int q,
                               unsigned ttlc, uint32_t size, int64_t now,

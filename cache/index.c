@@ -217,7 +217,7 @@ void cache__table_grow(struct cache *c, struct shard *sh, int64_t now)
 	_Atomic uint64_t *ns;
 	uint32_t *ng;
 	struct bp_block *blk = cache__table_alloc(c, nb, &ns, &ng);
-	if (!blk && c->seg_huge) {
+	if (!blk) {
 		cache__free_list_drain(c);
 		blk = cache__table_alloc(c, nb, &ns, &ng);
 		uint64_t saved = sh->reloc_budget;

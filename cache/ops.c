@@ -1,10 +1,11 @@
 /*
  * Every memcached operation: store (set/add/replace/append/prepend/cas),
- * get, delete, incr/decr, touch, gat, flush_all, and the prefetch hint.
- * Each takes its key's shard lock (shared for get and prefetch, exclusive
- * otherwise) and writes a new version of an item by appending it to an
- * open segment (put_item). See cache/cache.h for the contract and
- * docs/cache.md for the reasons.
+ * get, delete, incr/decr, touch, gat, flush_all, the meta commands' get
+ * and invalidate, and the prefetch hint. Each takes its key's shard lock
+ * (shared for get, a meta get that neither touches nor vivifies, and
+ * prefetch; exclusive otherwise) and writes a new version of an item by
+ * appending it to an open segment (put_item). See cache/cache.h for the
+ * contract and docs/cache.md for the reasons.
  */
 #include "cache/cache_internal.h"
 #include "bufpool/decimal.h"
@@ -76,7 +77,31 @@ struct wreq {
 	uint64_t keep_cas; /* nonzero: the new item keeps this CAS */
 	int q;
 	unsigned freq;
+	uint8_t state;     /* F_STATE bits the new item starts with */
+	bool has_atime;    /* the new item's access time is atime, not now */
+	uint32_t atime;
 };
+
+/* A new version of a key gets a CAS above the old version's, as
+ * memcached's always do (ms I tells an older CAS from a newer one): the
+ * implicit CAS of a later position in the same segment, or of a segment
+ * opened later, is higher, but the open segment of another queue or TTL
+ * class may be older than the old version's. Then the new version carries
+ * an explicit CAS made of a sequence number no segment will have: higher
+ * than every CAS so far, and unique. Returns it, or 0 when the implicit
+ * CAS will be higher (a segment the item may land in instead of the open
+ * one is opened later, so higher too). */
+static uint64_t cas_above(struct cache *c, struct shard *sh, int q,
+                          unsigned ttlc, uint64_t old_cas)
+{
+	int32_t id = sh->open[q][ttlc];
+	if (id == NIL)
+		return 0;
+	const struct seg *s = &c->segs[id];
+	if (((s->seq << OFF_BITS) | s->used) > old_cas)
+		return 0;
+	return atomic_fetch_add(&c->seq, 1) << OFF_BITS;
+}
 
 /* Writes a new version of the key: allocates (perhaps evicting), copies,
  * then replaces whatever version the table holds. `old` (may be NULL) is
@@ -86,8 +111,13 @@ static int put_item(struct cache *c, struct shard *sh, const struct hk *k,
                     const struct wreq *w, const struct loc *old, int64_t now,
                     uint64_t *cas_out)
 {
+	unsigned ttlc = ttl_class(w->exp, now);
+	uint64_t cas = w->keep_cas;
+	if (old && !cas)
+		cas = cas_above(c, sh, w->q, ttlc, item_cas(old->seg, old->off, &old->it));
 	uint8_t meta = (uint8_t)(F_ITEM | (w->flags ? F_FLAGS : 0) |
-	                         (w->exp ? F_EXP : 0) | (w->keep_cas ? F_CAS : 0));
+	                         (w->exp ? F_EXP : 0) | (cas ? F_CAS : 0) |
+	                         (w->state & F_STATE));
 	uint32_t hs = hdr_size(meta, w->vlen);
 	uint32_t size = hs + w->klen + w->vlen;
 	struct bp_block *pin = NULL;
@@ -97,7 +127,7 @@ static int put_item(struct cache *c, struct shard *sh, const struct hk *k,
 	}
 	table_maybe_grow(c, sh, now);
 	uint32_t off;
-	int32_t id = item_alloc(c, sh, w->q, ttl_class(w->exp, now), size, now, &off);
+	int32_t id = item_alloc(c, sh, w->q, ttlc, size, now, &off);
 	if (id == NIL) {
 		bp_block_unref(pin);
 		ctr_add(sh, CX_enomem, 1);
@@ -105,7 +135,8 @@ static int put_item(struct cache *c, struct shard *sh, const struct hk *k,
 	}
 	struct seg *s = &c->segs[id];
 	char *d = s->data + off;
-	hdr_write(d, meta, w->klen, w->vlen, w->flags, w->exp, w->keep_cas);
+	hdr_write(d, meta, w->klen, w->vlen, w->flags, w->exp, cas,
+	          w->has_atime ? w->atime : (uint32_t)now);
 	memcpy(d + hs, w->key, w->klen);
 	char *v = d + hs + w->klen;
 	for (int i = 0; i < w->nparts; i++) {
@@ -161,14 +192,15 @@ static const int mode_ctr[] = {
 	[CACHE_SET] = CX_cmd_set,         [CACHE_ADD] = CX_cmd_add,
 	[CACHE_REPLACE] = CX_cmd_replace, [CACHE_APPEND] = CX_cmd_append,
 	[CACHE_PREPEND] = CX_cmd_append,  [CACHE_CAS] = CX_cmd_cas,
+	[CACHE_CAS_STALE] = CX_cmd_cas,
 };
 
 static int store_common(struct cache *c, enum cache_mode mode, const void *key,
                         size_t klen, const struct part *src, uint32_t flags,
                         int64_t exptime, uint64_t cas, uint64_t *cas_out)
 {
-	if (!key_ok(key, klen) || (unsigned)mode > CACHE_CAS ||
-	    (mode == CACHE_CAS && cas == 0))
+	if (!key_ok(key, klen) || (unsigned)mode > CACHE_CAS_STALE ||
+	    ((mode == CACHE_CAS || mode == CACHE_CAS_STALE) && cas == 0))
 		return -EINVAL;
 	struct hk k;
 	hk_make(&k, key, klen);
@@ -178,6 +210,7 @@ static int store_common(struct cache *c, enum cache_mode mode, const void *key,
 	struct loc old;
 	bool found = cache__lookup_live(c, sh, &k, key, klen, now, &old);
 	int rc = 0;
+	bool stale = false;
 	if (mode == CACHE_ADD) {
 		if (found) {
 			rc = -EEXIST;
@@ -191,7 +224,11 @@ static int store_common(struct cache *c, enum cache_mode mode, const void *key,
 			                                                      : -ENOENT;
 			goto out;
 		}
-		if (cas && item_cas(old.seg, old.off, &old.it) != cas) {
+		uint64_t cur = item_cas(old.seg, old.off, &old.it);
+		/* memcached's ms I: a value older than the item's (a lower
+		 * CAS) is stored all the same, as stale. */
+		stale = mode == CACHE_CAS_STALE && cas < cur;
+		if (cas && cur != cas && !stale) {
 			ctr_add(sh, CX_cas_mismatch, 1);
 			rc = -EEXIST;
 			goto out;
@@ -216,6 +253,11 @@ static int store_common(struct cache *c, enum cache_mode mode, const void *key,
 		w.parts[0] = *src;
 		w.nparts = 1;
 		w.exp = exp_abs(now, exptime, &expired);
+	}
+	if (stale) {
+		/* As memcached: the expiry and a token handed out stay. */
+		w.exp = old.it.exp;
+		w.state = (uint8_t)(F_STALE | (old.it.meta & F_TOKEN));
 	}
 	uint64_t vlen = 0;
 	for (int i = 0; i < w.nparts; i++)
@@ -385,6 +427,10 @@ int cache_arith(struct cache *c, const void *key, size_t klen, bool decr,
 		w.nparts = 2;
 		w.vlen = old.it.vlen;
 	}
+	/* memcached updates such a number in place: the item keeps its
+	 * state (fetched, stale, token) and is accessed now. */
+	if (padded)
+		w.state = old.it.meta & F_STATE;
 	if (expired) {
 		rc = 0;
 		if (cas_out)
@@ -428,6 +474,9 @@ static int set_exp(struct cache *c, struct shard *sh, const struct hk *k,
 		.keep_cas = item_cas(l->seg, l->off, &l->it),
 		.q = l->seg->q,
 		.freq = slot_freq(l->slot),
+		.state = l->it.meta & F_STATE,
+		.has_atime = true,
+		.atime = l->it.atime,
 	};
 	w.parts[0] = (struct part){.mem = l->p + l->it.hdr + l->it.klen,
 	                           .len = l->it.vlen};
@@ -476,12 +525,16 @@ static int touch_common(struct cache *c, const void *key, size_t klen,
 		goto out;
 	}
 	rc = set_exp(c, sh, &k, &l, exp, now);
-	if (rc == 0 && out) {
+	if (rc == 0) {
+		/* A touch is a read, as in memcached (the item is bumped). */
 		struct loc cur;
-		if (cache__lookup(c, sh, &k, key, klen, &cur))
-			fill_value(out, &cur);
-		else
+		if (cache__lookup(c, sh, &k, key, klen, &cur)) {
+			item_bump(cur.p, cur.it.meta, cur.it.atime, now);
+			if (out)
+				fill_value(out, &cur);
+		} else if (out) {
 			rc = -ENOENT;
+		}
 	}
 out:
 	pthread_rwlock_unlock(&sh->lock);
@@ -558,6 +611,20 @@ void cache_prefetch(struct cache *c, const struct cache_key *keys, unsigned n)
 	}
 }
 
+/* CLOCK-style count in the hash slot, saturating: a hot item stops
+ * writing. Any lock. */
+static inline void slot_hit(const struct loc *l)
+{
+	uint64_t v = l->slot;
+	while (slot_freq(v) < FREQ_MAX &&
+	       !atomic_compare_exchange_weak_explicit(
+		       l->sp, &v, slot_with_freq(v, slot_freq(v) + 1),
+		       memory_order_relaxed, memory_order_relaxed)) {
+		if (slot_seg(v) != slot_seg(l->slot) || slot_off(v) != slot_off(l->slot))
+			break;
+	}
+}
+
 int cache_get(struct cache *c, const void *key, size_t klen,
               struct cache_value *out)
 {
@@ -576,21 +643,189 @@ int cache_get(struct cache *c, const void *key, size_t klen,
 		if (item_dead(c, l.seg, &l.it, now)) {
 			ctr_add(sh, seg_flushed(c, l.seg) ? CX_get_flushed : CX_get_expired, 1);
 		} else {
-			/* CLOCK-style count, saturating: a hot item stops writing. */
-			uint64_t v = l.slot;
-			while (slot_freq(v) < FREQ_MAX &&
-			       !atomic_compare_exchange_weak_explicit(
-				       l.sp, &v, slot_with_freq(v, slot_freq(v) + 1),
-				       memory_order_relaxed, memory_order_relaxed)) {
-				if (slot_seg(v) != slot_seg(l.slot) ||
-				    slot_off(v) != slot_off(l.slot))
-					break;
-			}
+			slot_hit(&l);
+			item_bump(l.p, l.it.meta, l.it.atime, now);
 			fill_value(out, &l);
 			rc = 0;
 		}
 	}
 	ctr_add(sh, rc == 0 ? CX_get_hits : CX_get_misses, 1);
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Meta state: mg (report, win tokens, bump) and md I (invalidate)
+ * ---------------------------------------------------------------------- */
+
+/* Reports the state of the live item at l into *m, hands out the win
+ * token when o's rules give it (exp: the expiry R compares), and bumps
+ * the item. Under the shard's lock, shared or exclusive: every change is
+ * an atomic byte operation, and of two callers racing for the token the
+ * one whose OR finds it unset wins (the other reports Z). */
+static void mget_state(const struct loc *l, const struct cache_mget_opts *o,
+                       uint32_t exp, int64_t now, struct cache_meta *m)
+{
+	uint8_t meta = l->it.meta;
+	m->fetched = meta & F_FETCHED;
+	m->stale = meta & F_STALE;
+	m->token_sent = meta & F_TOKEN;
+	m->idle = item_idle(l->it.atime, now);
+	if (o->peek)
+		return;
+	bool expired;
+	bool win = !m->token_sent &&
+	           (m->stale || (o->recache && exp != 0 &&
+	                         exp < exp_abs(now, o->recache_exptime, &expired)));
+	if (win) {
+		if (item_set_state(l->p, F_TOKEN) & F_TOKEN)
+			m->token_sent = true;
+		else
+			m->won = true;
+	}
+	if (!o->no_bump) {
+		slot_hit(l);
+		item_bump(l->p, meta, l->it.atime, now);
+	}
+}
+
+/* mg with T or N: the shard's lock exclusive. */
+static int mget_write(struct cache *c, const void *key, size_t klen,
+                      const struct cache_mget_opts *o, struct cache_value *out,
+                      struct cache_meta *m)
+{
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now;
+	struct shard *sh = lock_w(c, &k, &now);
+	struct loc l;
+	int rc = 0;
+	bool expired;
+	if (cache__lookup_live(c, sh, &k, key, klen, now, &l)) {
+		m->exp_before = l.it.exp;
+		uint32_t exp = l.it.exp;
+		bool gone = false;
+		if (o->touch) {
+			exp = exp_abs(now, o->exptime, &expired);
+			gone = expired;
+			if (!gone && (rc = set_exp(c, sh, &k, &l, exp, now)) != 0)
+				goto out;
+			if (!gone)
+				(void)cache__lookup(c, sh, &k, key, klen, &l);
+		}
+		mget_state(&l, o, o->recache_after_touch ? exp : m->exp_before, now, m);
+		fill_value(out, &l);
+		/* A T in the past: answered, then gone (as memcached). */
+		if (gone)
+			remove_loc(sh, &l);
+	} else if (o->vivify) {
+		/* An empty item whose token this call holds; bumped (fetched)
+		 * unless u, as memcached bumps the item it has just linked. */
+		struct wreq w = {.key = key, .klen = (uint32_t)klen, .nparts = 1};
+		w.parts[0] = (struct part){.mem = "", .len = 0};
+		w.exp = exp_abs(now, o->vivify_exptime, &expired);
+		w.state = (uint8_t)(F_TOKEN | (o->no_bump ? 0 : F_FETCHED));
+		w.q = queue_for(c, sh, &k, NULL);
+		if (put_item(c, sh, &k, &w, NULL, now, NULL) == 0 &&
+		    cache__lookup(c, sh, &k, key, klen, &l)) {
+			ctr_add(sh, CX_total_items, 1);
+			m->created = m->won = true;
+			fill_value(out, &l);
+		} else {
+			rc = -ENOENT; /* no memory: a miss, as in memcached */
+		}
+	} else {
+		rc = -ENOENT;
+	}
+out:
+	/* memcached counts an mg with T that finds (or creates) the item as
+	 * a touch, any other as a get. */
+	if (rc == -ENOENT) {
+		ctr_add(sh, CX_cmd_get, 1);
+		ctr_add(sh, CX_get_misses, 1);
+	} else {
+		ctr_add(sh, o->touch ? CX_cmd_touch : CX_cmd_get, 1);
+		ctr_add(sh, o->touch ? CX_touch_hits : CX_get_hits, 1);
+	}
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+int cache_mget(struct cache *c, const void *key, size_t klen,
+               const struct cache_mget_opts *o, struct cache_value *out,
+               struct cache_meta *m)
+{
+	if (!key_ok(key, klen) || !o || !out || !m)
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	if ((o->touch || o->vivify) && !o->peek)
+		return mget_write(c, key, klen, o, out, m);
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now = clock_now(c);
+	flush_check(c, now);
+	struct shard *sh = shard_of(c, &k);
+	shard_rdlock(sh);
+	struct loc l;
+	int rc = -ENOENT;
+	if (cache__lookup(c, sh, &k, key, klen, &l)) {
+		if (item_dead(c, l.seg, &l.it, now)) {
+			if (!o->peek)
+				ctr_add(sh, seg_flushed(c, l.seg) ? CX_get_flushed
+				                                  : CX_get_expired, 1);
+		} else {
+			m->exp_before = l.it.exp;
+			mget_state(&l, o, l.it.exp, now, m);
+			fill_value(out, &l);
+			rc = 0;
+		}
+	}
+	if (!o->peek) {
+		ctr_add(sh, CX_cmd_get, 1);
+		ctr_add(sh, rc == 0 ? CX_get_hits : CX_get_misses, 1);
+	}
+	pthread_rwlock_unlock(&sh->lock);
+	return rc;
+}
+
+int cache_invalidate(struct cache *c, const void *key, size_t klen,
+                     uint64_t cas, bool set_exp, int64_t exptime)
+{
+	if (!key_ok(key, klen))
+		return -EINVAL;
+	struct hk k;
+	hk_make(&k, key, klen);
+	int64_t now;
+	struct shard *sh = lock_w(c, &k, &now);
+	struct loc old;
+	int rc;
+	if (!cache__lookup_live(c, sh, &k, key, klen, now, &old)) {
+		ctr_add(sh, CX_delete_misses, 1);
+		rc = -ENOENT;
+	} else if (cas && item_cas(old.seg, old.off, &old.it) != cas) {
+		ctr_add(sh, CX_delete_misses, 1); /* as memcached's md */
+		rc = -EEXIST;
+	} else {
+		/* A new version (memcached bumps the CAS): same value and
+		 * flags, stale, no token out, fetched and accessed as before. */
+		bool expired;
+		struct wreq w = {
+			.key = key,
+			.klen = (uint32_t)klen,
+			.nparts = 1,
+			.vlen = old.it.vlen,
+			.flags = old.it.flags,
+			.exp = set_exp ? exp_abs(now, exptime, &expired) : old.it.exp,
+			.q = old.seg->q,
+			.freq = slot_freq(old.slot),
+			.state = (uint8_t)(F_STALE | (old.it.meta & F_FETCHED)),
+			.has_atime = true,
+			.atime = old.it.atime,
+		};
+		w.parts[0] = (struct part){.mem = old.p + old.it.hdr + old.it.klen,
+		                           .len = old.it.vlen};
+		rc = put_item(c, sh, &k, &w, &old, now, NULL);
+	}
 	pthread_rwlock_unlock(&sh->lock);
 	return rc;
 }

@@ -45,17 +45,27 @@ void cache__fifo_unlink(struct cache *c, struct fifo *f, int32_t id)
  * ---------------------------------------------------------------------- */
 
 /* The segment is kept (with its block) on the free list when only the
- * store references it and `keep`, else its block is released (readers may
- * still hold it; the pool gets the memory back at their last unref). */
+ * store references it and `keep` (never a large item's block: its size is
+ * its item's), else its block is released. Replies may still reference
+ * it (a pinned segment): its charge then moves out of the limit to the
+ * pool's detached budget (bp_block_detach), so that the store can take a
+ * new segment at once, and the memory goes back to the system when the
+ * last reply is sent. With the budget spent it stays charged until then. */
 void cache__seg_release(struct cache *c, struct shard *sh, int32_t id,
                         bool keep)
 {
 	struct seg *s = &c->segs[id];
 	sh->qsegs[s->q]--;
+	sh->held -= s->cap;
 	ctr_sub(sh, CX_segments, 1);
+	if (s->large)
+		ctr_sub(sh, CX_large_items, 1);
 	s->open = 0;
+	bool pinned = bp_block_refs(s->blk) > 1;
+	if (pinned && bp_block_detach(s->blk) == 0)
+		ctr_add(sh, CX_pinned_evictions, 1);
 	pthread_mutex_lock(&c->free_lock);
-	if (keep && bp_block_refs(s->blk) == 1) {
+	if (keep && !pinned && !s->large) {
 		s->next = c->free_head;
 		c->free_head = id;
 		c->nfree++;
@@ -96,6 +106,8 @@ int32_t cache__seg_take(struct cache *c, bool reloc)
 		c->empty_head = s->next;
 		s->blk = blk;
 		s->data = bp_block_data(blk);
+		s->cap = c->seg_cap;
+		s->large = 0;
 		if (reloc || c->nfree >= RESERVE(c))
 			goto out;
 		/* The first block after the reserve ran out refills it. */
@@ -105,6 +117,39 @@ int32_t cache__seg_take(struct cache *c, bool reloc)
 		id = NIL;
 	}
 out:
+	pthread_mutex_unlock(&c->free_lock);
+	return id;
+}
+
+int32_t cache__large_take(struct cache *c, uint32_t size)
+{
+	int32_t id = NIL;
+	pthread_mutex_lock(&c->free_lock);
+	while (c->empty_head != NIL) {
+		struct bp_block *blk = bp_block_get(c->pool, size);
+		if (blk) {
+			id = c->empty_head;
+			struct seg *s = &c->segs[id];
+			c->empty_head = s->next;
+			s->blk = blk;
+			s->data = bp_block_data(blk);
+			s->cap = size;
+			s->large = 1;
+			break;
+		}
+		/* Free segments hold charge the limit needs back. */
+		if (c->free_head == NIL || c->nfree <= RESERVE(c))
+			break;
+		int32_t f = c->free_head;
+		struct seg *fs = &c->segs[f];
+		c->free_head = fs->next;
+		c->nfree--;
+		bp_block_unref(fs->blk);
+		fs->blk = NULL;
+		fs->data = NULL;
+		fs->next = c->empty_head;
+		c->empty_head = f;
+	}
 	pthread_mutex_unlock(&c->free_lock);
 	return id;
 }
@@ -157,7 +202,24 @@ void cache__seg_open(struct cache *c, struct shard *sh, int32_t id, int q,
 	s->ttlc = (uint8_t)ttlc;
 	s->open = 1;
 	sh->qsegs[q]++;
+	sh->held += s->cap;
 	ctr_add(sh, CX_segments, 1);
+}
+
+void cache__seg_queue_large(struct cache *c, struct shard *sh, int32_t id,
+                            int q, unsigned ttlc, uint32_t size)
+{
+	cache__seg_open(c, sh, id, q, ttlc);
+	struct seg *s = &c->segs[id];
+	s->open = 0;
+	s->used = size;
+	fifo_push(c, &sh->q[q], id);
+	ctr_add(sh, CX_large_items, 1);
+}
+
+void cache__seg_requeue(struct cache *c, struct shard *sh, int32_t id)
+{
+	fifo_push(c, &sh->q[c->segs[id].q], id);
 }
 
 void cache__seg_seal(struct cache *c, struct shard *sh, int32_t id)

@@ -182,7 +182,8 @@ void np_conn_close(struct np_conn *c, bool flush)
 	if (c->flags & NP_C_CLOSED)
 		return;
 	struct np_loop *l = c->loop;
-	if (!flush || !bp_chain_len(&c->out) || (c->flags & NP_C_CONNECTING)) {
+	if (!flush || (!bp_chain_len(&c->out) && !(c->flags & NP_C_YIELD)) ||
+	    (c->flags & NP_C_CONNECTING)) {
 		np__conn_close_now(c, 0);
 		return;
 	}
@@ -198,40 +199,68 @@ void np_conn_close(struct np_conn *c, bool flush)
 
 /* ---- input, output, backpressure -------------------------------------- */
 
+/* Reads pause while the output is over out_high, or while the handler has
+ * yielded with requests left (it wants no more input until it has run
+ * them); they resume below out_low. A yielded connection is put on the
+ * flush list, where np__flush_all runs it again once its output is not
+ * full. */
 static void backpressure_check(struct np_loop *l, struct np_conn *c)
 {
 	struct np_opts *o = &l->g->o;
 	size_t out = bp_chain_len(&c->out);
-	if (!(c->flags & NP_C_READ_OFF) && out > o->out_high) {
+	bool yielded = c->flags & NP_C_YIELD;
+	if (!(c->flags & NP_C_READ_OFF) && (out > o->out_high || yielded)) {
 		set_read(l, c, false);
-		np__ctr(&l->st.read_pauses, 1);
-	} else if ((c->flags & NP_C_READ_OFF) && out <= o->out_low &&
+		np__ctr(&l->st.read_pauses, out > o->out_high);
+	} else if ((c->flags & NP_C_READ_OFF) && out <= o->out_low && !yielded &&
 	           !(c->flags & (NP_C_DRAINING | NP_C_PEER_EOF))) {
 		set_read(l, c, true);
 	}
+	if (yielded && out <= o->out_low)
+		np__flush_schedule(l, c);
+}
+
+bool np_conn_out_full(const struct np_conn *c)
+{
+	return bp_chain_len(&c->out) > c->loop->g->o.out_high;
+}
+
+void np_conn_yield(struct np_conn *c)
+{
+	if (!(c->flags & NP_C_YIELD))
+		np__ctr(&c->loop->st.conn_yields, 1);
+	c->flags |= NP_C_YIELD;
 }
 
 void np__conn_input(struct np_conn *c)
 {
 	struct np_loop *l = c->loop;
 	struct np_group *g = l->g;
-	if (c->flags & (NP_C_CLOSED | NP_C_DRAINING))
+	/* A draining connection reads nothing more, but the requests it had
+	 * read when its handler yielded are still run. */
+	if ((c->flags & NP_C_CLOSED) ||
+	    (c->flags & (NP_C_DRAINING | NP_C_YIELD)) == NP_C_DRAINING)
 		return;
 	idle_touch(l, c);
 	if (bp_chain_len(&c->in) < c->want_len)
 		goto check_bound;
 	c->flags |= NP_C_IN_DISPATCH;
+	c->flags &= ~NP_C_YIELD;
 	ssize_t r = g->h.on_data(c, &c->in);
 	c->flags &= ~NP_C_IN_DISPATCH;
 	if (r < 0) {
+		c->flags &= ~NP_C_YIELD;
 		np_conn_close(c, true);
 		np__conn_set_err(c, r < INT_MIN ? -EIO : (int)r);
+	} else if (c->flags & NP_C_YIELD) {
+		c->want_len = 0; /* called again, with what it holds */
 	} else {
 		c->want_len = r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
 	}
 	if ((c->flags & NP_C_DRAINING) && !(c->flags & NP_C_CLOSED)) {
-		/* closed from inside on_data */
-		if (c->drain_deadline == 0 || !bp_chain_len(&c->out)) {
+		/* closed from inside on_data, or draining */
+		if (c->drain_deadline == 0 ||
+		    (!bp_chain_len(&c->out) && !(c->flags & NP_C_YIELD))) {
 			np__conn_close_now(c, np__conn_err(c));
 			return;
 		}
@@ -257,10 +286,10 @@ check_bound:
 	if (!bp_chain_len(&c->in) && !(bp_chain_was_cut(&c->in) && bp_chain_len(&c->out) &&
 	                               bp_chain_tail_shared(&c->in)))
 		bp_chain_trim(&c->in);
-	if (bp_chain_len(&c->out)) {
+	if (bp_chain_len(&c->out))
 		np__flush_schedule(l, c);
+	if (bp_chain_len(&c->out) || (c->flags & (NP_C_YIELD | NP_C_READ_OFF)))
 		backpressure_check(l, c);
-	}
 }
 
 void np__conn_eof(struct np_conn *c)
@@ -280,12 +309,12 @@ void np__conn_sent(struct np_conn *c, size_t n)
 		bp_chain_trim(&c->out);
 		if (c->in.head && !bp_chain_len(&c->in) && !(c->flags & NP_C_IN_DISPATCH))
 			bp_chain_trim(&c->in); /* a tail kept by np__conn_input */
-		if (c->flags & NP_C_DRAINING) {
+		if ((c->flags & (NP_C_DRAINING | NP_C_YIELD)) == NP_C_DRAINING) {
 			np__conn_close_now(c, np__conn_err(c));
 			return;
 		}
 	}
-	if (c->flags & NP_C_READ_OFF)
+	if (c->flags & (NP_C_READ_OFF | NP_C_YIELD))
 		backpressure_check(l, c);
 }
 
@@ -306,15 +335,24 @@ void np_conn_flush(struct np_conn *c)
 		np__flush_schedule(c->loop, c);
 }
 
+/* Writes every connection on the flush list, and runs again the handler of
+ * each that yielded and whose output is no longer full (its replies may
+ * put it back on the list: for the next turn, so that one connection's
+ * backlog of requests does not keep the loop from its other events). */
 void np__flush_all(struct np_loop *l)
 {
-	while (l->flush_head) {
-		struct np_conn *c = l->flush_head;
-		l->flush_head = c->flush_next;
+	struct np_conn *list = l->flush_head;
+	l->flush_head = NULL;
+	while (list) {
+		struct np_conn *c = list;
+		list = c->flush_next;
 		c->flush_next = NULL;
 		c->flags &= ~NP_C_IN_FLUSH;
 		if (!(c->flags & NP_C_CLOSED) && bp_chain_len(&c->out))
 			np__conn_writable(c);
+		if ((c->flags & (NP_C_YIELD | NP_C_CLOSED)) == NP_C_YIELD &&
+		    !np_conn_out_full(c))
+			np__conn_input(c);
 		np__conn_unref(c);
 	}
 }

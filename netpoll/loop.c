@@ -36,6 +36,34 @@ static void yield_check(struct np_loop *l)
 	np__ctr(&l->st.syscalls, 1);
 }
 
+/* np_opts.idle_trim_ms. The check runs every half period and reads
+ * counters the data path keeps anyway, so the busy path pays nothing; a
+ * loop quiet since the check before last (a whole period) trims, once. */
+#define IDLE_TRIM_DEFAULT_MS 2000u
+
+static uint64_t idle_trim_period(const struct np_group *g)
+{
+	return g->o.idle_trim_ms ? (uint64_t)g->o.idle_trim_ms : IDLE_TRIM_DEFAULT_MS;
+}
+
+static void idle_trim_check(void *arg)
+{
+	struct np_loop *l = arg;
+	uint64_t io = l->st.read_calls + l->st.write_calls + l->st.conns_accepted +
+	              l->st.posts;
+	if (io != l->trim_io) {
+		l->trim_io = io;
+		l->trim_quiet_since = l->now;
+		l->trim_done = false;
+		return;
+	}
+	if (l->trim_done || l->now - l->trim_quiet_since < idle_trim_period(l->g))
+		return;
+	l->trim_done = true;
+	bp_pool_thread_trim(l->g->pool);
+	bp_pool_release_idle(l->g->pool);
+}
+
 void np__woke(struct np_loop *l, int nready)
 {
 	l->woke_us = np__mono_us();
@@ -153,6 +181,13 @@ static int loop_init(struct np_group *g, struct np_loop *l, int index,
 		uint64_t every = g->o.idle_timeout_ms / 4 ? g->o.idle_timeout_ms / 4 : 1;
 		l->idle_timer = np_timer_add(l, every, every, np__idle_sweep, l);
 		if (!l->idle_timer)
+			return -ENOMEM;
+	}
+	if (g->o.idle_trim_ms >= 0) {
+		uint64_t every = idle_trim_period(g) / 2 ? idle_trim_period(g) / 2 : 1;
+		l->trim_quiet_since = l->now;
+		l->trim_timer = np_timer_add(l, every, every, idle_trim_check, l);
+		if (!l->trim_timer)
 			return -ENOMEM;
 	}
 	return 0;

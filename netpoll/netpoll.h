@@ -46,7 +46,12 @@
  * Backpressure: when a connection's unsent output exceeds out_high, the loop
  * stops reading from it until it drains below out_low. Input is bounded by
  * in_max: a handler that leaves that much unconsumed gets the connection
- * closed with -EMSGSIZE.
+ * closed with -EMSGSIZE. A handler that produces replies checks
+ * np_conn_out_full() as it goes and, when it is full, stops executing the
+ * requests it has read and calls np_conn_yield(): the loop reads nothing
+ * more from the connection and calls on_data again with the same input
+ * once the output has drained (so a client that does not read costs at
+ * most out_high plus one reply, whatever it sent).
  *
  * Lifetime: a connection stays allocated while the loop holds it or anyone
  * holds a reference (np_conn_ref); after close, np_conn_* calls on it are
@@ -112,6 +117,8 @@ struct np_opts {
 	uint32_t max_timers;      /* per loop; 0: 4096 */
 	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
 	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never */
+	int32_t idle_trim_ms;     /* quiet time after which a loop gives memory
+	                           * back; 0: 2000; < 0: never (see below) */
 	void *udata;              /* for the handler: np_group_udata() */
 };
 
@@ -123,6 +130,17 @@ struct np_opts {
  * non-preemptible kernel). Short batches (a lightly loaded loop) never
  * yield: giving up the core there only delays the next wake-up. Counted in
  * `yields` and in `syscalls`. docs/netpoll.md has the measurements. */
+
+/* np_opts.idle_trim_ms: a loop that has done no I/O (no read, write,
+ * accept or post) for this long gives memory back, on its own thread: it
+ * empties its cache of the group's pool (bp_pool_thread_trim), then gives
+ * the pool's idle blocks to the system (bp_pool_release_idle). Once per
+ * quiet period: not again until the loop has done I/O and gone quiet
+ * again. A timer (one of the loop's max_timers) compares the loop's I/O
+ * counters every idle_trim_ms / 2, so the trim comes 1 to 1.5 periods
+ * after the last I/O, and a busy loop pays nothing per request. Counted in
+ * the pool's trims and release_calls. docs/netpoll.md, "Giving memory back
+ * when quiet". */
 
 /* Creates the group and its loops (not yet running). Start-up: allocates.
  * NULL with errno on failure (a forced backend that cannot run: ENOSYS). */
@@ -185,6 +203,7 @@ enum np_backend np_group_backend(const struct np_group *g);
 	X(bytes_written, COUNTER, "bytes sent")                             \
 	X(wait_calls, COUNTER, "epoll_wait/io_uring_enter calls")           \
 	X(read_pauses, COUNTER, "reads paused for output backpressure")     \
+	X(conn_yields, COUNTER, "on_data calls that stopped with input left (np_conn_yield)") \
 	X(recv_nobufs, COUNTER, "io_uring receives ended: buffer ring empty") \
 	X(recv_parked, COUNTER, "io_uring receives left for the ring's refill: memory short") \
 	X(ring_empty_slots, GAUGE, "io_uring buffer-ring slots the pool could not refill") \
@@ -279,6 +298,20 @@ bool np_conn_is_closed(const struct np_conn *c);
 /* Closes. With flush, queued output is sent first (bounded by the
  * group's drain time) and no more input is read; without, at once. */
 void np_conn_close(struct np_conn *c, bool flush);
+
+/* True when c's unsent output exceeds out_high: a handler stops executing
+ * requests and yields (see Backpressure above). */
+bool np_conn_out_full(const struct np_conn *c);
+
+/* Called from on_data by a handler that stops with requests left in its
+ * input (its output is full, or it spent a budget of requests per call):
+ * the loop stops reading from c and calls on_data again with the same
+ * unconsumed input, without waiting for more bytes: at its next turn, or
+ * when the output is full once it has drained to out_low. A close with
+ * flush meanwhile (an EOF from the peer, a group stop) reads no more but
+ * still runs the requests read: c closes once the handler has stopped
+ * yielding and the replies are out (within the drain time). */
+void np_conn_yield(struct np_conn *c);
 
 /* Asks the loop to flush c's output now rather than at the end of the
  * batch (it is flushed then anyway). */

@@ -48,6 +48,9 @@ enum {
 	/* io_uring: the recv ended with the buffer ring empty and memory
 	 * short; re-armed once the ring holds a buffer again */
 	NP_C_RECV_PARKED = 1u << 13,
+	/* the handler yielded with input left (np_conn_yield): on_data runs
+	 * again, without new bytes, once the output is not full */
+	NP_C_YIELD = 1u << 14,
 };
 
 /* Event tags: what an epoll/uring event refers to. Connections carry their
@@ -141,6 +144,12 @@ struct np_loop {
 	uint32_t nheap, heap_cap;
 	uint64_t timer_seq;
 	struct np_timer *idle_timer;
+	/* np_opts.idle_trim_ms (loop.c): the I/O counters' sum at the last
+	 * check, when it last changed (ms), whether this quiet period has
+	 * trimmed already */
+	struct np_timer *trim_timer;
+	uint64_t trim_io, trim_quiet_since;
+	bool trim_done;
 	/* cross-thread posts */
 	pthread_mutex_t post_lock;
 	struct np_post *post_head, *post_tail;

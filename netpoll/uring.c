@@ -10,6 +10,9 @@
  *   kernel filled is adopted into the connection's input chain as it is
  *   (no copy), and a fresh block takes its place in the ring. An idle
  *   connection therefore pins no buffer. -ENOBUFS (ring empty) re-arms.
+ *   Small pieces, and pieces that would leave a block of waiting input
+ *   mostly empty, are copied instead (recv_keep), so that input is held
+ *   in blocks about as full as epoll's.
  * - Out of memory: a ring slot the pool cannot refill stays empty and is
  *   retried with a back-off (1 ms doubling to 64 ms, back to 1 ms after a
  *   refill), the wait sleeping no longer than the next retry. A receive
@@ -52,7 +55,8 @@
 #define BUF_CAP (4096u - BP_BLOCK_HDR) /* one 4 KiB block each */
 #define BGID 7
 #define SEND_IOV 256                 /* iovecs per sendmsg */
-#define RECV_COPY_BELOW 1024u        /* see on_recv */
+#define RECV_COPY_BELOW (BUF_CAP / 2) /* recv_keep: smaller pieces are copied */
+#define RECV_ROOM_MAX (BUF_CAP / 4)   /* ... and no more tail room is left behind */
 #define RETRY_MIN_US 1000u           /* refill back-off (bufs_retry) */
 #define RETRY_MAX_US 64000u
 
@@ -560,6 +564,40 @@ static void recv_rearm(struct np_loop *l, struct np_conn *c, int res)
 	arm_recv(l, c);
 }
 
+/* Puts the n bytes the kernel received into ring buffer b on the input
+ * chain: by copy (0; b stays the ring's), or by adopting b (1; the
+ * chain took the ring's reference), or not at all (-ENOMEM). Adopted, b
+ * becomes the chain's writable tail, so later pieces are copied into the
+ * room after its bytes. What is copied, so that input waiting to be
+ * parsed (bounded by in_max in bytes) is held in blocks at least 3/4
+ * full, as epoll's read blocks are:
+ *  - a piece that fits in the tail's room (no block is taken);
+ *  - a piece under half a buffer that continues waiting input, or comes
+ *    to a handler that forwards its input by reference (it has cut from
+ *    the chain before): the tail is filled, the rest starts a write block;
+ *  - a larger piece that continues waiting input when the tail has a
+ *    quarter of a buffer or more of room: the tail is filled and the rest
+ *    goes into a block its own size, which the next full buffer, adopted,
+ *    follows with little room lost.
+ * Anything else is adopted: a piece that starts on an empty chain (a whole
+ * request, the usual case: on_data consumes it and b goes straight back to
+ * the ring) and full-sized pieces of a large value. A copy short of memory
+ * falls back to adopting (a node is all it takes). Why and what was
+ * measured: docs/netpoll.md, "How io_uring holds input". */
+static int recv_keep(struct bp_chain *in, struct bp_block *b, uint32_t n)
+{
+	const char *p = bp_block_data(b);
+	size_t room = bp_chain_tail_room(in), held = bp_chain_len(in);
+	int r = -ENOMEM;
+	if (n <= room || (n < RECV_COPY_BELOW && (held || bp_chain_was_cut(in))))
+		r = bp_chain_append(in, p, n);
+	else if (held && room >= RECV_ROOM_MAX)
+		r = bp_chain_append_fit(in, p, n);
+	if (r == 0)
+		return 0;
+	return bp_chain_adopt_writable(in, b, 0, n) == 0 ? 1 : -ENOMEM;
+}
+
 static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flags)
 {
 	struct ur *u = l->be;
@@ -569,41 +607,21 @@ static void on_recv(struct np_loop *l, struct np_conn *c, int res, unsigned flag
 		if (res > 0 && !(c->flags & (NP_C_CLOSED | NP_C_DRAINING))) {
 			np__ctr(&l->st.read_calls, 1);
 			np__ctr(&l->st.bytes_read, (uint64_t)res);
-			int r = 0;
-			bool adopted = false;
-			/* A small piece continuing unparsed input, or under half a
-			 * buffer for a handler that forwards its input by
-			 * reference (it has cut from the chain before): copied
-			 * onto the chain's tail, its buffer straight back to the
-			 * ring. Adopted, each such piece would pin a whole 4 KiB
-			 * block (a value trickled a byte per segment: ~1.5 KiB
-			 * resident per byte; an echo's backlog of 256-byte
-			 * pieces: 16x its size). */
-			bool copied = (((uint32_t)res < RECV_COPY_BELOW && bp_chain_len(&c->in)) ||
-			               ((uint32_t)res < BUF_CAP / 2 && bp_chain_was_cut(&c->in))) &&
-			              bp_chain_append(&c->in, bp_block_data(b), (size_t)res) == 0;
-			if (copied) {
+			int r = recv_keep(&c->in, b, (uint32_t)res);
+			/* Adopted, the buffer is the chain's. A reference of
+			 * ours says afterwards whether on_data let go of it
+			 * (the usual case: requests parsed whole), and then
+			 * the block goes straight back to the ring instead of
+			 * a fresh one taking its slot. */
+			if (r == 1)
+				bp_block_ref(b);
+			else
 				buf_put(u, bid, b);
-			} else {
-				/* The kernel's buffer becomes the chain's: no copy
-				 * (and the way left when the copy found no memory:
-				 * adopting takes a node only). A reference of ours
-				 * says afterwards whether on_data let go of it (the
-				 * usual case: requests parsed whole), and then the
-				 * block goes straight back to the ring instead of a
-				 * fresh one taking its slot. */
-				r = bp_chain_adopt(&c->in, b, 0, (uint32_t)res);
-				adopted = r == 0;
-				if (adopted)
-					bp_block_ref(b);
-				else
-					buf_put(u, bid, b);
-			}
 			if (r < 0)
 				np__conn_error(c, -ENOMEM); /* the bytes cannot be kept */
 			else
 				np__conn_input(c);
-			if (adopted) {
+			if (r == 1) {
 				if (bp_block_refs(b) == 1) {
 					buf_put(u, bid, b);
 				} else {

@@ -253,10 +253,19 @@ static char *put_key(char *w, const struct mc_request *req)
 static char *put_ret_flags(char *w, const struct mc_request *req,
                            const struct mc_item_info *info, unsigned in)
 {
+	int64_t ttl = info->ttl;
+
 	for (int i = 0; i < req->meta.norder; i++) {
 		char l = req->meta.order[i];
 		const struct meta_flag *f = &meta_flags[(unsigned char)l];
 
+		/* mg: T and a vivifying N set the time to live where they
+		 * stand, so a t after them reports the new one (memcached
+		 * applies mg's flags in order). */
+		if (in == MC_MREP_HIT && l == 'T')
+			ttl = info->ttl_touch;
+		else if (in == MC_MREP_HIT && l == 'N' && info->vivified)
+			ttl = info->ttl_vivify;
 		if (!(f->in & in))
 			continue;
 		*w++ = ' ';
@@ -268,7 +277,7 @@ static char *put_ret_flags(char *w, const struct mc_request *req,
 		case MR_KEY: w = put_key(w, req); break;
 		case MR_CAS: w = bp_dec_put_u64(w, info->cas); break;
 		case MR_SIZE: w = bp_dec_put_u64(w, info->size); break;
-		case MR_TTL: w = bp_dec_put_i64(w, info->ttl); break;
+		case MR_TTL: w = bp_dec_put_i64(w, ttl); break;
 		case MR_FLAGS: w = bp_dec_put_u64(w, info->flags); break;
 		case MR_LAST_ACCESS:
 			w = bp_dec_put_u64(w, info->last_access);

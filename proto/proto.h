@@ -371,37 +371,44 @@ const char *mc_err_line(enum mc_err err);  /* text line, or NULL */
 	X('f', FLAG, meta.flags, NONE, MC_MFOR(MG), FLAGS, MC_MREP_HIT,       \
 	  "return the client flags")                                         \
 	X('h', FLAG, meta.flags, NONE, MC_MFOR(MG), FETCHED, MC_MREP_HIT,     \
-	  "return whether the item was fetched before (geecached: always 0)") \
+	  "return whether the item was fetched before this request")        \
 	X('k', FLAG, meta.flags, NONE, MC_MFOR_KEYED, KEY, MC_MREP_ALL,       \
 	  "return the key")                                                  \
 	X('l', FLAG, meta.flags, NONE, MC_MFOR(MG), LAST_ACCESS, MC_MREP_HIT, \
-	  "return the seconds since the last access")                       \
+	  "return the seconds since the last access (before this request)") \
 	X('s', FLAG, meta.flags, NONE, MC_MFOR(MG), SIZE, MC_MREP_HIT,        \
 	  "return the value's size")                                         \
 	X('t', FLAG, meta.flags, NONE, MC_MFOR(MG) | MC_MFOR(MA), TTL,        \
 	  MC_MREP_HIT | MC_MREP_ARITH,                                        \
-	  "return the seconds left to live (-1: never expires)")            \
+	  "return the seconds left to live (-1: never expires); mg: as a T "  \
+	  "or a vivifying N before it in the request left them")            \
 	X('v', FLAG, meta.flags, NONE, MC_MFOR(MG) | MC_MFOR(MA), NONE, 0,    \
 	  "answer VA with the value (ma: the new number)")                   \
 	X('u', FLAG, meta.flags, NONE, MC_MFOR(MG), NONE, 0,                  \
-	  "do not bump the item (geecached: no effect)")                     \
+	  "do not bump the item: fetched (h) and last access (l) stay")      \
 	X('q', BOOL, quiet, NONE, MC_MFOR_KEYED, NONE, 0,                     \
 	  "quiet: no HD (ms md ma) or EN (mg) answer; errors still answered") \
 	X('O', OPAQUE, meta.opaque, META_OPAQUE, MC_MFOR_KEYED, OPAQUE,       \
 	  MC_MREP_ALL, "opaque token, echoed")                               \
 	X('T', I32, exptime, META_BAD_TOKEN,                                  \
-	  MC_MFOR(MG) | MC_MFOR(MS) | MC_MFOR(MA), NONE, 0,                   \
-	  "time to live: ms stores it, mg and ma touch the item")           \
+	  MC_MFOR(MG) | MC_MFOR(MS) | MC_MFOR(MD) | MC_MFOR(MA), NONE, 0,     \
+	  "time to live: ms stores it, mg and ma touch the item, md I sets " \
+	  "it")                                                              \
 	X('N', I32, meta.vivify, META_BAD_TOKEN, MC_MFOR(MG) | MC_MFOR(MA),   \
 	  NONE, 0, "vivify a miss with this time to live (mg: empty item, "   \
-	  "this client wins; ma: created from J)")                           \
+	  "this client wins `W`, later ones get `Z` until it is set; ma: "    \
+	  "created from J)")                                                 \
 	X('R', I32, meta.recache, META_BAD_TOKEN, MC_MFOR(MG), NONE, 0,       \
-	  "win a recache below this time to live (geecached: no effect)")    \
+	  "win (`W`) a recache when the time to live is below this and no "   \
+	  "token is out")                                                    \
 	X('I', FLAG, meta.flags, NONE, MC_MFOR(MD) | MC_MFOR(MS), NONE, 0,    \
-	  "invalidate (geecached: md deletes, ms ignores it)")               \
+	  "invalidate: md marks the item stale (new cas; T sets its time to " \
+	  "live), the next mg wins `W` and gets `X`; ms with C stores a "     \
+	  "value whose cas is older as stale")                               \
 	X('C', U64, cas, META_BAD_TOKEN,                                      \
 	  MC_MFOR(MS) | MC_MFOR(MD) | MC_MFOR(MA), NONE, 0,                   \
-	  "compare this cas")                                                \
+	  "compare this cas (ms md: C0 too, which no item has; ma: C0 is no " \
+	  "C)")                                                              \
 	X('F', U32, flags, BAD_FORMAT, MC_MFOR(MS), NONE, 0,                  \
 	  "client flags to store")                                           \
 	X('M', MODE, meta.mode, META_M_LENGTH, MC_MFOR(MS) | MC_MFOR(MA),     \
@@ -678,17 +685,24 @@ struct mc_item_info {
 	uint32_t flags;     /* client flags (f) */
 	uint32_t size;      /* value bytes (s) */
 	uint64_t cas;       /* c */
-	int64_t ttl;        /* seconds left, -1 = never (t) */
+	int64_t ttl;        /* seconds left, -1 = never (t); mg: before its T
+	                     * or N changed them */
+	int64_t ttl_touch;  /* mg: what t reports after a T (T's time to live) */
+	int64_t ttl_vivify; /* mg: what t reports after an N that created the
+	                     * item (N's time to live) */
 	uint32_t last_access; /* seconds since (l) */
 	uint8_t fetched;    /* h: fetched before */
 	uint8_t won;        /* W: client won the recache token */
 	uint8_t stale;      /* X: item is stale */
 	uint8_t token_sent; /* Z: a token was already sent */
+	uint8_t vivified;   /* mg: N created the item */
 };
 
 /* mg hit: "VA <size> <flags>\r\n<value>\r\n" when v was asked, else
  * "HD <flags>\r\n"; return flags (s t c f l h O k) in request order, then
- * W/X/Z. The value as above. */
+ * Z/X/W. As in memcached, t reports the time to live as the flags before
+ * it left it: ttl, or ttl_touch after a T, or ttl_vivify after an N of a
+ * vivified item. The value as above. */
 int mc_meta_encode_hit(struct bp_chain *out, const struct mc_request *req,
                        const struct mc_item_info *info,
                        const struct bp_slice *value);

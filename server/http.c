@@ -206,6 +206,12 @@ static ssize_t http_data(struct np_conn *c, struct bp_chain *in)
 			return r;
 		if (!keep)
 			return -ECONNRESET; /* close once the answer is out */
+		if (np_conn_out_full(c)) {
+			/* A pipeliner that does not read: answer the rest
+			 * once it has read these (as mc.c does). */
+			np_conn_yield(c);
+			return 0;
+		}
 	}
 }
 

@@ -98,14 +98,14 @@ static int store_start(struct srv *s)
 			return 2;
 		}
 	}
-	size_t seg = srv_seg_size((size_t)s->o.memory_limit * 1024 * 1024,
-	                          (size_t)s->o.max_item_size);
+	size_t seg = srv_seg_size((size_t)s->o.memory_limit * 1024 * 1024);
 	s->seg_size = seg;
 	struct cache_opts co = {
 		.name = "store",
 		.limit = (size_t)s->o.memory_limit * 1024 * 1024,
 		.seg_size = seg,
 		.max_item = (size_t)s->o.max_item_size,
+		.pinned_max = srv_pinned_max((size_t)s->o.memory_limit * 1024 * 1024),
 	};
 	s->cache = cache_create(&co);
 	if (!s->cache) {
@@ -136,6 +136,8 @@ static int net_start(struct srv *s)
 		.yield_us = (uint32_t)s->o.yield_us,
 		.pool = s->pool,
 		.in_max = (size_t)s->o.max_item_size + 64 * 1024,
+		.out_high = SRV_OUT_HIGH,
+		.out_low = SRV_OUT_LOW,
 		.idle_timeout_ms = (uint32_t)s->o.idle_timeout * 1000,
 		.max_conns = (uint32_t)s->o.conn_limit,
 		/* memcached's words to a connection over its limit */
@@ -232,6 +234,12 @@ static int metrics_start(struct srv *s)
 		return 0;
 	struct np_opts mo = {.nloops = 1, .backend = NP_BACKEND_EPOLL, .pool = s->pool,
 	                     .max_conns = SRV_HTTP_MAX_CONNS, .in_max = 64 * 1024,
+	                     .out_high = SRV_HTTP_OUT_HIGH,
+	                     /* the memcached loops give the shared pool's
+	                      * memory back when they are quiet; a release
+	                      * after each scrape of a busy server would only
+	                      * hold the pool's lock against them */
+	                     .idle_trim_ms = -1,
 	                     .idle_timeout_ms = SRV_HTTP_HEAD_MS, .udata = s};
 	s->metrics = np_group_create(&mo, &srv_http_handler);
 	s->metrics_port = s->metrics ? np_group_listen(s->metrics, metrics_addr(s),

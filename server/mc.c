@@ -79,7 +79,6 @@ struct ctx {
 	struct np_conn *c;
 	struct bp_chain *in, *out;
 	struct srv_counters *ctr;
-	size_t backlog; /* output bytes not yet sent when these requests came */
 };
 
 /* memcached drops the item a refused SET would have replaced, so that a
@@ -113,39 +112,20 @@ static int do_store(struct ctx *x, const struct mc_request *r)
 	return mc_encode_status(x->out, r, store_status(r, rc), cas_out);
 }
 
-/* A reply waiting for a slow reader pins the store segment its value is in,
- * a whole segment per value, and a few clients that do not read could pin
- * most of a small store (SETs then fail: docs/server.md). So when a
- * connection is backed up — SRV_BACKLOG_COPY bytes of earlier replies still
- * unsent when its requests are read, or SRV_BATCH_COPY bytes of replies in
- * this batch — values are copied into network blocks, which backpressure
- * bounds, instead of referencing the store. A client that keeps up gets
- * every value by reference; so does any reply when no block can be had. */
-#define SRV_BACKLOG_COPY (1 * 1024)
-#define SRV_BATCH_COPY (8 * 1024)
-
-static void reply_value(struct ctx *x, struct cache_value *v)
+/* Every value of --copy-below bytes or more is sent by reference to the
+ * store's memory, whatever the pipeline or the connection's backlog: what a
+ * reply costs the server is a chain node, and how much a connection may hold
+ * is bounded by mc_data (it stops executing requests while its output is
+ * full). A reference pins the value's segment; the store may still evict a
+ * pinned segment (its memory goes back at the last send: docs/server.md,
+ * "Memory"). Shorter values are copied by the encoder: cheaper than one
+ * more iovec, and they pin nothing. */
+static void reply_value(struct ctx *x, const struct cache_value *v)
 {
-	if (v->data.len < bp_chain_copy_below(x->out)) {
-		/* The encoder copies it (bp_chain_append_slice): cheaper than one
-		 * more iovec, and it pins nothing (docs/server.md). */
+	if (v->data.len < bp_chain_copy_below(x->out))
 		srv_ctr(&x->ctr->get_small, v->data.len != 0);
-		return;
-	}
-	if (x->backlog < SRV_BACKLOG_COPY && bp_chain_len(x->out) < SRV_BATCH_COPY) {
+	else
 		srv_ctr(&x->ctr->get_refs, 1);
-		return;
-	}
-	struct bp_block *b = bp_block_get(x->out->pool, v->data.len);
-	if (!b) {
-		srv_ctr(&x->ctr->get_refs, 1);
-		return;
-	}
-	uint32_t len = v->data.len;
-	memcpy(bp_block_data(b), bp_slice_ptr(&v->data), len);
-	bp_slice_release(&v->data);
-	v->data = (struct bp_slice){.blk = b, .off = 0, .len = len};
-	srv_ctr(&x->ctr->get_copies, 1);
 }
 
 static int do_get_one(struct ctx *x, const struct mc_request *r, const char *key,
@@ -255,24 +235,66 @@ static int do_arith(struct ctx *x, const struct mc_request *r)
 	return mc_encode_status(x->out, r, store_status(r, rc), 0);
 }
 
-/* mg: a get with return flags; T touches, N vivifies a miss. */
+/* ---- meta commands: mg md ms me (docs/protocol.md, "Meta commands") -- */
+
+/* Where letter stands among r's flags (its index in r->meta.order), or
+ * -1 when absent. memcached applies some flags in the order given. */
+static int meta_pos(const struct mc_request *r, char letter)
+{
+	for (int i = 0; i < r->meta.norder; i++)
+		if (r->meta.order[i] == letter)
+			return i;
+	return -1;
+}
+
+/* The time to live t reports for an absolute expiry (0: never, -1). */
+static int64_t meta_ttl(uint32_t exp, int64_t now)
+{
+	if (exp == 0)
+		return -1;
+	return (int64_t)exp - now < -1 ? -1 : (int64_t)exp - now;
+}
+
+/* The time to live a raw T or N sets, as t reports it. */
+static int64_t meta_ttl_raw(int64_t raw, int64_t now)
+{
+	int64_t abs = mc_exptime_abs(raw, now);
+	return abs == 0 ? -1 : (abs - now < -1 ? -1 : abs - now);
+}
+
+/* C given as 0 (memcached compares it all the same; no item has cas 0):
+ * -EEXIST when key is there, -ENOENT when not. */
+static int meta_cas_zero(struct ctx *x, const struct mc_request *r)
+{
+	uint32_t exp;
+	return cache_exptime(x->s->cache, r->key, r->key_len, &exp) == 0 ? -EEXIST
+	                                                                  : -ENOENT;
+}
+
+/* mg: a get with return flags. T touches and N vivifies a miss where they
+ * stand in the request (a t before them reports the time to live before
+ * them), R and a stale item hand out the win token (W; Z once out; X
+ * stale), u leaves h and l as they are — memcached's rules (cache_mget). */
 static int do_mg(struct ctx *x, const struct mc_request *r)
 {
-	struct cache_value v;
 	const struct mc_meta *m = &r->meta;
-	int rc = m->flags & MC_MF('T')
-		? cache_gat(x->s->cache, r->key, r->key_len, r->exptime, &v)
-		: cache_get(x->s->cache, r->key, r->key_len, &v);
-	bool won = false;
-	if (rc == -ENOENT && (m->flags & MC_MF('N'))) {
-		/* Vivify: an empty placeholder; this client wins the right
-		 * to fill it. */
-		uint64_t cas_out;
-		cache_storev(x->s->cache, CACHE_ADD, r->key, r->key_len, NULL, 0, 0,
-		             m->vivify, 0, &cas_out);
-		rc = cache_get(x->s->cache, r->key, r->key_len, &v);
-		won = rc == 0;
-	}
+	int pos_t = meta_pos(r, 'T'), pos_n = meta_pos(r, 'N'), pos_r = meta_pos(r, 'R');
+	struct cache_mget_opts o = {
+		.no_bump = (m->flags & MC_MF('u')) != 0,
+		.touch = pos_t >= 0,
+		.exptime = r->exptime,
+		.vivify = pos_n >= 0,
+		/* A vivified item expires as the later of T and N says. */
+		.vivify_exptime = pos_t > pos_n ? r->exptime : m->vivify,
+		.recache = pos_r >= 0,
+		.recache_exptime = m->recache,
+		.recache_after_touch = pos_t >= 0 && pos_t < pos_r,
+	};
+	struct cache_value v;
+	struct cache_meta st;
+	int rc = cache_mget(x->s->cache, r->key, r->key_len, &o, &v, &st);
+	if (rc == -ENOMEM)
+		return mc_encode_status(x->out, r, MC_ST_ENOMEM, 0);
 	if (rc < 0)
 		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
 	int64_t now = cache_now(x->s->cache);
@@ -280,28 +302,85 @@ static int do_mg(struct ctx *x, const struct mc_request *r)
 		.flags = v.flags,
 		.size = v.data.len,
 		.cas = v.cas,
-		.ttl = v.exptime ? (int64_t)v.exptime - now : -1,
-		.won = won,
+		.ttl = meta_ttl(st.exp_before, now),
+		.ttl_touch = meta_ttl_raw(r->exptime, now),
+		.ttl_vivify = meta_ttl_raw(m->vivify, now),
+		.last_access = st.idle,
+		.fetched = st.fetched,
+		.won = st.won,
+		.stale = st.stale,
+		.token_sent = st.token_sent,
+		.vivified = st.created,
 	};
-	if (info.ttl < -1)
-		info.ttl = -1;
 	reply_value(x, &v);
 	int w = mc_meta_encode_hit(x->out, r, &info, v.data.len ? &v.data : NULL);
 	cache_value_release(&v);
 	return w;
 }
 
-/* me: memcached's debug line for one item. */
+/* md: deletes; with I marks the item stale instead (a new cas; T sets its
+ * time to live). C compares the cas, C0 too. */
+static int do_md(struct ctx *x, const struct mc_request *r)
+{
+	const struct mc_meta *m = &r->meta;
+	int rc;
+	srv_detail_note(x->s, r->key, r->key_len, SRV_DETAIL_DEL);
+	if ((m->flags & MC_MF('C')) && r->cas == 0)
+		rc = meta_cas_zero(x, r);
+	else if (m->flags & MC_MF('I'))
+		rc = cache_invalidate(x->s->cache, r->key, r->key_len, r->cas,
+		                      (m->flags & MC_MF('T')) != 0, r->exptime);
+	else
+		rc = cache_delete(x->s->cache, r->key, r->key_len, r->cas);
+	return mc_encode_status(x->out, r, store_status(r, rc), 0);
+}
+
+/* ms: a store (do_store), except that C, C0 included, turns set and
+ * replace into a compare (memcached's cas mode: NF when the key is
+ * missing), and I with C stores a value whose cas is older than the
+ * item's as stale (CACHE_CAS_STALE). */
+static int do_ms(struct ctx *x, const struct mc_request *r)
+{
+	const struct mc_meta *m = &r->meta;
+	enum cache_mode mode = store_mode(r);
+	if (!(m->flags & MC_MF('C')) || (mode != CACHE_SET && mode != CACHE_REPLACE))
+		return do_store(x, r);
+	srv_detail_note(x->s, r->key, r->key_len, SRV_DETAIL_SET);
+	uint64_t cas_out = 0;
+	int rc;
+	if (r->cas == 0) {
+		rc = meta_cas_zero(x, r);
+	} else {
+		rc = cache_store(x->s->cache,
+		                 (m->flags & MC_MF('I')) ? CACHE_CAS_STALE : CACHE_CAS,
+		                 r->key, r->key_len, x->in, r->value_off, r->value_len,
+		                 r->flags, r->exptime, r->cas, &cas_out);
+		if (rc == -E2BIG)
+			srv_ctr(&x->ctr->oversized, 1);
+		if (rc == -ENOMEM)
+			srv_ctr(&x->ctr->out_of_memory, 1);
+		if (rc == -E2BIG || rc == -ENOMEM)
+			drop_refused(x->s, r);
+	}
+	return mc_encode_status(x->out, r,
+	                        rc == -ENOENT ? MC_ST_NOT_FOUND : store_status(r, rc),
+	                        cas_out);
+}
+
+/* me: memcached's debug line for one item (changes and counts nothing). */
 static int do_me(struct ctx *x, const struct mc_request *r)
 {
 	struct cache_value v;
-	if (cache_get(x->s->cache, r->key, r->key_len, &v) < 0)
+	struct cache_meta st;
+	const struct cache_mget_opts peek = {.peek = true};
+	if (cache_mget(x->s->cache, r->key, r->key_len, &peek, &v, &st) < 0)
 		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
 	char line[512];
 	int64_t now = cache_now(x->s->cache);
-	int n = snprintf(line, sizeof(line), "ME %.*s exp=%" PRId64 " la=0 cas=%" PRIu64
-	                 " fetch=no cls=1 size=%u", (int)r->key_len, r->key,
-	                 v.exptime ? (int64_t)v.exptime - now : (int64_t)-1, v.cas,
+	int n = snprintf(line, sizeof(line), "ME %.*s exp=%" PRId64 " la=%" PRIu32
+	                 " cas=%" PRIu64 " fetch=%s cls=1 size=%u", (int)r->key_len,
+	                 r->key, v.exptime ? (int64_t)v.exptime - now : (int64_t)-1,
+	                 st.idle, v.cas, st.fetched ? "yes" : "no",
 	                 v.data.len + (unsigned)r->key_len);
 	cache_value_release(&v);
 	return mc_text_encode_line(x->out, line, (size_t)n);
@@ -523,11 +602,13 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 	case MC_CMD_APPEND:
 	case MC_CMD_PREPEND:
 	case MC_CMD_CAS:
-	case MC_CMD_MS:
 		return do_store(x, r);
+	case MC_CMD_MS:
+		return do_ms(x, r);
 	case MC_CMD_DELETE:
-	case MC_CMD_MD:
 		return do_delete(x, r);
+	case MC_CMD_MD:
+		return do_md(x, r);
 	case MC_CMD_INCR:
 	case MC_CMD_DECR:
 	case MC_CMD_MA:
@@ -795,8 +876,7 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 	struct srv *s = srv_of(c);
 	struct mc_parser *p = parser_of(s, c);
 	struct ctx x = {s, p, c, in, np_conn_out(c),
-	                &s->ctr[np_loop_index(np_conn_loop(c))],
-	                bp_chain_len(np_conn_out(c))};
+	                &s->ctr[np_loop_index(np_conn_loop(c))]};
 	if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
 		prefetch_gets(s, in);
 	for (;;) {
@@ -839,6 +919,14 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			return d;
 		if (d == 1)
 			return -ECONNRESET; /* quit: close once the replies are out */
+		if (np_conn_out_full(c)) {
+			/* The client is not reading: run nothing more until it
+			 * has (netpoll calls again with the rest of the input),
+			 * so that what it sent costs us at most out_high plus
+			 * one reply, not a reply per request it sent. */
+			np_conn_yield(c);
+			return parser_keep(s, c, p) < 0 ? -ENOMEM : 0;
+		}
 	}
 }
 

@@ -189,15 +189,12 @@ int srv_options_parse(struct srv_options *o, int argc, char **argv, FILE *err)
 	return 0;
 }
 
-size_t srv_seg_size(size_t limit_bytes, size_t max_item)
+size_t srv_seg_size(size_t limit_bytes)
 {
-	enum { MIN_SEG = 64 * 1024, MIN_SEGS = 64, ITEM_ROOM = 4096 };
+	enum { MIN_SEG = 64 * 1024, MIN_SEGS = 64 };
 	size_t seg = CACHE_SEG_SIZE_DEFAULT;
-	while (seg > MIN_SEG && limit_bytes / seg < MIN_SEGS &&
-	       seg / 2 >= max_item + ITEM_ROOM)
+	while (seg > MIN_SEG && limit_bytes / seg < MIN_SEGS)
 		seg /= 2;
-	while (seg < max_item + ITEM_ROOM)
-		seg *= 2;
 	return seg;
 }
 

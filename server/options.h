@@ -116,12 +116,12 @@ void srv_options_markdown(FILE *f);
  * geecached.1 (a test checks that every option is in it). */
 void srv_options_man(FILE *f, const char *version);
 
-/* The store's segment size for -m limit_bytes and -I max_item: an item
- * lives in one segment, so segments are at least max_item + 4 KiB (up to
- * 4 MiB); below that, 1 MiB, halved (down to 64 KiB) while the store would
- * hold fewer than 64 segments, so that a small store still has segments to
- * write into and evict while many connections write at once. */
-size_t srv_seg_size(size_t limit_bytes, size_t max_item);
+/* The store's segment size for -m limit_bytes: 1 MiB, halved (down to
+ * 64 KiB) while the store would hold fewer than 64 segments, so that a
+ * small store still has segments to write into and evict while many
+ * connections write at once. -I does not enter: items over a quarter of
+ * a segment get blocks of their own (docs/cache.md, "Large items"). */
+size_t srv_seg_size(size_t limit_bytes);
 
 /* The value of option i as text (what `stats settings` prints). */
 void srv_options_value(const struct srv_options *o, size_t i, char *buf,

@@ -40,7 +40,6 @@
 	X(text_conns, COUNTER, "connections that chose the text protocol")    \
 	X(get_refs, COUNTER, "values sent by reference from the store")       \
 	X(get_small, COUNTER, "values copied as shorter than --copy-below")   \
-	X(get_copies, COUNTER, "values copied for a backed-up connection")    \
 	X(oversized, COUNTER, "values refused as over the item size limit")   \
 	X(out_of_memory, COUNTER, "writes refused: the store could not make room") \
 	X(meta_cmds, COUNTER, "meta commands (mg ms md ma mn me)")            \
@@ -113,6 +112,28 @@ struct srv_http_conns {
 	} e[SRV_HTTP_MAX_CONNS];
 	uint64_t evicted, timed_out;
 };
+
+/* Output bounds (netpoll's out_high / out_low). A connection whose unsent
+ * replies pass SRV_OUT_HIGH bytes is read no more and runs none of the
+ * requests it has read until they drain to SRV_OUT_LOW (mc.c, mc_data), so
+ * a client that does not read costs at most this plus one reply. Values
+ * are referenced, not copied, so these bytes are mostly the store's: the
+ * copies are headers and values under --copy-below (docs/server.md,
+ * "Memory"). A /metrics answer is ~30 KiB, copied. */
+#define SRV_OUT_HIGH (1u << 20)
+#define SRV_OUT_LOW (256u << 10)
+#define SRV_HTTP_OUT_HIGH (256u << 10)
+
+/* How many bytes evicted segments that replies still reference may hold
+ * outside -m (cache_opts.pinned_max): as much as the store, and at least
+ * 64 MiB, so that the replies slow readers wait for (up to SRV_OUT_HIGH
+ * each) do not make a small store refuse writes. docs/server.md, "Memory",
+ * has the formula this enters. */
+#define SRV_PINNED_MIN ((size_t)64 << 20)
+static inline size_t srv_pinned_max(size_t limit)
+{
+	return limit > SRV_PINNED_MIN ? limit : SRV_PINNED_MIN;
+}
 
 #define SRV_MAX_ADDRS 16 /* -l addresses (netpoll's listeners per loop) */
 

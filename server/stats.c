@@ -238,11 +238,29 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("hash_power_level", hp);
 	EMIT("hash_bytes", t.c.hash_slots * 8);
 	EMIT("hash_is_expanding", 0);
+	/* Counters of memcached features GeeCache does not have, whose zero is
+	 * the truth here: no slab classes, so no page ever moves between them
+	 * (slab_reassign_*, slabs_moved); no `watch` logger (log_*); no NAPI
+	 * thread selection (-N). */
+	static const char *const none[] = {
+		"slab_reassign_rescues", "slab_reassign_chunk_rescues",
+		"slab_reassign_evictions_nomem", "slab_reassign_inline_reclaim",
+		"slab_reassign_busy_items", "slab_reassign_busy_deletes",
+		"slab_reassign_running", "slabs_moved", "log_worker_dropped",
+		"log_worker_written", "log_watcher_skipped", "log_watcher_sent",
+		"log_watchers", "unexpected_napi_ids", "round_robin_fallback",
+	};
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+		EMIT(none[i], 0);
 	EMIT("bytes", t.c.bytes_items);
 	EMIT("curr_items", t.c.curr_items);
 	EMIT("total_items", t.c.total_items);
 	EMIT("evictions", t.c.evictions);
 	EMIT("reclaimed", t.c.expired_reclaimed);
+	/* memcached's items skipped at an LRU tail because a request held
+	 * them: eviction here never skips an item a reply references (the
+	 * segment goes, its block lives on until the reply is sent). */
+	EMIT("lrutail_reflocked", 0);
 	/* GeeCache's own. */
 	EMIT("idle_kicks", t.np.idle_closed);
 	EMIT_STR("backend", np_backend_name(np_group_backend(s->group)));
@@ -270,8 +288,14 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("requests", t.sv.requests);
 	EMIT("values_sent_by_ref", t.sv.get_refs);
 	EMIT("values_copied_small", t.sv.get_small);
-	EMIT("values_copied_backlog", t.sv.get_copies);
 	EMIT("store_bytes_total", t.c.bytes_held);
+	/* evicted segments replies still reference (outside -m; docs/server.md,
+	 * "Memory") */
+	EMIT("store_pinned_evicted_bytes", t.c.bytes_pinned_evicted);
+	EMIT("store_pinned_evicted_peak", t.c.bytes_pinned_evicted_peak);
+	EMIT("store_pinned_evictions", t.c.pinned_evictions);
+	EMIT("store_large_items", t.c.large_items);
+	EMIT("conn_yields", t.np.conn_yields);
 	/* the worker pool (the store's sweep: sweep.c) */
 	struct np_workers_stats ws;
 	np_workers_get_stats(s->workers, &ws);

@@ -491,7 +491,7 @@ TEST_F(CacheTest, TooLargeIsE2BIG)
 // out a slice of the segment.
 TEST_F(CacheTest, SetCopiesOnceGetCopiesNothing)
 {
-	struct bp_pool_opts po = {"input", 0};
+	struct bp_pool_opts po = {"input", 0, false, 0};
 	struct bp_pool *in = bp_pool_create(&po);
 	ASSERT_NE(in, nullptr);
 	struct bp_chain ch;
@@ -535,11 +535,12 @@ TEST_F(CacheTest, SetCopiesOnceGetCopiesNothing)
 }
 
 // A value held by a reader survives replacement, deletion, flush and the
-// eviction of its whole segment; its memory goes back to the pool only at
-// the reader's unref.
+// eviction of its whole segment; the segment leaves the limit when it is
+// evicted (detached: the store may take a new one at once) and its memory
+// goes back to the system only at the reader's unref.
 TEST_F(CacheTest, HeldValueSurvivesReplaceDeleteEvict)
 {
-	for (size_t seg : {size_t(64 * 1024), size_t(512 * 1024)}) { // pooled, mmap'd
+	for (size_t seg : {size_t(64 * 1024), size_t(512 * 1024)}) {
 		make(4u << 20, seg, 1);
 		std::string val(1000, 'A');
 		ASSERT_EQ(set(c, "held", val), 0);
@@ -556,13 +557,17 @@ TEST_F(CacheTest, HeldValueSurvivesReplaceDeleteEvict)
 		EXPECT_EQ(bp_block_refs(v.data.blk), 1u); // the store let go
 		EXPECT_EQ(slice_str(v.data), val);
 		struct bp_stats before = pstats(c);
+		EXPECT_EQ(before.detached_bytes, seg); // out of the limit
+		EXPECT_EQ(stats(c).pinned_evictions, 1u);
+		EXPECT_EQ(stats(c).bytes_pinned_evicted, seg);
 		cache_value_release(&v);
 		struct bp_stats after = pstats(c);
 		EXPECT_EQ(after.block_puts, before.block_puts + 1);
 		EXPECT_EQ(after.blocks_in_use, before.blocks_in_use - 1);
-		if (seg > BP_MAX_CLASS_SIZE) { // a mapping: its charge returns too
-			EXPECT_EQ(after.charged_bytes, before.charged_bytes - seg);
-		}
+		EXPECT_EQ(after.detached_bytes, 0u); // unmapped at the last unref
+		EXPECT_EQ(after.sys_bytes, before.sys_bytes - seg);
+		EXPECT_EQ(after.charged_bytes, before.charged_bytes);
+		EXPECT_EQ(stats(c).bytes_pinned_evicted_peak, seg);
 		EXPECT_LE(after.charged_bytes, after.limit_bytes);
 	}
 }
@@ -623,7 +628,7 @@ TEST_F(CacheTest, LimitHoldsUnderRandomStorm)
 				ASSERT_EQ(ps.limit_bytes, limit);
 				struct cache_stats cs = stats(c);
 				ASSERT_LE(cs.bytes_held, limit);
-				ASSERT_LE(cs.segments * seg, limit);
+				ASSERT_LE((cs.segments - cs.large_items) * seg, limit);
 			}
 		}
 		for (auto &hv : held)
@@ -654,12 +659,85 @@ TEST_F(CacheTest, EnomemWhenEverythingIsReferenced)
 	EXPECT_EQ(rc, -ENOMEM);
 	EXPECT_GE(stats(c).enomem, 1u);
 	EXPECT_LE(pstats(c).charged_bytes, 2u << 20);
+	// Evicted segments the readers pinned left the limit, up to its size
+	// again (pinned_max 0: the limit): more than the limit was stored.
+	EXPECT_LE(pstats(c).detached_bytes, 2u << 20);
+	EXPECT_GT(pstats(c).detached_bytes, 1u << 20);
+	EXPECT_GT((size_t)i * val.size(), 3u << 20);
 	for (auto &v : held) {
 		EXPECT_EQ(slice_str(v.data), val);
 		cache_value_release(&v);
 	}
 	EXPECT_EQ(set(c, "again", val), 0);
 	EXPECT_EQ(get(c, "again").val, val);
+}
+
+// Items over a quarter of a segment get blocks of their own: a store of
+// small segments takes items larger than a segment, evicts for them like
+// for any other, and holds close to its limit in items.
+TEST_F(CacheTest, LargeItemsHaveBlocksOfTheirOwn)
+{
+	const size_t limit = 3u << 20;
+	struct cache_opts o = {};
+	o.limit = limit;
+	o.seg_size = 64 * 1024;
+	o.nshards = 1;
+	o.max_item = 1u << 20; // 16 segments
+	o.clock = FakeClock::read;
+	o.clock_arg = &clk;
+	cache_destroy(&c);
+	c = cache_create(&o);
+	ASSERT_NE(c, nullptr);
+	for (size_t len : {size_t(20 * 1024), size_t(100 * 1024), size_t(1u << 20) - 10}) {
+		const int n = (int)(3 * limit / len) + 10; // 3x the limit: evicts
+		for (int i = 0; i < n; i++) {
+			std::string v(len, char('a' + i % 26));
+			ASSERT_EQ(set(c, "big" + std::to_string(i), v), 0) << len << " " << i;
+			EXPECT_EQ(get(c, "big" + std::to_string(i)).val, v);
+			ASSERT_LE(pstats(c).charged_bytes, limit);
+		}
+		struct cache_stats cs = stats(c);
+		EXPECT_GT(cs.large_items, 0u);
+		EXPECT_GT(cs.evictions, 0u);
+		// the newest survive whole; the store is mostly items
+		std::string last(len, char('a' + (n - 1) % 26));
+		EXPECT_EQ(get(c, "big" + std::to_string(n - 1)).val, last);
+		EXPECT_GT(cs.bytes_items * 10, limit * 6) << len;
+	}
+	// small items and large ones share the limit
+	for (int i = 0; i < 60000; i++)
+		ASSERT_EQ(set(c, "s" + std::to_string(i), std::string(100, 's')), 0);
+	EXPECT_LE(pstats(c).charged_bytes, limit);
+	// (S3-FIFO keeps the few large items read since they were written)
+	EXPECT_LE(stats(c).large_items, 3u);
+	EXPECT_EQ(get(c, "s59999").val, std::string(100, 's'));
+	std::string too_big((1u << 20) + 1, 'x');
+	EXPECT_EQ(set(c, "toobig", too_big), -E2BIG);
+}
+
+// A large item the policy keeps (read since it was written) is queued again
+// as it is: no copy, and it survives the scan that evicts unread ones.
+TEST_F(CacheTest, ReadLargeItemIsKeptWithoutACopy)
+{
+	struct cache_opts o = {};
+	o.limit = 2u << 20;
+	o.seg_size = 64 * 1024;
+	o.nshards = 1;
+	o.max_item = 256 * 1024;
+	o.clock = FakeClock::read;
+	o.clock_arg = &clk;
+	cache_destroy(&c);
+	c = cache_create(&o);
+	ASSERT_NE(c, nullptr);
+	std::string hot(200 * 1024, 'h');
+	ASSERT_EQ(set(c, "hot", hot), 0);
+	for (int i = 0; i < 200; i++) { // 10x the limit of large items
+		EXPECT_EQ(get(c, "hot").val, hot); // read: kept
+		ASSERT_EQ(set(c, "cold" + std::to_string(i), std::string(100 * 1024, 'c')), 0);
+	}
+	EXPECT_EQ(get(c, "hot").val, hot);
+	EXPECT_EQ(stats(c).relocations, 0u);
+	EXPECT_GT(stats(c).evictions, 100u);
 }
 
 // S3-FIFO keeps a hot working set through a one-pass scan that FIFO
@@ -995,6 +1073,377 @@ TEST_F(CacheTest, ThreadedStress)
 	EXPECT_LE(pstats(c).charged_bytes, 2u << 20);
 	struct cache_stats s = stats(c);
 	EXPECT_EQ(s.cmd_get, uint64_t(s.get_hits + s.get_misses));
+}
+
+// ---- meta state (docs/cache.md, "Meta state") -----------------------------
+
+struct MGot {
+	int rc = 0;
+	struct cache_meta m = {};
+	std::string val;
+	uint64_t cas = 0;
+	uint32_t exptime = 0;
+};
+
+MGot mget(struct cache *c, const std::string &k, struct cache_mget_opts o = {})
+{
+	MGot r;
+	struct cache_value v;
+	r.rc = cache_mget(c, k.data(), k.size(), &o, &v, &r.m);
+	if (r.rc == 0) {
+		r.val = slice_str(v.data);
+		r.cas = v.cas;
+		r.exptime = v.exptime;
+		cache_value_release(&v);
+	}
+	return r;
+}
+
+struct cache_mget_opts peek_opts()
+{
+	struct cache_mget_opts o = {};
+	o.peek = true;
+	return o;
+}
+
+// h and l: the first read after a write marks the item fetched and leaves
+// its access time (as memcached's segmented LRU does), later reads set the
+// time; u reads without either; a peek changes and counts nothing; a new
+// version starts unfetched, accessed now.
+TEST_F(CacheTest, MetaFetchedAndAccessTime)
+{
+	const int64_t t0 = clk.now;
+	const struct cache_mget_opts peek = peek_opts();
+	ASSERT_EQ(set(c, "k", "v"), 0);
+	MGot r = mget(c, "k", peek);
+	ASSERT_EQ(r.rc, 0);
+	EXPECT_FALSE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 0u);
+	clk.now = t0 + 5;
+	struct cache_mget_opts u = {};
+	u.no_bump = true;
+	r = mget(c, "k", u);
+	EXPECT_FALSE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 5u);
+	r = mget(c, "k"); // the first read: fetched, time left
+	EXPECT_FALSE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 5u);
+	r = mget(c, "k", peek);
+	EXPECT_TRUE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 5u);
+	clk.now = t0 + 7;
+	r = mget(c, "k"); // a later read: reports, then stamps
+	EXPECT_TRUE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 7u);
+	EXPECT_EQ(mget(c, "k", peek).m.idle, 0u);
+	clk.now = t0 + 10;
+	EXPECT_EQ(mget(c, "k", u).m.idle, 3u);
+	EXPECT_EQ(mget(c, "k", peek).m.idle, 3u);
+	EXPECT_EQ(get(c, "k").rc, 0); // a plain GET stamps too
+	EXPECT_EQ(mget(c, "k", peek).m.idle, 0u);
+	// A GET marks a new item fetched, as the first mg does.
+	ASSERT_EQ(set(c, "g", "v"), 0);
+	EXPECT_EQ(get(c, "g").rc, 0);
+	EXPECT_TRUE(mget(c, "g", peek).m.fetched);
+	clk.now = t0 + 12;
+	ASSERT_EQ(set(c, "k", "w"), 0);
+	r = mget(c, "k", peek);
+	EXPECT_FALSE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 0u);
+	// A peek counts nothing; any other mg counts as a get.
+	struct cache_stats s0 = stats(c);
+	EXPECT_EQ(mget(c, "k", peek).rc, 0);
+	EXPECT_EQ(mget(c, "nokey", peek).rc, -ENOENT);
+	struct cache_stats s1 = stats(c);
+	EXPECT_EQ(s1.cmd_get, s0.cmd_get);
+	EXPECT_EQ(s1.get_misses, s0.get_misses);
+	EXPECT_EQ(mget(c, "k").rc, 0);
+	EXPECT_EQ(mget(c, "nokey").rc, -ENOENT);
+	struct cache_stats s2 = stats(c);
+	EXPECT_EQ(s2.cmd_get, s1.cmd_get + 2);
+	EXPECT_EQ(s2.get_hits, s1.get_hits + 1);
+	EXPECT_EQ(s2.get_misses, s1.get_misses + 1);
+}
+
+// md I, then mg: the first reader wins (W) and sees the item stale (X),
+// later ones see the token out (Z); ms I (CACHE_CAS_STALE) with an older
+// cas stores the value as stale, keeping the expiry and the token; a
+// matching cas stores a fresh item.
+TEST_F(CacheTest, MetaStaleWhileRevalidate)
+{
+	const int64_t t0 = clk.now;
+	const struct cache_mget_opts peek = peek_opts();
+	uint64_t cas0 = 0;
+	ASSERT_EQ(store(c, CACHE_SET, "k", "moo", 0, &cas0, 5), 0);
+	EXPECT_EQ(cache_invalidate(c, "k", 1, cas0 + 1000, false, 0), -EEXIST);
+	EXPECT_EQ(cache_invalidate(c, "nokey", 5, 0, false, 0), -ENOENT);
+	EXPECT_EQ(cache_invalidate(c, "", 0, 0, false, 0), -EINVAL);
+	ASSERT_EQ(mget(c, "k").rc, 0); // fetched: kept by md I
+	clk.now = t0 + 2;
+	ASSERT_EQ(cache_invalidate(c, "k", 1, cas0, true, 30), 0);
+	MGot r = mget(c, "k", peek);
+	EXPECT_TRUE(r.m.stale);
+	EXPECT_FALSE(r.m.token_sent);
+	EXPECT_TRUE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 2u); // the access time stays
+	EXPECT_GT(r.cas, cas0);  // a new version
+	EXPECT_EQ(r.val, "moo");
+	EXPECT_EQ(r.exptime, uint32_t(t0 + 2 + 30));
+	EXPECT_EQ(get(c, "k").flags, 5u);
+	r = mget(c, "k");
+	EXPECT_TRUE(r.m.stale);
+	EXPECT_TRUE(r.m.won);
+	EXPECT_FALSE(r.m.token_sent);
+	r = mget(c, "k");
+	EXPECT_TRUE(r.m.stale);
+	EXPECT_FALSE(r.m.won);
+	EXPECT_TRUE(r.m.token_sent);
+	const uint64_t stale_cas = r.cas;
+	// A lower cas: stored, stale, expiry and token kept.
+	EXPECT_EQ(store(c, CACHE_CAS, "k", "f", 1, nullptr, 0, 90), -EEXIST);
+	uint64_t cas1 = 0;
+	ASSERT_EQ(store(c, CACHE_CAS_STALE, "k", "f", 1, &cas1, 7, 90), 0);
+	EXPECT_GT(cas1, stale_cas);
+	r = mget(c, "k", peek);
+	EXPECT_EQ(r.val, "f");
+	EXPECT_TRUE(r.m.stale);
+	EXPECT_TRUE(r.m.token_sent);
+	EXPECT_FALSE(r.m.fetched);
+	EXPECT_EQ(r.exptime, uint32_t(t0 + 2 + 30));
+	EXPECT_EQ(get(c, "k").flags, 7u);
+	EXPECT_EQ(mget(c, "k").m.won, false);
+	// A higher cas is a mismatch; cas 0 is refused; a missing key is not found.
+	EXPECT_EQ(store(c, CACHE_CAS_STALE, "k", "x", cas1 + 1), -EEXIST);
+	EXPECT_EQ(store(c, CACHE_CAS_STALE, "k", "x", 0), -EINVAL);
+	EXPECT_EQ(store(c, CACHE_CAS_STALE, "nokey", "x", 1), -ENOENT);
+	// The matching cas: a fresh item, neither stale nor with a token.
+	ASSERT_EQ(store(c, CACHE_CAS_STALE, "k", "g", cas1, nullptr, 0, 90), 0);
+	r = mget(c, "k", peek);
+	EXPECT_EQ(r.val, "g");
+	EXPECT_FALSE(r.m.stale);
+	EXPECT_FALSE(r.m.token_sent);
+	EXPECT_EQ(r.exptime, uint32_t(t0 + 2 + 90));
+	EXPECT_FALSE(mget(c, "k").m.won);
+	// An invalidation that expires it: gone.
+	ASSERT_EQ(cache_invalidate(c, "k", 1, 0, true, -1), 0);
+	EXPECT_EQ(get(c, "k").rc, -ENOENT);
+}
+
+// mg N: a miss stores an empty item, and this caller wins; later callers
+// see the token out until a store replaces it. R wins when the item
+// expires sooner than R says (after T when T came first) and no token is
+// out. T reports the expiry it replaced.
+TEST_F(CacheTest, MetaVivifyAndRecache)
+{
+	const int64_t t0 = clk.now;
+	const struct cache_mget_opts peek = peek_opts();
+	struct cache_mget_opts n = {};
+	n.vivify = true;
+	n.vivify_exptime = 30;
+	struct cache_stats s0 = stats(c);
+	MGot r = mget(c, "nw", n);
+	ASSERT_EQ(r.rc, 0);
+	EXPECT_TRUE(r.m.created);
+	EXPECT_TRUE(r.m.won);
+	EXPECT_EQ(r.val, "");
+	EXPECT_EQ(r.exptime, uint32_t(t0 + 30));
+	EXPECT_EQ(r.m.exp_before, 0u);
+	EXPECT_EQ(stats(c).total_items, s0.total_items + 1);
+	EXPECT_EQ(stats(c).get_hits, s0.get_hits + 1);
+	const uint64_t vcas = r.cas;
+	r = mget(c, "nw", n);
+	EXPECT_FALSE(r.m.created);
+	EXPECT_FALSE(r.m.won);
+	EXPECT_TRUE(r.m.token_sent);
+	EXPECT_TRUE(r.m.fetched); // the vivifying mg bumped it
+	EXPECT_EQ(r.cas, vcas);
+	ASSERT_EQ(store(c, CACHE_CAS, "nw", "mu", vcas), 0);
+	r = mget(c, "nw", n);
+	EXPECT_EQ(r.val, "mu");
+	EXPECT_FALSE(r.m.won);
+	EXPECT_FALSE(r.m.token_sent);
+	n.no_bump = true;
+	EXPECT_TRUE(mget(c, "nu", n).m.created);
+	EXPECT_FALSE(mget(c, "nu", peek).m.fetched);
+	n.vivify_exptime = -1; // created, answered, gone
+	EXPECT_TRUE(mget(c, "gone", n).m.won);
+	EXPECT_EQ(get(c, "gone").rc, -ENOENT);
+
+	struct cache_mget_opts rc = {};
+	rc.recache = true;
+	rc.recache_exptime = 400;
+	ASSERT_EQ(set(c, "r1", "v", 0, 100), 0);
+	EXPECT_TRUE(mget(c, "r1", rc).m.won);
+	r = mget(c, "r1", rc);
+	EXPECT_FALSE(r.m.won);
+	EXPECT_TRUE(r.m.token_sent);
+	ASSERT_EQ(set(c, "r2", "v", 0, 100), 0);
+	for (int64_t below : {50, 0, -1}) {
+		rc.recache_exptime = below;
+		EXPECT_FALSE(mget(c, "r2", rc).m.won) << below;
+	}
+	ASSERT_EQ(set(c, "r3", "v"), 0); // never expires: never recached
+	rc.recache_exptime = 400;
+	EXPECT_FALSE(mget(c, "r3", rc).m.won);
+	// T then R compares the new expiry; R then T the old one.
+	ASSERT_EQ(set(c, "r4", "v", 0, 100), 0);
+	struct cache_mget_opts tr = {};
+	tr.touch = true;
+	tr.exptime = 50;
+	tr.recache = true;
+	tr.recache_exptime = 60;
+	r = mget(c, "r4", tr);
+	EXPECT_FALSE(r.m.won);
+	EXPECT_EQ(r.m.exp_before, uint32_t(t0 + 100));
+	EXPECT_EQ(r.exptime, uint32_t(t0 + 50));
+	ASSERT_EQ(set(c, "r4", "v", 0, 100), 0);
+	tr.recache_after_touch = true;
+	s0 = stats(c);
+	EXPECT_TRUE(mget(c, "r4", tr).m.won);
+	EXPECT_EQ(stats(c).cmd_touch, s0.cmd_touch + 1);
+	EXPECT_EQ(stats(c).touch_hits, s0.touch_hits + 1);
+	// T on a miss is a get miss (memcached).
+	EXPECT_EQ(mget(c, "nokey", tr).rc, -ENOENT);
+	EXPECT_EQ(stats(c).get_misses, s0.get_misses + 1);
+	EXPECT_EQ(stats(c).touch_misses, s0.touch_misses);
+}
+
+// The state stays with the item when the store moves it: touch and gat
+// rewriting an item without an expiry field, an incr that keeps the
+// length, and eviction relocating a kept item (evict.c).
+TEST_F(CacheTest, MetaStateMovesWithTheItem)
+{
+	const int64_t t0 = clk.now;
+	const struct cache_mget_opts peek = peek_opts();
+	ASSERT_EQ(set(c, "t", "v"), 0); // no expiry: touch rewrites it
+	ASSERT_EQ(cache_invalidate(c, "t", 1, 0, false, 0), 0);
+	ASSERT_TRUE(mget(c, "t").m.won);
+	clk.now = t0 + 4;
+	struct cache_mget_opts tu = {};
+	tu.touch = true;
+	tu.exptime = 100;
+	tu.no_bump = true;
+	MGot r = mget(c, "t", tu);
+	EXPECT_EQ(r.m.exp_before, 0u);
+	r = mget(c, "t", peek);
+	EXPECT_EQ(r.exptime, uint32_t(t0 + 4 + 100));
+	EXPECT_TRUE(r.m.stale);
+	EXPECT_TRUE(r.m.token_sent);
+	EXPECT_TRUE(r.m.fetched);
+	EXPECT_EQ(r.m.idle, 4u);
+	// incr in place keeps the state; a longer number is a new item.
+	ASSERT_EQ(set(c, "n", "5"), 0);
+	ASSERT_EQ(cache_invalidate(c, "n", 1, 0, false, 0), 0);
+	uint64_t nv;
+	ASSERT_EQ(cache_arith(c, "n", 1, false, 1, nullptr, 0, &nv, nullptr), 0);
+	EXPECT_TRUE(mget(c, "n", peek).m.stale);
+	ASSERT_EQ(cache_arith(c, "n", 1, false, 10, nullptr, 0, &nv, nullptr), 0);
+	EXPECT_FALSE(mget(c, "n", peek).m.stale);
+
+	// Relocation: one shard of small segments; "hot" is read (so S3-FIFO
+	// keeps it) and marked, then enough is written to evict its segment.
+	make(24 * 16384, 16384, 1);
+	ASSERT_EQ(set(c, "hot", "hot value"), 0);
+	clk.now = t0 + 10;
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(get(c, "hot").rc, 0); // fetched, stamped t0 + 10, freq 3
+	ASSERT_EQ(cache_invalidate(c, "hot", 3, 0, false, 0), 0);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(mget(c, "hot").rc, 0); // the token; freq 3 again
+	clk.now = t0 + 16;
+	const uint64_t hot_cas = mget(c, "hot", peek).cas;
+	std::string filler(400, 'f');
+	for (int i = 0; stats(c).relocations == 0 && i < 2000; i++)
+		ASSERT_EQ(set(c, "f" + std::to_string(i), filler), 0);
+	ASSERT_GT(stats(c).relocations, 0u);
+	r = mget(c, "hot", peek);
+	ASSERT_EQ(r.rc, 0);
+	EXPECT_EQ(r.val, "hot value");
+	EXPECT_EQ(r.cas, hot_cas);
+	EXPECT_TRUE(r.m.fetched);
+	EXPECT_TRUE(r.m.stale);
+	EXPECT_TRUE(r.m.token_sent);
+	EXPECT_EQ(r.m.idle, 6u);
+}
+
+// A new version's CAS is above the old version's, also when it lands in
+// an open segment older than the old version's (another TTL class): ms I
+// tells an older CAS by its order (CACHE_CAS_STALE).
+TEST_F(CacheTest, MetaNewVersionCasGrows)
+{
+	make(8u << 20, 64 * 1024, 1);
+	ASSERT_EQ(set(c, "a", "v"), 0); // opens the class-0 segment first
+	uint64_t prev = 0, cas = 0;
+	ASSERT_EQ(store(c, CACHE_SET, "k", "v", 0, &prev, 0, 100), 0);
+	ASSERT_EQ(store(c, CACHE_SET, "k", "v", 0, &cas), 0); // class 0: older segment
+	EXPECT_GT(cas, prev);
+	const uint64_t first = prev;
+	prev = cas;
+	std::mt19937 rng(3);
+	const int64_t exps[] = {0, 5, 100, 5000, 100000}; // several TTL classes
+	for (int i = 0; i < 300; i++) {
+		int64_t exp = exps[rng() % 5];
+		ASSERT_EQ(store(c, CACHE_SET, "k", "v" + std::to_string(i), 0, &cas, 0, exp), 0);
+		EXPECT_GT(cas, prev) << i;
+		prev = cas;
+		if (i % 50 == 0) {
+			ASSERT_EQ(cache_invalidate(c, "k", 1, 0, false, 0), 0);
+			cas = mget(c, "k", peek_opts()).cas;
+			EXPECT_GT(cas, prev);
+			prev = cas;
+		}
+	}
+	ASSERT_EQ(store(c, CACHE_CAS_STALE, "k", "old", first, &cas), 0);
+	EXPECT_GT(cas, prev);
+	EXPECT_TRUE(mget(c, "k", peek_opts()).m.stale);
+	// CAS values stay unique.
+	std::set<uint64_t> seen;
+	for (int i = 0; i < 200; i++) {
+		std::string k = "u" + std::to_string(i % 20);
+		ASSERT_EQ(store(c, CACHE_SET, k, "v", 0, &cas, 0, i % 3 ? 0 : 100), 0);
+		EXPECT_TRUE(seen.insert(cas).second) << i;
+	}
+}
+
+// Readers racing for one token under the shared lock: exactly one wins per
+// version, while plain GETs bump the same items (TSan: every change of the
+// meta byte and of the access time is atomic).
+TEST_F(CacheTest, MetaOneWinnerAmongConcurrentReaders)
+{
+	const int nthreads = 4, rounds = 200;
+	std::atomic<int> wins{0};
+	std::vector<std::thread> ts;
+	std::atomic<int> round{-1}, ready{0};
+	for (int t = 0; t < nthreads; t++) {
+		ts.emplace_back([&, t] {
+			for (int r = 0; r < rounds; r++) {
+				while (round.load() < r)
+					std::this_thread::yield();
+				std::string k = "w" + std::to_string(r % 8);
+				for (int i = 0; i < 3; i++) {
+					if (t % 2)
+						(void)get(c, k);
+					if (mget(c, k).m.won)
+						wins++;
+				}
+				ready++;
+			}
+		});
+	}
+	int expected = 0;
+	for (int r = 0; r < rounds; r++) {
+		std::string k = "w" + std::to_string(r % 8);
+		ASSERT_EQ(set(c, k, "v"), 0);
+		ASSERT_EQ(cache_invalidate(c, k.data(), k.size(), 0, false, 0), 0);
+		expected++;
+		clk.now += 1;
+		round.store(r);
+		while (ready.load() < nthreads * (r + 1))
+			std::this_thread::yield();
+	}
+	for (auto &th : ts)
+		th.join();
+	EXPECT_EQ(wins.load(), expected);
 }
 
 } // namespace

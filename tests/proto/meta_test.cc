@@ -224,6 +224,58 @@ TEST_F(Meta, HitAnswers)
 	EXPECT_EQ(o5.len(), 0u);
 }
 
+// mg applies T and a vivifying N where they stand, as memcached does: a t
+// before them reports the time to live before them, a t after them the
+// one they set. ma reports its one time to live wherever T is. h, l and
+// the Z X W tokens come from the store (struct mc_item_info).
+TEST_F(Meta, MgTtlFollowsTAndNInOrder)
+{
+	mc_item_info info{};
+	info.ttl = 100;
+	info.ttl_touch = 30;
+	info.ttl_vivify = 60;
+	const struct {
+		const char *line;
+		uint8_t vivified;
+		const char *want;
+	} cases[] = {
+		{"mg k t T30\r\n", 0, "HD t100\r\n"},
+		{"mg k T30 t\r\n", 0, "HD t30\r\n"},
+		{"mg k t N60\r\n", 0, "HD t100\r\n"},
+		{"mg k N60 t\r\n", 0, "HD t100\r\n"}, /* N found the item */
+		{"mg k N60 t\r\n", 1, "HD t60 W\r\n"},
+		{"mg k t N60\r\n", 1, "HD t100 W\r\n"},
+		{"mg k N60 T30 t\r\n", 1, "HD t30 W\r\n"},
+		{"mg k T30 N60 t\r\n", 1, "HD t60 W\r\n"},
+		{"mg k T30 t h l\r\n", 0, "HD t30 h1 l7\r\n"},
+	};
+	for (const auto &tc : cases) {
+		Chain o;
+		info.vivified = tc.vivified;
+		info.won = tc.vivified;
+		info.fetched = 1;
+		info.last_access = 7;
+		ASSERT_EQ(feed(tc.line), 1) << tc.line;
+		ASSERT_EQ(mc_meta_encode_hit(&o, &r, &info, nullptr), 0);
+		EXPECT_EQ(o.str(), tc.want) << tc.line;
+		next();
+	}
+	Chain o;
+	ASSERT_EQ(feed("ma k t T30\r\n"), 1);
+	ASSERT_EQ(mc_meta_encode_arith(&o, &r, &info, 1), 0);
+	EXPECT_EQ(o.str(), "HD t100\r\n");
+	next();
+	Chain o2;
+	info = mc_item_info{};
+	info.token_sent = 1;
+	info.stale = 1;
+	ASSERT_EQ(feed("mg k v\r\n"), 1);
+	bp_slice v = make_slice("hi");
+	ASSERT_EQ(mc_meta_encode_hit(&o2, &r, &info, &v), 0);
+	EXPECT_EQ(o2.str(), "VA 2 Z X\r\nhi\r\n");
+	bp_slice_release(&v);
+}
+
 // Every row of MC_META_FLAGS parses on every keyed meta command (memcached
 // accepts any flag on any of them), sets its bit and its place in order.
 // The key is valid base64 ("key"), for b.

@@ -17,9 +17,11 @@ Where geecached deliberately differs from memcached (docs/protocol.md,
 geecached's documented behaviour instead, and says why.
 
 Class Regressions holds the differences this test once found and that
-were fixed, each reproduced deterministically. Meta features GeeCache does
-not implement (the h, I and Z semantics of mg/md) are listed in
-docs/protocol.md and not compared.
+were fixed, each reproduced deterministically. The meta state (mg h, l;
+stale-while-revalidate: md I, ms I, the W X Z of mg N, R and T in request
+order) is compared like the rest; seconds since the last access (l) are
+compared as "0 or 1" or "2 or more", the scripts sleeping where they need
+the second.
 
 Not compared on purpose: `me` (a debug line with fields of each server's
 own), stats values, and sizes near -I (memcached counts its item header
@@ -166,6 +168,8 @@ def norm_text(unit, run):
                 t[k] = "c" + run.ncas(int(t[k][1:]))
             elif re.fullmatch(r"t\d+", t[k]) and t[k] != "t0":
                 t[k] = "t<positive>"   # the second may tick between servers
+            elif re.fullmatch(r"l\d+", t[k]):
+                t[k] = "l<0-1>" if int(t[k][1:]) <= 1 else "l<2+>"
     s = " ".join(t)
     if data is not None:
         s += " | " + (repr(data) if len(data) <= 66 else "<%d bytes>" % len(data))
@@ -558,6 +562,77 @@ META = {
         FLUSH_T,
         b"mg viv N30 v c\r\nms viv 2\r\nhi\r\nmg viv v\r\n",
     ],
+    # h: fetched before this request. The first read marks the item, u
+    # reads without marking; get, gets, gat, touch, mg read; a new version
+    # starts unfetched; an incr that keeps the length keeps the state, a
+    # longer number is a new item. (memcached updates a number in place
+    # only when no answer still being sent holds the item, hence the incr
+    # in a step of its own.)
+    "mg_h": [
+        FLUSH_T,
+        b"ms h1 2\r\nhi\r\nmg h1 h\r\nmg h1 h v\r\nms h1 2\r\nho\r\nmg h1 u h\r\n"
+        b"mg h1 h\r\nmg h1 u h\r\nmg nokey h\r\n",
+        b"set h2 0 0 1\r\n5\r\nget h2\r\nmg h2 h\r\nset h3 0 0 1\r\n5\r\ngats 100 h3\r\n"
+        b"mg h3 h\r\nset h4 0 0 1\r\n5\r\ntouch h4 100\r\nmg h4 h\r\n"
+        b"set h5 0 0 1\r\n5\r\nmg h5 T100 h\r\nmg h5 h t\r\nappend h5 0 0 1\r\n6\r\n"
+        b"mg h5 h\r\n",
+        b"set n 0 0 1\r\n5\r\nmg n h\r\n", b"ma n\r\n", b"incr n 1\r\n", b"mg n h\r\n",
+        b"set n 0 0 1\r\n9\r\nmg n h\r\nma n\r\nmg n h v\r\n",
+    ],
+    # l: seconds since the last access, as it was before this request. The
+    # first read after a write leaves the access time (it marks the item
+    # fetched); u reads without either. (When a later read sets the time
+    # memcached may do it later, from its LRU thread: not compared; see
+    # cache_test's MetaFetchedAndAccessTime.)
+    "mg_l": [
+        FLUSH_T,
+        b"ms l1 2\r\nhi\r\nmg l1 u l h\r\n",
+        lambda r: time.sleep(2.2) or b"mg l1 u l h\r\nmg l1 l h\r\nmg l1 l h v\r\n",
+    ],
+    # md I marks stale (new cas, T sets the time to live): the next mg
+    # wins (W) and sees X, later ones Z; ms I with an older C stores as
+    # stale, keeping the time to live and the token; a matching C clears.
+    # metaget.t's "serve stale" sequence, and the error paths.
+    "stale": [
+        FLUSH_T,
+        b"set toinv 0 0 3\r\nmoo\r\nmg toinv s v c\r\nmd toinv I T30\r\n"
+        b"mg toinv s t c v\r\nmg toinv s t c v\r\nms toinv 1 T90 C0\r\nf\r\n"
+        b"ms toinv 1 I T90 C1\r\nf\r\nmg toinv s t c v h\r\n",
+        lambda r: b"ms toinv 1 T90 C%d\r\ng\r\nmg toinv s t c v\r\n" % last_cas(r),
+        b"md toinv I\r\nmg toinv t\r\nmd toinv I T0\r\nmg toinv t k\r\n"
+        b"ms toinv 2 I C1 MR\r\nyo\r\nms toinv 2 I C1 ME\r\nyo\r\n"
+        b"ms toinv 2 I C99999999999999\r\nyo\r\nms toinv 2 I\r\nyo\r\nmg toinv t v h\r\n",
+        b"md nokey I\r\nmd nokey I q\r\nms s2 1\r\nx\r\nmd s2 I q\r\nmd s2 I C1\r\n"
+        b"md s2 I C0\r\nmd s2 I Oab k\r\nmg s2 v\r\nmd s2 I T-1\r\nmg s2 v\r\n"
+        b"ms s3 1\r\n5\r\nmd s3 I\r\nma s3 v\r\nmg s3 h v\r\n",
+    ],
+    # mg N: the first client wins (W), later ones see Z until the winner
+    # sets the key; a wrong C fails. R wins when the time to live is below
+    # it and no token is out. T, N and R act where they stand: a t before
+    # them reports the time to live before them.
+    "win_tokens": [
+        FLUSH_T,
+        b"mg nw s c v N30 t\r\nmg nw s t c v N30\r\nms nw 2 C5000 T120\r\nnu\r\n",
+        lambda r: b"ms nw 2 C%d T120\r\nmu\r\nmg nw s k t c v N30\r\n"
+        b"mg nw s t c v N30 R130\r\nmg nw s t c v N30 R130\r\n" % last_cas(r),
+        lambda r: b"ms nw 4 C%d T300\r\nzuuu\r\nmg nw s t c v N30\r\n" % last_cas(r),
+        b"mg t1 t N30\r\nmg t1 t\r\nmg t2 N30 t T0\r\nmg t2 t\r\nmg t3 T0 N30 t\r\n"
+        b"mg t3 t\r\nmg t4 t N-1\r\nmg t4 t\r\nmg t5 N30 u t\r\nmg t5 h\r\nmg t5 h\r\n"
+        b"mg t6 N0 t q\r\nmg t6 t\r\n",
+        b"set r1 0 100 2\r\nhi\r\nmg r1 R400\r\nmg r1 R400\r\nmg r1 R0\r\n"
+        b"set r2 0 0 2\r\nhi\r\nmg r2 t R30\r\nmg r2 t T50 R60\r\nmg r2 t\r\n"
+        b"set r3 0 100 2\r\nhi\r\nmg r3 R60 T50 t\r\nmg r3 t k T-1 s\r\nmg r3 t\r\n"
+        b"set r4 0 100 2\r\nhi\r\nmg r4 t T0\r\nmg r4 T100 t\r\nmg r4 R-1\r\n",
+    ],
+    # ms C (C0 too) makes set and replace compare: NF when missing, EX when
+    # the cas differs; add, append and prepend keep their own rules. md C0.
+    "cas_zero": [
+        FLUSH_T,
+        b"ms c0 1\r\nx\r\nms c0 1 C0\r\nx\r\nms nokey 1 C0\r\nx\r\nms nokey 1 MR C5\r\nx\r\n"
+        b"ms nokey 1 MR\r\nx\r\nms nokey 1 MR C0\r\nx\r\nms c0 1 ME C0\r\nx\r\n"
+        b"ms c0 1 MA C0\r\ny\r\nms c0 1 MA C5\r\ny\r\nmg c0 v\r\nmd nokey C0\r\n"
+        b"md c0 C0\r\nmd c0 C0 q\r\nmg c0 v\r\nms cz 1\r\n5\r\nma cz C0 v\r\n",
+    ],
 }
 
 
@@ -821,7 +896,12 @@ class Stats(Servers):
               b"delete b\r\ndelete b\r\ntouch a 100\r\ntouch z 1\r\ngat 100 a z\r\n"
               b"cas a 0 0 1 1\r\nx\r\ncas z 0 0 1 1\r\nx\r\ngets a\r\n"
               b"append a 0 0 1\r\nx\r\nadd a 0 0 1\r\nx\r\nset e 0 -1 1\r\nx\r\n"
-              b"set f 0 0 1\r\nx\r\nflush_all\r\nget f\r\nmn\r\n")
+              b"set f 0 0 1\r\nx\r\nflush_all\r\nget f\r\n"
+              # meta: mg (a get; with T a touch; N a hit that stores),
+              # md I (no delete counted), ms I (a cas hit)
+              b"ms m 1\r\nx\r\nmg m v\r\nmg nokey v\r\nmg m T100\r\nmg nokey T100\r\n"
+              b"mg viv N30\r\nmg viv N30\r\nmd m I\r\nmd nokey I\r\nmd m I C1\r\n"
+              b"ms m 1 I C1\r\ny\r\nmg m u\r\nmg viv2 N30 T10\r\nmn\r\n")
 
     def stats_after(self, port):
         s = g.connect(port, 5)

@@ -100,10 +100,10 @@ class FaultTest(g.ServerTest):
                 self.run_faulty("evicting", "prob:0.05:%d,after:500", backend)
 
     def test_store_without_memory_answers_enomem(self):
-        # Every get of a segment (1 MiB or more) fails: the first SET finds
-        # no segment and nothing to evict.
+        # Every get of a segment (a 1 MiB mapping: 1 MiB - 16 bytes of
+        # data) fails: the first SET finds no segment and nothing to evict.
         srv = self.server("-t", "1", env={"GEECACHE_FAULT_ALLOC":
-                                          "every:1,min:1048576,pool:store"})
+                                          "every:1,min:1048560,pool:store"})
         with g.connect(srv.port) as s:
             self.assertEqual(g.text_cmd(s, b"set k 0 0 1\r\nx\r\n"),
                              b"SERVER_ERROR out of memory storing object\r\n")
