@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OBJ_OFF 24 /* = the free-list words of pool.c */
+#define OBJ_OFF 24 /* = FREE_WORDS free-list words (bp_internal.h) */
 
 struct bp_objpool {
 	struct bp_pool *pool;

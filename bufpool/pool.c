@@ -1,25 +1,20 @@
 /*
  * Pools of refcounted blocks: size classes, per-thread caches, the shared
- * depot, huge blocks, the limit, and the counters.
+ * depot, carving, huge blocks, the limit and detaching. Giving memory back
+ * is release.c's; the counters' table and sums are stats.c's.
  *
  * Memory comes from the system in 2 MiB regions (mmap), carved lazily: a
  * class whose depot is empty carves one batch of blocks off the current
  * region, so resident memory grows only with use and the limit is charged
  * block by block (charged_bytes). Blocks move between thread caches and
- * the depot; only bp_pool_release_idle gives their memory back (see
- * "giving memory back" below):
+ * the depot; only bp_pool_release_idle (release.c) gives their memory
+ * back:
  *
  *   get:  thread cache bin --(empty)--> depot batch --(none)--> carve
  *   put:  thread cache bin --(over 2 batches)--> one batch to the depot
  *
  * Only the depot and the carving take the pool's mutex, once per batch.
- *
- * Free-list layout. A free block's data words are:
- *   [0] next block in this list / batch
- *   [1] next batch (only in the first block of a batch in the depot)
- *   [2] number of blocks in the batch (same)
- * The smallest class has exactly 24 bytes of data, so this always fits.
- * Under ASan the rest of a free block is poisoned.
+ * Free blocks are linked as bp_internal.h's free-list layout says.
  */
 #include "bufpool/bp_internal.h"
 
@@ -30,29 +25,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#define REGION_SIZE (2u * 1024u * 1024u)
-#define REGION_HDR 16u /* struct region; keeps blocks 16-aligned */
-#define FREE_WORDS 3u  /* data words the free lists use (see above) */
-/* Bytes at the start of a free block that must survive a release: the
- * header (class, pool) and the free-list words. */
-#define FREE_KEEP (BP_BLOCK_HDR + FREE_WORDS * sizeof(void *))
-
-/* The first REGION_HDR bytes of every region. Regions are listed newest
- * first; the first is the current one (carving goes on in it) unless it
- * is spare. A spare region holds no block: release_idle uncarved it and
- * gave its pages back (all but the first, which holds this header); it
- * stays mapped and the next region_new takes it instead of an mmap. */
-struct region {
-	struct region *next;
-	uint32_t end;   /* bytes carved (header included), once retired */
-	uint8_t spare;
-	uint8_t drop;   /* release_idle: to become spare (all blocks free) */
-	uint8_t _pad[2];
-};
-
-_Static_assert(sizeof(struct region) == REGION_HDR, "region header size");
-
 
 const uint32_t bp__class_size[BP_NCLASSES] = {
 	32, 48, 64, 80, 96, 112, 128,                   /* 16-byte steps */
@@ -66,57 +38,6 @@ const uint32_t bp__class_size[BP_NCLASSES] = {
 
 _Static_assert(BP_MAX_CLASS_SIZE == 262144u, "largest class");
 
-struct tbin {
-	void *head;       /* free list (owner thread only) */
-	uint32_t count;   /* blocks in head (owner thread only) */
-	bp_ctr gets, puts, misses; /* hits = gets - misses */
-};
-
-/* One thread's cache of one pool. */
-struct bp_tcache {
-	struct bp_pool *pool;
-	struct bp_tcache *prev, *next; /* in pool->threads, under pool->lock */
-	bp_ctr copied[BP_COPY__COUNT];
-	struct tbin bins[BP_NCLASSES];
-};
-
-struct depot_class {
-	void *batches;     /* stack of batches (see layout above) */
-	uint64_t nblocks;  /* blocks in the depot */
-	uint64_t carved;   /* blocks ever carved for this class */
-};
-
-struct retired { /* counters of threads that have gone */
-	uint64_t gets[BP_NCLASSES], puts[BP_NCLASSES];
-	uint64_t misses[BP_NCLASSES];
-	uint64_t copied[BP_COPY__COUNT];
-};
-
-struct bp_pool {
-	char name[32];
-	int id;
-	size_t limit;
-	size_t detach_limit;  /* bytes detached blocks may hold (direct pools) */
-	bool direct;          /* every block its own mapping (bp_pool_opts) */
-	pthread_mutex_t lock; /* depot, carving, regions, threads, retired */
-	struct depot_class depot[BP_NCLASSES];
-	char *region_cur;   /* in regions (the head), or NULL */
-	size_t region_left;
-	struct region *regions; /* every mapped region, newest first */
-	/* bp_pool_release_idle: depot changes (pushes, pops) so far and as
-	 * of its last walk; its current stamp for depot blocks (1..255) */
-	uint64_t depot_gen, released_gen;
-	uint8_t mark;
-	struct bp_tcache *threads;
-	struct retired retired;
-	/* Rare-path counters, updated with atomics from any thread. */
-	_Atomic uint64_t charged, sys_bytes, sys_alloc_calls, sys_free_calls;
-	_Atomic uint64_t huge_gets, huge_puts, huge_bytes, enomem;
-	_Atomic uint64_t faults_injected;
-	_Atomic uint64_t released_bytes, release_calls, trims; /* release_idle, trim */
-	_Atomic uint64_t detached, detached_peak, detaches; /* bp_block_detach */
-};
-
 /* The pool table. A slot is written under g_lock at create/destroy; the
  * data path reads it for a block whose pool exists (its creation
  * happened-before the block's), so the read needs no lock. */
@@ -126,28 +47,18 @@ static pthread_key_t g_keys[BP_MAX_POOLS];
 static pthread_once_t g_keys_once = PTHREAD_ONCE_INIT;
 static __thread struct bp_tcache *tls_tc[BP_MAX_POOLS];
 
-static inline void **words(void *blk)
-{
-	return (void **)bp_block_data((struct bp_block *)blk);
-}
-
 /* Blocks moved per depot exchange: about 64 KiB worth, 1..64 blocks. A
  * thread cache holds at most two batches per class. */
 #define BATCH(sz) (65536u / (sz) < 1 ? 1u : 65536u / (sz) > 64 ? 64u : 65536u / (sz))
-static uint32_t g_batch[BP_NCLASSES];
+uint32_t bp__batch[BP_NCLASSES];
+size_t bp__page;
 static pthread_once_t g_batch_once = PTHREAD_ONCE_INIT;
-static size_t g_page; /* the system's page size */
 
 static void batch_init(void)
 {
 	for (int i = 0; i < BP_NCLASSES; i++)
-		g_batch[i] = BATCH(bp__class_size[i]);
-	g_page = (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static inline uint32_t batch_of(int cls)
-{
-	return g_batch[cls];
+		bp__batch[i] = BATCH(bp__class_size[i]);
+	bp__page = (size_t)sysconf(_SC_PAGESIZE);
 }
 
 /* ---- size classes ----------------------------------------------------- */
@@ -232,30 +143,15 @@ static inline struct bp_tcache *tcache(struct bp_pool *pool)
 	return tcache_create(pool);
 }
 
-/* Pushes a list of n blocks (linked through word 0) as one depot batch.
- * Called with pool->lock held. */
-static void depot_push(struct bp_pool *pool, int cls, void *head, uint32_t n)
-{
-	struct depot_class *d = &pool->depot[cls];
-	words(head)[1] = d->batches;
-	words(head)[2] = (void *)(uintptr_t)n;
-	d->batches = head;
-	d->nblocks += n;
-	pool->depot_gen++;
-}
-
 /* Gives every block of the cache back to the depot, folds its counters into
  * the pool's and frees it. */
 static void tcache_release(struct bp_tcache *tc)
 {
 	struct bp_pool *pool = tc->pool;
 	pthread_mutex_lock(&pool->lock);
+	bp__tcache_drain(pool, tc);
 	for (int i = 0; i < BP_NCLASSES; i++) {
 		struct tbin *b = &tc->bins[i];
-		if (b->head)
-			depot_push(pool, i, b->head, b->count);
-		b->head = NULL;
-		b->count = 0;
 		pool->retired.gets[i] += bp__ctr_get(&b->gets);
 		pool->retired.puts[i] += bp__ctr_get(&b->puts);
 		pool->retired.misses[i] += bp__ctr_get(&b->misses);
@@ -284,24 +180,20 @@ void bp_pool_thread_flush(struct bp_pool *pool)
 	tcache_release(tc);
 }
 
-/* Like tcache_release's first half: the bins go to the depot, one batch
- * each (a bin holds at most two batches' worth), and the cache with its
- * counters stays, so the next get is a miss but no malloc. */
-void bp_pool_thread_trim(struct bp_pool *pool)
+struct bp_tcache *bp__tcache_peek(struct bp_pool *pool)
 {
-	atomic_fetch_add_explicit(&pool->trims, 1, memory_order_relaxed);
-	struct bp_tcache *tc = tls_tc[pool->id];
-	if (!tc)
-		return;
-	pthread_mutex_lock(&pool->lock);
+	return tls_tc[pool->id];
+}
+
+void bp__tcache_drain(struct bp_pool *pool, struct bp_tcache *tc)
+{
 	for (int i = 0; i < BP_NCLASSES; i++) {
 		struct tbin *b = &tc->bins[i];
 		if (b->head)
-			depot_push(pool, i, b->head, b->count);
+			bp__depot_push(pool, i, b->head, b->count);
 		b->head = NULL;
 		b->count = 0;
 	}
-	pthread_mutex_unlock(&pool->lock);
 }
 
 /* ---- carving ---------------------------------------------------------- */
@@ -341,8 +233,8 @@ static void region_scrap(struct bp_pool *pool)
 		pool->region_cur += sz;
 		pool->region_left -= sz;
 		init_free(pool, blk, cls);
-		words(blk)[0] = NULL;
-		depot_push(pool, cls, blk, 1);
+		bp__words(blk)[0] = NULL;
+		bp__depot_push(pool, cls, blk, 1);
 		pool->depot[cls].carved++;
 	}
 	pool->region_left = 0;
@@ -411,7 +303,7 @@ static uint32_t carve(struct bp_pool *pool, int cls, uint32_t n, void **head)
 		pool->region_cur += sz;
 		pool->region_left -= sz;
 		init_free(pool, blk, cls);
-		words(blk)[0] = list;
+		bp__words(blk)[0] = list;
 		list = blk;
 		got++;
 	}
@@ -429,12 +321,12 @@ static bool refill(struct bp_pool *pool, struct tbin *bin, int cls)
 	void *head = d->batches;
 	uint32_t n;
 	if (head) {
-		d->batches = words(head)[1];
-		n = (uint32_t)(uintptr_t)words(head)[2];
+		d->batches = bp__words(head)[1];
+		n = (uint32_t)(uintptr_t)bp__words(head)[2];
 		d->nblocks -= n;
 		pool->depot_gen++;
 	} else {
-		n = carve(pool, cls, batch_of(cls), &head);
+		n = carve(pool, cls, bp__batch_of(cls), &head);
 	}
 	pthread_mutex_unlock(&pool->lock);
 	bin->head = head;
@@ -570,7 +462,7 @@ struct bp_block *bp__block_get_cls(struct bp_pool *pool, int cls)
 		b = bin->head;
 		bp__ctr_add(&bin->misses, 1);
 	}
-	bin->head = words(b)[0];
+	bin->head = bp__words(b)[0];
 	bin->count--;
 	bp__ctr_add(&bin->gets, 1);
 	struct bp_block *blk = b;
@@ -633,31 +525,31 @@ static void block_free(struct bp_block *blk)
 	          cap - FREE_WORDS * sizeof(void *));
 	struct bp_tcache *tc = tcache(pool);
 	if (BP_UNLIKELY(!tc)) { /* no cache for this thread: straight to depot */
-		words(blk)[0] = NULL;
+		bp__words(blk)[0] = NULL;
 		pthread_mutex_lock(&pool->lock);
-		depot_push(pool, cls, blk, 1);
+		bp__depot_push(pool, cls, blk, 1);
 		pool->retired.puts[cls]++;
 		pthread_mutex_unlock(&pool->lock);
 		return;
 	}
 	struct tbin *bin = &tc->bins[cls];
-	words(blk)[0] = bin->head;
+	bp__words(blk)[0] = bin->head;
 	bin->head = blk;
 	bin->count++;
 	bp__ctr_add(&bin->puts, 1);
-	uint32_t batch = batch_of(cls);
+	uint32_t batch = bp__batch_of(cls);
 	if (BP_UNLIKELY(bin->count > 2 * batch)) {
 		/* Keep the `batch` most recently freed (cache-warm) blocks; the
 		 * older ones go to the depot as one batch. */
 		void *keep_last = bin->head;
 		for (uint32_t i = 1; i < batch; i++)
-			keep_last = words(keep_last)[0];
-		void *give = words(keep_last)[0];
-		words(keep_last)[0] = NULL;
+			keep_last = bp__words(keep_last)[0];
+		void *give = bp__words(keep_last)[0];
+		bp__words(keep_last)[0] = NULL;
 		uint32_t n = bin->count - batch;
 		bin->count = batch;
 		pthread_mutex_lock(&pool->lock);
-		depot_push(pool, cls, give, n);
+		bp__depot_push(pool, cls, give, n);
 		pthread_mutex_unlock(&pool->lock);
 	}
 }
@@ -719,248 +611,6 @@ void bp__count_copy(struct bp_pool *pool, enum bp_copy_reason why, size_t n)
 	struct bp_tcache *tc = tcache(pool);
 	if (tc)
 		bp__ctr_add(&tc->copied[why], n);
-}
-
-/* ---- giving memory back ----------------------------------------------- */
-
-/*
- * bp_pool_release_idle works on the blocks the depot holds, under the
- * pool's lock, so that no thread takes or returns any of them meanwhile.
- * Blocks in use and in thread caches keep their pages and bytes; only
- * their headers' class and mark are read, and the mark cleared once per
- * 255 calls (nothing but this code touches the mark, nor writes the class
- * while a block of a region is carved). Steps:
- *
- *  1. every depot block is stamped with a fresh mark (pool->mark): a
- *     block is known to be in the depot when its mark is the current one,
- *     so stamps of earlier calls need no clearing (all are cleared once
- *     per 255 calls, before the stamp would come round again);
- *  2. every region is walked block by block (the headers give the sizes,
- *     up to what was carved): a region whose blocks are all stamped is
- *     to drop, its blocks BP_F_GONE; in the others, each stamped block
- *     gives back the whole pages past its first FREE_KEEP bytes (the
- *     header and free-list words stay, so the free lists and the block's
- *     class survive), those that mincore says are resident;
- *  3. each class that lost blocks has its depot rebuilt without them, and
- *     they are uncarved and uncharged;
- *  4. the dropped regions give back every page but the first (their
- *     struct region) and become spare, for region_new to carve again.
- *
- * A call finds nothing new to do when the depot has not changed since the
- * last one that walked (depot_gen): pages of a depot block only come back
- * once it is handed out, and a region only becomes free by puts.
- * Given-back pages keep their ASan poison (a free block's bytes past
- * FREE_KEEP are poisoned already); a spare region is unpoisoned when it is
- * carved again (region_reuse). Small blocks (below two pages) only go back
- * with their whole region: every page of theirs holds some block's
- * header. docs/bufpool.md ("Giving memory back") has the costs.
- */
-
-/* Linux's MADV_DONTNEED frees at once and refaults zero pages; the BSDs'
- * only hints, where MADV_FREE is what gives pages back. */
-#if defined(__linux__) || !defined(MADV_FREE)
-#define RELEASE_ADVICE MADV_DONTNEED
-#else
-#define RELEASE_ADVICE MADV_FREE
-#endif
-
-/* Pages per region, at the smallest page size we expect (4 KiB). */
-#define REGION_PAGES (REGION_SIZE / 4096u)
-
-static inline uintptr_t page_up(uintptr_t a)
-{
-	return (a + g_page - 1) & ~(uintptr_t)(g_page - 1);
-}
-
-static inline uintptr_t page_down(uintptr_t a)
-{
-	return a & ~(uintptr_t)(g_page - 1);
-}
-
-static inline struct bp_block *next_block(struct bp_block *b)
-{
-	return (struct bp_block *)((char *)b + bp__class_size[b->cls]);
-}
-
-/* Bytes of r that carving has reached. Locked. */
-static uint32_t region_end(const struct bp_pool *pool, const struct region *r)
-{
-	if (r == pool->regions && pool->region_cur)
-		return (uint32_t)(pool->region_cur - (const char *)r);
-	return r->end;
-}
-
-#define REGION_BLOCKS(b, r, end)                                               \
-	for (struct bp_block *b = (struct bp_block *)((char *)(r) + REGION_HDR),  \
-	                     *b##_end = (struct bp_block *)((char *)(r) + (end)); \
-	     b < b##_end; b = next_block(b))
-
-/* Gives back the n pages at p (page-aligned, within one region) when some
- * are resident (vec: their mincore bytes, or NULL to ask). Returns the
- * bytes that were resident (all of them when mincore cannot say). */
-static size_t pages_release(struct bp_pool *pool, char *p, size_t n,
-                            const unsigned char *vec)
-{
-	unsigned char own[REGION_PAGES];
-	if (!vec) {
-		vec = own;
-		if (mincore(p, n * g_page, (void *)own) != 0)
-			memset(own, 1, n);
-	}
-	size_t resident = 0;
-	for (size_t i = 0; i < n; i++)
-		resident += vec[i] & 1u;
-	if (!resident || madvise(p, n * g_page, RELEASE_ADVICE) != 0)
-		return 0;
-	atomic_fetch_add(&pool->sys_free_calls, 1);
-	return resident * g_page;
-}
-
-/* Step 1: a new stamp, on every depot block. Locked. */
-static uint8_t depot_stamp(struct bp_pool *pool)
-{
-	if (pool->mark == UINT8_MAX) {
-		for (struct region *r = pool->regions; r; r = r->next)
-			if (!r->spare)
-				REGION_BLOCKS(b, r, region_end(pool, r))
-					b->mark = 0;
-		pool->mark = 0;
-	}
-	uint8_t m = ++pool->mark;
-	for (int i = 0; i < BP_NCLASSES; i++)
-		for (void *h = pool->depot[i].batches; h; h = words(h)[1])
-			for (void *b = h; b; b = words(b)[0])
-				((struct bp_block *)b)->mark = m;
-	return m;
-}
-
-/* Step 2, first case: whether every block carved in r is stamped m; if so
- * they are marked gone (counted by class in gone[]) and r to drop. */
-static bool region_take_whole(struct region *r, uint32_t end, uint8_t m,
-                              uint64_t *gone)
-{
-	REGION_BLOCKS(b, r, end)
-		if (b->mark != m)
-			return false;
-	REGION_BLOCKS(b, r, end) {
-		b->flags |= BP_F_GONE;
-		gone[b->cls]++;
-	}
-	r->drop = 1;
-	return true;
-}
-
-/* Step 2, second case: the pages inside r's free blocks. One mincore for
- * the region, when some block is large enough to have a page to give.
- * Returns the bytes given back. */
-static size_t region_release_blocks(struct bp_pool *pool, struct region *r,
-                                    uint32_t end, uint8_t m)
-{
-	unsigned char vec[REGION_PAGES];
-	bool have_vec = false;
-	size_t released = 0;
-	REGION_BLOCKS(b, r, end) {
-		uintptr_t lo = page_up((uintptr_t)b + FREE_KEEP);
-		uintptr_t hi = page_down((uintptr_t)next_block(b));
-		if (b->mark != m || hi <= lo)
-			continue;
-		if (!have_vec) {
-			if (mincore(r, REGION_SIZE, (void *)vec) != 0)
-				memset(vec, 1, sizeof(vec));
-			have_vec = true;
-		}
-		released += pages_release(pool, (char *)lo, (hi - lo) / g_page,
-		                          vec + (lo - (uintptr_t)r) / g_page);
-	}
-	return released;
-}
-
-/* Step 3 for a class that lost `gone` blocks: its depot without them (in
- * full batches), and their charge returned. */
-static void depot_drop_gone(struct bp_pool *pool, int cls, uint64_t gone)
-{
-	struct depot_class *d = &pool->depot[cls];
-	void *h = d->batches;
-	d->carved -= gone;
-	atomic_fetch_sub(&pool->charged, gone * bp__class_size[cls]);
-	d->nblocks -= gone;
-	if (!d->nblocks) { /* all of them: nothing to walk */
-		d->batches = NULL;
-		return;
-	}
-	uint32_t batch = batch_of(cls), n = 0;
-	void *list = NULL;
-	d->batches = NULL;
-	d->nblocks = 0;
-	while (h) {
-		void *next_batch = words(h)[1];
-		for (void *b = h; b;) {
-			void *next = words(b)[0];
-			if (!(((struct bp_block *)b)->flags & BP_F_GONE)) {
-				words(b)[0] = list;
-				list = b;
-				if (++n == batch) {
-					depot_push(pool, cls, list, n);
-					list = NULL;
-					n = 0;
-				}
-			}
-			b = next;
-		}
-		h = next_batch;
-	}
-	if (n)
-		depot_push(pool, cls, list, n);
-}
-
-/* Step 4: dropped regions give back all but their first page and become
- * spare; the current one too (carving then goes on in a spare region,
- * perhaps this one). Returns the bytes given back. */
-static size_t regions_drop(struct bp_pool *pool)
-{
-	size_t released = 0;
-	for (struct region *r = pool->regions; r; r = r->next) {
-		if (!r->drop)
-			continue;
-		uintptr_t end = page_up((uintptr_t)r + region_end(pool, r));
-		if (r == pool->regions && pool->region_cur) {
-			pool->region_cur = NULL;
-			pool->region_left = 0;
-		}
-		r->drop = 0;
-		r->spare = 1;
-		r->end = REGION_HDR;
-		char *lo = (char *)r + g_page;
-		if ((uintptr_t)lo < end)
-			released += pages_release(pool, lo, (end - (uintptr_t)lo) / g_page, NULL);
-	}
-	return released;
-}
-
-size_t bp_pool_release_idle(struct bp_pool *pool)
-{
-	atomic_fetch_add_explicit(&pool->release_calls, 1, memory_order_relaxed);
-	size_t released = 0;
-	uint64_t gone[BP_NCLASSES] = {0};
-	pthread_mutex_lock(&pool->lock);
-	if (pool->depot_gen != pool->released_gen) {
-		uint8_t m = depot_stamp(pool);
-		for (struct region *r = pool->regions; r; r = r->next) {
-			if (r->spare)
-				continue;
-			uint32_t end = region_end(pool, r);
-			if (!region_take_whole(r, end, m, gone))
-				released += region_release_blocks(pool, r, end, m);
-		}
-		for (int i = 0; i < BP_NCLASSES; i++)
-			if (gone[i])
-				depot_drop_gone(pool, i, gone[i]);
-		released += regions_drop(pool);
-		pool->released_gen = pool->depot_gen;
-	}
-	pthread_mutex_unlock(&pool->lock);
-	atomic_fetch_add(&pool->released_bytes, released);
-	return released;
 }
 
 /* ---- pools ------------------------------------------------------------ */
@@ -1035,91 +685,4 @@ void bp_pool_destroy(struct bp_pool **pp)
 const char *bp_pool_name(const struct bp_pool *pool)
 {
 	return pool->name;
-}
-
-/* ---- counters --------------------------------------------------------- */
-
-const struct bp_counter_desc bp_counters[] = {
-#define BP_X_DESC(n, kind, help) {#n, BP_##kind, help, offsetof(struct bp_stats, n)},
-	BP_COUNTERS(BP_X_DESC)
-#undef BP_X_DESC
-};
-const size_t bp_ncounters = sizeof(bp_counters) / sizeof(bp_counters[0]);
-
-/* Sums one class's counters over live and retired threads. Locked. */
-static void class_sum(struct bp_pool *pool, int cls, struct bp_class_stats *o)
-{
-	o->size = bp__class_size[cls];
-	o->gets = pool->retired.gets[cls];
-	o->puts = pool->retired.puts[cls];
-	o->misses = pool->retired.misses[cls];
-	for (struct bp_tcache *tc = pool->threads; tc; tc = tc->next) {
-		struct tbin *b = &tc->bins[cls];
-		o->gets += bp__ctr_get(&b->gets);
-		o->puts += bp__ctr_get(&b->puts);
-		o->misses += bp__ctr_get(&b->misses);
-	}
-	/* gets and puts are read at slightly different moments; never report
-	 * a negative population. */
-	o->hits = o->gets > o->misses ? o->gets - o->misses : 0;
-	o->in_use = o->gets > o->puts ? o->gets - o->puts : 0;
-	o->carved = pool->depot[cls].carved;
-}
-
-int bp_pool_class_stats(struct bp_pool *pool, int cls,
-                        struct bp_class_stats *out)
-{
-	if (cls < 0 || cls >= BP_NCLASSES)
-		return -EINVAL;
-	pthread_mutex_lock(&pool->lock);
-	class_sum(pool, cls, out);
-	pthread_mutex_unlock(&pool->lock);
-	return 0;
-}
-
-void bp_pool_stats(struct bp_pool *pool, struct bp_stats *s)
-{
-	memset(s, 0, sizeof(*s));
-	pthread_mutex_lock(&pool->lock);
-	for (int i = 0; i < BP_NCLASSES; i++) {
-		struct bp_class_stats c;
-		class_sum(pool, i, &c);
-		s->block_gets += c.gets;
-		s->block_puts += c.puts;
-		s->pool_hits += c.hits;
-		s->pool_misses += c.misses;
-		s->blocks_in_use += c.in_use;
-		s->bytes_in_use += c.in_use * c.size;
-		if (c.carved > c.in_use)
-			s->bytes_cached += (c.carved - c.in_use) * c.size;
-	}
-	uint64_t copied[BP_COPY__COUNT];
-	for (int r = 0; r < BP_COPY__COUNT; r++) {
-		copied[r] = pool->retired.copied[r];
-		for (struct bp_tcache *tc = pool->threads; tc; tc = tc->next)
-			copied[r] += bp__ctr_get(&tc->copied[r]);
-	}
-	pthread_mutex_unlock(&pool->lock);
-	s->copied_view_bytes = copied[BP_COPY_VIEW];
-	s->copied_append_bytes = copied[BP_COPY_APPEND];
-	s->copied_out_bytes = copied[BP_COPY_OUT];
-	uint64_t hg = atomic_load(&pool->huge_gets), hp = atomic_load(&pool->huge_puts);
-	s->huge_gets = hg;
-	s->block_gets += hg;
-	s->block_puts += hp;
-	s->blocks_in_use += hg > hp ? hg - hp : 0;
-	s->bytes_in_use += atomic_load(&pool->huge_bytes);
-	s->sys_alloc_calls = atomic_load(&pool->sys_alloc_calls);
-	s->sys_free_calls = atomic_load(&pool->sys_free_calls);
-	s->sys_bytes = atomic_load(&pool->sys_bytes);
-	s->limit_bytes = pool->limit;
-	s->charged_bytes = atomic_load(&pool->charged);
-	s->enomem = atomic_load(&pool->enomem);
-	s->faults_injected = atomic_load(&pool->faults_injected);
-	s->released_bytes = atomic_load(&pool->released_bytes);
-	s->release_calls = atomic_load(&pool->release_calls);
-	s->trims = atomic_load(&pool->trims);
-	s->detached_bytes = atomic_load(&pool->detached);
-	s->detached_peak_bytes = atomic_load(&pool->detached_peak);
-	s->detaches = atomic_load(&pool->detaches);
 }

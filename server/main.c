@@ -99,13 +99,19 @@ static int store_start(struct srv *s)
 		}
 	}
 	size_t seg = srv_seg_size((size_t)s->o.memory_limit * 1024 * 1024);
+	s->pinned_max = srv_pinned_max((size_t)s->o.memory_limit * 1024 * 1024);
+	if (s->mem.source && s->mem.limit_bytes > 0) {
+		/* -m auto: half the reserve the container has beyond the store */
+		int64_t rest = s->mem.limit_bytes - s->o.memory_limit * 1024 * 1024;
+		s->pinned_max = rest > 2 * 1024 * 1024 ? (size_t)rest / 2 : 1024 * 1024;
+	}
 	s->seg_size = seg;
 	struct cache_opts co = {
 		.name = "store",
 		.limit = (size_t)s->o.memory_limit * 1024 * 1024,
 		.seg_size = seg,
 		.max_item = (size_t)s->o.max_item_size,
-		.pinned_max = srv_pinned_max((size_t)s->o.memory_limit * 1024 * 1024),
+		.pinned_max = s->pinned_max,
 	};
 	s->cache = cache_create(&co);
 	if (!s->cache) {
@@ -135,7 +141,7 @@ static int net_start(struct srv *s)
 		                       ? NP_ACCEPT_REUSEPORT : NP_ACCEPT_HANDOFF,
 		.yield_us = (uint32_t)s->o.yield_us,
 		.pool = s->pool,
-		.in_max = (size_t)s->o.max_item_size + 64 * 1024,
+		.in_max = (size_t)s->o.max_item_size + SRV_IN_ROOM,
 		.out_high = SRV_OUT_HIGH,
 		.out_low = SRV_OUT_LOW,
 		.idle_timeout_ms = (uint32_t)s->o.idle_timeout * 1000,

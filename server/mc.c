@@ -157,15 +157,21 @@ static int do_get(struct ctx *x, const struct mc_request *r)
 	bool gat = r->cmd == MC_CMD_GAT;
 	if (!is_text(r))
 		return do_get_one(x, r, r->key, r->key_len, gat);
-	size_t pos = 0;
+	/* One request with many keys runs whole (connections yield between
+	 * requests). Once its replies fill the output, small values go by
+	 * reference too, so that a key costs a header and a chain node,
+	 * never a copy of its value (docs/server.md, "Memory"). */
+	size_t pos = 0, below = bp_chain_copy_below(x->out);
 	const char *key;
 	size_t klen;
-	while (mc_req_next_key(x->p, x->in, r, &pos, &key, &klen) == 1) {
-		int w = do_get_one(x, r, key, klen, gat);
-		if (w < 0)
-			return w;
+	int w = 0;
+	while (w >= 0 && mc_req_next_key(x->p, x->in, r, &pos, &key, &klen) == 1) {
+		if (below && np_conn_out_full(x->c))
+			bp_chain_set_copy_below(x->out, 0);
+		w = do_get_one(x, r, key, klen, gat);
 	}
-	return mc_text_encode_end(x->out);
+	bp_chain_set_copy_below(x->out, below);
+	return w < 0 ? w : mc_text_encode_end(x->out);
 }
 
 static int do_touch(struct ctx *x, const struct mc_request *r)

@@ -121,6 +121,8 @@ struct srv_http_conns {
  * copies are headers and values under --copy-below (docs/server.md,
  * "Memory"). A /metrics answer is ~30 KiB, copied. */
 #define SRV_OUT_HIGH (1u << 20)
+#define SRV_IN_ROOM (64u << 10) /* input bound: -I plus this (a header, a
+                                 * line of keys) */
 #define SRV_OUT_LOW (256u << 10)
 #define SRV_HTTP_OUT_HIGH (256u << 10)
 
@@ -156,6 +158,7 @@ struct srv {
 	struct np_workers *workers;   /* slow paths off the loops (sweep.c) */
 	_Atomic int sweep_pending;    /* a sweep queued or running */
 	struct srv_memauto mem;       /* -m auto's choice (source NULL: -m N) */
+	size_t pinned_max;            /* the store's cache_opts.pinned_max */
 	struct srv_detail detail;
 	struct srv_stats_base base;
 	struct srv_http_conns http;
@@ -205,6 +208,11 @@ void srv_http_start_timers(void *srv);
 typedef int (*srv_stat_fn)(void *arg, const char *name, const char *value);
 int srv_stats(struct srv *s, const char *group, size_t glen, srv_stat_fn emit,
               void *arg);
+
+/* stats.c: the worst case of docs/server.md's "Memory" for s's settings,
+ * less the R term (the copies of one reply past the output bound), in
+ * bytes. `stats settings` shows it as memory_bound. */
+uint64_t srv_memory_bound(const struct srv *s);
 
 /* stats.c: `stats reset` (counters of `stats` start again from 0). */
 void srv_stats_reset(struct srv *s);

@@ -307,6 +307,19 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	return 0;
 }
 
+uint64_t srv_memory_bound(const struct srv *s)
+{
+	const uint64_t MiB = 1u << 20;
+	uint64_t m = (uint64_t)s->o.memory_limit * MiB;
+	uint64_t c = (uint64_t)s->o.conn_limit;
+	uint64_t per_conn = (uint64_t)s->o.max_item_size + SRV_IN_ROOM + SRV_OUT_HIGH;
+	int loops = np_group_nloops(s->group);
+	uint64_t rings = np_group_backend(s->group) == NP_BACKEND_URING ? 4 * MiB * (uint64_t)loops : 0;
+	uint64_t caches = (uint64_t)(loops + 1) * (13 * MiB / 2);
+	uint64_t http = s->metrics ? SRV_HTTP_MAX_CONNS * (64 * 1024 + SRV_HTTP_OUT_HIGH) : 0;
+	return m + s->pinned_max + c * per_conn + rings + caches + http;
+}
+
 static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 {
 	char buf[1024]; /* -l's whole list, -s's path */
@@ -353,6 +366,11 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT_STR("maxbytes_source", s->mem.source ? s->mem.source : "-m");
 	snprintf(buf, sizeof(buf), "%" PRId64, s->mem.limit_bytes);
 	EMIT_STR("memory_limit_found", buf);
+	/* docs/server.md, "Memory": the bounds and their sum */
+	EMIT("pinned_max", s->pinned_max);
+	EMIT("output_buffer_max", SRV_OUT_HIGH);
+	EMIT("input_buffer_max", (uint64_t)s->o.max_item_size + SRV_IN_ROOM);
+	EMIT("memory_bound", srv_memory_bound(s));
 	return 0;
 }
 

@@ -1,4 +1,4 @@
-// Tests for giving memory back (pool.c, "giving memory back"):
+// Tests for giving memory back (release.c, "giving memory back"):
 // bp_pool_thread_trim and bp_pool_release_idle. Each checks what the
 // system sees (resident pages by mincore and /proc/self/statm), not only
 // the counters, so a release that did nothing fails; and that blocks in

@@ -1,34 +1,55 @@
 """memcached 1.6.18's own test suite (t/*.t, Perl) against geecached.
 
-memcached's tests can talk to a running server instead of starting their
-own: with T_MEMD_USE_DAEMON=host:port, t/lib/MemcachedTest.pm's
-new_memcached() connects there and ignores the arguments the test asked
-for. This script
+Each file runs in one of two ways (MODE below says which, and why):
+
+  daemon  with T_MEMD_USE_DAEMON=host:port, t/lib/MemcachedTest.pm's
+          new_memcached() connects to a geecached started here (-t 2
+          -m 64 -I 1m) and ignores the options the test asked for;
+  own     new_memcached() starts its servers itself, running
+          `timedrun SECS memcached-debug <the test's flags>`: the stand-ins
+          written into the suite's directory run this script with
+          --as-memcached, which maps memcached's flags onto geecached's
+          (the ones geecached has pass unchanged, `-o name=value` becomes
+          `--name value` where geecached has that option, the rest are
+          dropped and named on stderr) and execs geecached, so the pid the
+          test signals is geecached's.
+
+This script
 
   1. fetches the suite once, from Debian's source package of memcached
      1.6.18, with a private apt state (a sources.list holding the deb-src
      twin of the machine's bookworm entry; the system's apt configuration
      is not touched), and caches it outside the build tree in
      ${XDG_CACHE_HOME:-~/.cache}/geecache/memcached-t;
-  2. for each test file, starts a fresh geecached (the suite's files
-     assume an empty server with zeroed counters) and runs
-     `prove -v t/<file>.t` against it;
+  2. for each test file, runs `prove -v t/<file>.t` (in daemon mode
+     against a fresh geecached: the files assume an empty server with
+     zeroed counters), in a process group of its own that is killed
+     afterwards; a sanitizer report from any geecached fails the file;
   3. exits 0 when every file run passed, 1 otherwise, and 77 (ctest's
      SKIP_RETURN_CODE) with the reason printed when the suite, apt-get,
      dpkg-source or prove cannot be had.
 
 Usage:
   memcached_suite.py <geecached> [--all | file.t ...]
+  memcached_suite.py --as-memcached <memcached flags>   (the stand-in)
 
 Without files it runs PASS, the files docs/protocol.md lists as passing
-(the ctest entry keeps them passing); --all runs every file that can work
-against a daemon and prints a table of the results, for updating the list.
+(the ctest entry keeps them passing); --all runs every file but NEVER and
+prints a table of the results, for updating the list. GC_SUITE_MODE=daemon
+or own runs every file that way; GC_SUITE_TIMEOUT is the seconds a file may
+take (default 60, times the sanitizer slowdown).
 """
+import getopt
+import glob
 import os
+import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gcutil as g  # noqa: E402
@@ -42,38 +63,165 @@ FILE_TIMEOUT = int(os.environ.get("GC_SUITE_TIMEOUT", "60"))
 # Files that pass against geecached (docs/protocol.md, "memcached's test
 # suite", says why each other one does not).
 PASS = [
-    "binary-get.t", "binary.t", "bogus-commands.t", "cas.t", "chunked-items.t",
-    "evictions.t", "flags.t", "getandtouch.t", "getset.t", "incrdecr.t",
-    "issue_104.t", "issue_108.t", "issue_14.t", "issue_140.t", "issue_152.t",
-    "issue_183.t", "issue_192.t", "issue_260.t", "issue_29.t", "issue_3.t",
-    "issue_41.t", "issue_68.t", "issue_70.t", "line-lengths.t",
-    "malicious-commands.t", "misbehave.t", "multiversioning.t", "noreply.t",
-    "quit.t", "refhang.t", "slabhang.t", "stats-detail.t", "strtol-testing.t",
-    "touch.t",
+    "ascii-auth.t", "binary-get.t", "binary-sasl.t", "binary.t",
+    "bogus-commands.t", "cas.t", "chunked-items.t", "evictions.t", "flags.t",
+    "getandtouch.t", "getset.t", "idle-timeout.t", "incrdecr.t",
+    "issue_104.t", "issue_108.t", "issue_14.t", "issue_152.t", "issue_183.t",
+    "issue_192.t", "issue_29.t", "issue_3.t", "issue_41.t", "issue_68.t",
+    "issue_70.t", "line-lengths.t", "malicious-commands.t", "maxconns.t",
+    "multiversioning.t", "noreply.t", "quit.t", "stats-detail.t",
+    "strtol-testing.t", "touch.t", "unixsocket.t",
 ]
 
-# Files that cannot run against a daemon at all: they start servers with
-# their own options, signal or restart them, or need features geecached
-# does not build (TLS, SASL, extstore, proxy, UDP, unix sockets).
+# Files not run: they test features GeeCache does not build and skip
+# themselves when the stand-in's `-h` lacks them (TLS, extstore, the
+# proxy), or lint memcached's own sources (whitespace).
 NEVER = {
-    "00-startup.t", "daemonize.t", "dash-M.t", "restart.t", "shutdown.t",
-    "unixsocket.t", "udp.t", "proxy.t", "binary-sasl.t", "ascii-auth.t",
-    "64bit.t", "idle-timeout.t", "conn-limits.t", "maxconns.t",
     "binary-extstore.t", "chunked-extstore.t", "error-extstore.t",
-    "extstore-buckets.t", "extstore-jbod.t", "extstore.t",
+    "extstore-buckets.t", "extstore-jbod.t", "extstore.t", "proxy.t",
     "ssl_cert_refresh.t", "ssl_ports.t", "ssl_proto_version.t",
     "ssl_session_resumption.t", "ssl_settings.t", "ssl_verify_modes.t",
-    "watcher.t", "watcher_connid.t", "whitespace.t",
+    "whitespace.t",
 }
 
-# What MemcachedTest.pm's supports_*() read: `memcached-debug -h` in the
-# suite's directory. The stub claims none of the optional features.
-STUB = """#!/bin/sh
-# Stand-in for memcached-debug: geecached's suite runner (memcached_suite.py).
-echo "memcached %s (geecached under test)"
-echo "-p, --port=<num>          TCP port to listen on"
-exit 0
+# Files run in own mode: they start servers with flags that change what
+# they test (-m, -I, -s, -l, -Y, -S, -M, -o idle_timeout) or with flags
+# geecached lacks (-B, -C, -F, -A, -R, -d, -e, -U, -o ...), or they start
+# several servers. The rest ask for no flag, or for memcached's tuning
+# alone (-o no_modern), and run in daemon mode, where the runner also
+# checks that geecached exits with status 0.
+OWN = {
+    "00-startup.t", "64bit.t", "ascii-auth.t", "binary-sasl.t",
+    "chunked-items.t", "conn-limits.t", "daemonize.t", "dash-M.t",
+    "dyn-maxbytes.t", "evictions.t", "flush-all.t", "getset.t",
+    "idle-timeout.t", "issue_22.t", "issue_50.t", "issue_61.t",
+    "issue_67.t", "item_size_max.t", "lru-crawler.t", "lru-maintainer.t",
+    "maxconns.t", "misbehave.t", "restart.t", "shutdown.t",
+    "slabs-reassign-chunked.t", "slabs-reassign2.t", "slabs_reassign.t",
+    "stats-conns.t", "stats.t", "udp.t", "unixsocket.t", "watcher.t",
+    "watcher_connid.t",
+}
+
+# memcached 1.6.18's short options (memcached.c's getopt string); ':'
+# follows each that takes a value.
+MC_SHORTOPTS = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:"
+
+# `memcached-debug -h`: MemcachedTest.pm's supports_*() grep it for the
+# optional features (sasl, ext_path, proxy_config, enable-ssl,
+# unix-socket, no_drop_privileges). It names what geecached has: not SASL
+# (geecached reads users only from -Y, not memcached's SASL setup), and a
+# unix socket only in own mode (a daemon-mode server listens on TCP).
+HELP = """memcached %s (geecached, through memcached_suite.py's stand-in)
+-p, --port=<num>          TCP port to listen on
+-l, --listen=<addr>       interface to listen on
+-m, --memory-limit=<num>  item memory in megabytes
+-c, --conn-limit=<num>    max simultaneous connections
+-t, --threads=<num>       number of threads to use
+-I, --max-item-size=<num> maximum item size
+-Y, --auth-file=<file>    authentication file (text protocol)
 """ % VERSION
+HELP_UNIX = "-s, --unix-socket=<file>  UNIX socket to listen on\n"
+
+STANDIN = """#!/bin/sh
+# memcached-debug for memcached's t/*.t: geecached behind a map of
+# memcached's flags. Written by tests/server/memcached_suite.py, which sets
+# the variables below; it works only under it.
+if [ -z "$GC_SUITE_SELF" ]; then
+    echo "memcached-debug: run the tests through memcached_suite.py" >&2
+    exit 2
+fi
+exec "$GC_SUITE_PYTHON" -B "$GC_SUITE_SELF" --as-memcached "$@"
+"""
+
+# memcached's timedrun (a built helper) limits a test server's life; this
+# one execs the command, so that the pid the test signals is the server's,
+# and the runner kills what a file leaves behind.
+TIMEDRUN = """#!/bin/sh
+# timedrun SECONDS CMD...: written by tests/server/memcached_suite.py.
+shift
+exec "$@"
+"""
+
+HELP_LINE_RE = re.compile(r"^\s+(?:-(\w), )?--([\w-]+)( <v>)?\s")
+
+
+def geecached_flags(exe):
+    """geecached's options from its --help: ({short: takes value},
+    {long: takes value})."""
+    out = subprocess.run([exe, "--help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True).stdout
+    shorts, longs = {}, {}
+    for line in out.splitlines():
+        m = HELP_LINE_RE.match(line)
+        if m:
+            if m.group(1):
+                shorts[m.group(1)] = bool(m.group(3))
+            longs[m.group(2)] = bool(m.group(3))
+    return shorts, longs
+
+
+def private_copy(path):
+    """path, or a copy only its owner can read when others can (geecached
+    refuses such an auth file; memcached's t/authfile is 0644)."""
+    try:
+        if not os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return path
+    except OSError:
+        return path
+    d = os.environ.get("GC_SUITE_TMP") or tempfile.mkdtemp(prefix="gc-mct-")
+    fd, copy = tempfile.mkstemp(dir=d, prefix="authfile.")
+    with os.fdopen(fd, "wb") as f, open(path, "rb") as src:
+        f.write(src.read())
+    return copy
+
+
+def map_flags(argv, shorts, longs):
+    """memcached's argv as geecached's: (args, not taken), or raises
+    getopt.GetoptError."""
+    opts, rest = getopt.getopt(argv, MC_SHORTOPTS)
+    if rest:
+        raise getopt.GetoptError("unexpected argument %s" % rest[0])
+    args, dropped = [], []
+    for flag, val in opts:
+        c = flag[1]
+        if c == "o":
+            for item in val.split(","):
+                name, eq, v = item.partition("=")
+                lng = name.replace("_", "-")
+                if lng in longs and longs[lng] == bool(eq):
+                    args += ["--" + lng] + ([v] if eq else [])
+                else:
+                    dropped.append("-o " + item)
+        elif c == "U" and val == "0":
+            continue  # memcached's "no UDP": geecached has none
+        elif c not in shorts:
+            dropped.append(flag + (" " + val if val else ""))
+        elif c == "p" and val == "-1":
+            args += ["-p", "0"]  # memcached's "any free port"
+        elif c == "Y":
+            args += ["-Y", private_copy(val)]
+        else:
+            args += [flag] + ([val] if shorts[c] else [])
+    return args, dropped
+
+
+def as_memcached(argv):
+    """The memcached-debug stand-in: answers -h, or execs geecached."""
+    if argv in (["-h"], ["--help"]):
+        sys.stdout.write(HELP + (HELP_UNIX if os.environ.get("GC_SUITE_UNIX") == "1" else ""))
+        return 0
+    exe = os.environ["GC_SUITE_GEECACHED"]
+    shorts, longs = geecached_flags(exe)
+    try:
+        args, dropped = map_flags(argv, shorts, longs)
+    except getopt.GetoptError as e:
+        print("memcached-debug: %s" % e, file=sys.stderr)
+        return 64
+    print("memcached-debug: geecached %s%s" % (" ".join(args), "; not taken: " +
+          ", ".join(dropped) if dropped else ""), file=sys.stderr, flush=True)
+    # The start line is not TAP: the test's stdout is prove's.
+    os.dup2(2, 1)
+    os.execv(exe, [exe] + args)
 
 
 def skip(why):
@@ -177,45 +325,133 @@ def fetch(dest):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def install(path, text):
+    """Writes an executable file atomically (runs may share the cache)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".gc-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
 def suite():
-    """The unpacked source tree holding t/, fetched if needed."""
+    """The unpacked source tree holding t/, fetched if needed, with the
+    stand-ins in place."""
     src = os.path.join(cache_dir(), "src")
     if not os.path.isfile(os.path.join(src, "t", "lib", "MemcachedTest.pm")):
         why = fetch(cache_dir())
         if why:
             skip(why)
-    stub = os.path.join(src, "memcached-debug")
-    with open(stub, "w") as f:
-        f.write(STUB)
-    os.chmod(stub, 0o755)
+    install(os.path.join(src, "memcached-debug"), STANDIN)
+    install(os.path.join(src, "timedrun"), TIMEDRUN)
     return src
 
 
-def run_file(src, name):
-    """Runs one file against a fresh geecached; (passed, output)."""
-    srv = g.Server("-t", "2", "-m", "64", "-I", "1m")
-    try:
-        env = dict(os.environ, T_MEMD_USE_DAEMON="127.0.0.1:%d" % srv.port)
+def mode(name):
+    forced = os.environ.get("GC_SUITE_MODE")
+    if forced in ("daemon", "own"):
+        return forced
+    return "own" if name in OWN else "daemon"
+
+
+def group_pids(pgid):
+    """The processes of group pgid (from /proc)."""
+    pids = []
+    for d in os.listdir("/proc"):
         try:
-            r = subprocess.run(["prove", "-v", os.path.join("t", name)], cwd=src, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, timeout=FILE_TIMEOUT * g.SLOW)
-            out, ok = r.stdout, r.returncode == 0
-        except subprocess.TimeoutExpired as e:
-            out, ok = (e.stdout or b"").decode(errors="replace") + "\n<timeout>", False
-        if not srv.alive():
+            with open("/proc/%s/stat" % d) as f:
+                # pid (comm) state ppid pgrp ...: comm may hold spaces
+                if int(f.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                    pids.append(int(d))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def kill_group(pgid):
+    """Kills what is left of group pgid, and removes the unix socket files
+    (MemcachedTest.pm's /tmp/memcachetest.PID.N, unlinked at its END) of a
+    test killed before it got there."""
+    pids = group_pids(pgid)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for pid in pids:
+        for f in glob.glob("/tmp/memcachetest.%d.*" % pid) + glob.glob("/tmp/memcachetest%d" % pid):
+            if stat.S_ISSOCK(os.lstat(f).st_mode):
+                os.unlink(f)
+
+
+def prove(src, name, env):
+    """Runs prove on one file in a process group of its own; (status,
+    output). Servers a file leaves behind get a moment to exit (and print
+    what a sanitizer found), then the group is killed."""
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(["prove", "-v", os.path.join("t", name)], cwd=src, env=env,
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        try:
+            rc = p.wait(timeout=FILE_TIMEOUT * g.SLOW)
+        except subprocess.TimeoutExpired:
+            kill_group(p.pid)
+            p.wait()
+            rc = None
+        deadline = time.monotonic() + 2 * g.SLOW
+        try:
+            while time.monotonic() < deadline:
+                os.killpg(p.pid, 0)
+                time.sleep(0.05)
+            kill_group(p.pid)
+        except ProcessLookupError:
+            pass
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return rc, text + ("\n<timeout>" if rc is None else "")
+
+
+def run_file(src, name):
+    """Runs one file; (result, output), result one of ok, FAIL, skipped
+    (prove's `skipped:`: the file tested nothing, which fails no run)."""
+    own = mode(name) == "own"
+    tmp = tempfile.mkdtemp(prefix="gc-mct-")
+    env = dict(os.environ, GC_SUITE_SELF=os.path.abspath(__file__),
+               GC_SUITE_PYTHON=sys.executable, GC_SUITE_GEECACHED=g.GEECACHED,
+               GC_SUITE_UNIX="1" if own else "0", GC_SUITE_TMP=tmp)
+    env.pop("T_MEMD_USE_DAEMON", None)
+    srv = None
+    try:
+        if not own:
+            srv = g.Server("-t", "2", "-m", "64", "-I", "1m")
+            env["T_MEMD_USE_DAEMON"] = "127.0.0.1:%d" % srv.port
+        rc, out = prove(src, name, env)
+        ok = rc == 0
+        if srv and not srv.alive():
             ok = False
             out += "\n<geecached died>\n" + srv.stderr()
+        if srv:
+            try:
+                srv.stop()
+            except AssertionError as e:  # exit status or sanitizer report
+                ok = False
+                out += "\n<geecached stop: %s>" % e
+            srv = None
     finally:
-        try:
-            srv.stop()
-        except AssertionError as e:  # exit status or sanitizer report
-            ok = False
-            out += "\n<geecached stop: %s>" % e
-    return ok, out
+        if srv:
+            srv.kill()  # prove raised: no checks
+        shutil.rmtree(tmp, ignore_errors=True)
+    marks = [m.decode() for m in g.SANITIZER_MARKS if m.decode() in out]
+    if marks:
+        ok = False
+        out += "\n<sanitizer report: %s>" % ", ".join(marks)
+    if ok and re.search(r"^t/%s \.+ skipped:" % re.escape(name), out, re.M):
+        return "skipped", out
+    return ("ok" if ok else "FAIL"), out
 
 
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--as-memcached":
+        sys.exit(as_memcached(sys.argv[2:]))
     if len(sys.argv) < 2:
         print(__doc__)
         sys.exit(2)
@@ -229,15 +465,19 @@ def main():
                        if f.endswith(".t") and f not in NEVER)
     else:
         files = args or PASS
-    failed = []
+    failed, skipped = [], []
     for name in files:
-        ok, out = run_file(src, name)
-        if not ok:
+        res, out = run_file(src, name)
+        if res == "FAIL":
             failed.append(name)
-        if not ok or os.environ.get("VERBOSE"):
+        elif res == "skipped":
+            skipped.append(name)
+        if res != "ok" or os.environ.get("VERBOSE"):
             print(out)
-        print("%-28s %s" % (name, "ok" if ok else "FAIL"), flush=True)
-    print("%d of %d files passed" % (len(files) - len(failed), len(files)))
+        print("%-28s %-6s %s" % (name, mode(name), res), flush=True)
+    print("%d of %d files passed" % (len(files) - len(failed) - len(skipped), len(files)))
+    if skipped:
+        print("skipped (tested nothing): " + " ".join(skipped))
     if failed:
         print("failed: " + " ".join(failed))
     sys.exit(1 if failed else 0)

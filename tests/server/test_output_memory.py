@@ -226,6 +226,77 @@ class OutputMemory(g.ServerTest):
         for h in hogs:
             h[0].close()
 
+    def test_worst_case_formula(self):
+        # Every kind of client that grows a term of docs/server.md's
+        # "Memory" at once, on one server with a small -m and -c: the RSS
+        # growth stays under memory_bound (stats settings) plus the R term
+        # of the multi-gets, and each term under its own bound.
+        for backend in BACKENDS:
+            with self.subTest(backend=backend):
+                self.formula_run(backend)
+
+    def formula_run(self, backend):
+        srv = self.server("-t", "2", "-m", "8", "-c", "64", "-I", "64k",
+                          "--backend", backend)
+        st = srv.stats("settings")
+        bound = int(st["memory_bound"])
+        big = b"b" * (60 * 1024)
+        small = b"s" * 100
+        self.store(srv, b"big", big)
+        with g.connect(srv.port) as s:
+            for i in range(3000):
+                s.sendall(b"set s%d 0 0 100 noreply\r\n%s\r\n" % (i, small))
+            s.sendall(b"mn\r\n")
+            g.recv_until(s, b"MN\r\n")
+        rss0 = srv.rss()
+        socks = []
+
+        def client(data):
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(("127.0.0.1", srv.port))
+            c.setblocking(False)
+            socks.append([c, data])
+
+        for _ in range(16):      # O: pipeliners that never read
+            client(b"get big\r\n" * 5000)
+        for i in range(8):       # I: SETs whose value stops half way
+            client(b"set t%d 0 0 65000\r\n" % i + b"t" * 30000)
+        line = b"get " + b" ".join(b"s%d" % i for i in range(3000)) + b"\r\n"
+        for _ in range(8):       # R: multi-gets of 3000 keys, unread
+            client(line * 3)
+        for i in range(16):      # P: SET+GET pairs, unread (pins segments)
+            client(b"".join(g.bin_set(b"p%d:%d" % (i, j), b"p" * 4000) +
+                            g.bin_req(0x00, b"p%d:%d" % (i, j)) for j in range(300)))
+        peak = 0
+        end = time.time() + 4 * g.SLOW
+        while time.time() < end:
+            for e in socks:
+                if e[1]:
+                    try:
+                        n = e[0].send(e[1])
+                    except BlockingIOError:
+                        n = 0
+                    e[1] = e[1][n:]
+            peak = max(peak, srv.rss())
+            time.sleep(0.01)
+        st = srv.stats()
+        r_term = 8 * 3 * 3000 * 80
+        grew = peak - rss0
+        sys.stderr.write("%s: +%d KiB at peak; bound %d KiB (+R %d KiB); pinned peak "
+                         "%s, store %s\n" % (backend, grew >> 10, bound >> 10,
+                                              r_term >> 10,
+                                              st["store_pinned_evicted_peak"],
+                                              st["store_bytes_total"]))
+        # sanitizer builds shadow what the server touches (1/8 more)
+        self.assertLess(grew, (bound + r_term) * (1.125 if g.SANITIZE else 1.0))
+        self.assertLessEqual(int(st["store_bytes_total"]), 8 * MiB)
+        self.assertLessEqual(int(st["store_pinned_evicted_peak"]),
+                             int(srv.stats("settings")["pinned_max"]))
+        self.assertGreater(int(st["conn_yields"]), 0)
+        for e in socks:
+            e[0].close()
+
 
 if __name__ == "__main__":
     g.main()
