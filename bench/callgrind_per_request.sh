@@ -15,6 +15,9 @@
 #
 # Defaults: 32-byte values, io_uring, N1 = 20000, N2 = 60000. A Release
 # build with symbols is best (the function names in the .out files).
+# The workload's shape can be set with CONNS, PIPELINE, GETS and KEYS
+# (defaults 20, 1, 0.9, 2000): issue #16's "batches of 16" is
+#   CONNS=1 PIPELINE=16 GETS=1 KEYS=16 bench/callgrind_per_request.sh BIN 262144 epoll
 # Output files stay in a temporary directory, named on the last line.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,7 +27,7 @@ bench=$(dirname "$bin")/geecache-bench
 command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 77; }
 dir=$(mktemp -d /tmp/callgrind.XXXXXX)
 port=$(free_port)
-wl=(-c 20 -d 1 -g 0.9 -v "$value" -k 2000)
+wl=(-c "${CONNS:-20}" -d "${PIPELINE:-1}" -g "${GETS:-0.9}" -v "$value" -k "${KEYS:-2000}")
 
 run() { # N -> "instructions frees"
 	local n=$1 out=$dir/cg.$1

@@ -883,7 +883,11 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 	struct mc_parser *p = parser_of(s, c);
 	struct ctx x = {s, p, c, in, np_conn_out(c),
 	                &s->ctr[np_loop_index(np_conn_loop(c))]};
-	if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
+	/* A call after a yield runs GETs whose keys were prefetched then. */
+	uint8_t tag = np_conn_tag(c);
+	if (tag & SRV_TAG_YIELDED)
+		np_conn_set_tag(c, (uint8_t)(tag & ~SRV_TAG_YIELDED));
+	else if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
 		prefetch_gets(s, in);
 	for (;;) {
 		struct mc_request req;
@@ -931,6 +935,7 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			 * so that what it sent costs us at most out_high plus
 			 * one reply, not a reply per request it sent. */
 			np_conn_yield(c);
+			np_conn_set_tag(c, (uint8_t)(np_conn_tag(c) | SRV_TAG_YIELDED));
 			return parser_keep(s, c, p) < 0 ? -ENOMEM : 0;
 		}
 	}

@@ -68,7 +68,7 @@ PASS = [
     "getandtouch.t", "getset.t", "idle-timeout.t", "incrdecr.t",
     "issue_104.t", "issue_108.t", "issue_14.t", "issue_152.t", "issue_183.t",
     "issue_192.t", "issue_29.t", "issue_3.t", "issue_41.t", "issue_68.t",
-    "issue_70.t", "line-lengths.t", "malicious-commands.t", "maxconns.t",
+    "issue_70.t", "line-lengths.t", "malicious-commands.t", "maxconns.t", "metaget.t",
     "multiversioning.t", "noreply.t", "quit.t", "stats-detail.t",
     "strtol-testing.t", "touch.t", "unixsocket.t",
 ]
