@@ -985,6 +985,11 @@ TEST_F(CacheTest, FlushOrdersWithConcurrentWriters)
 				});
 			}
 			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+			// evicting: flush only once the writers have made the store
+			// evict (a slow machine may take longer than 20 ms to fill it)
+			auto evicted = [&] { return stats(c).evictions + stats(c).relocations; };
+			for (int w = 0; evicting && round == 0 && evicted() == 0 && w < 5000; w++)
+				std::this_thread::sleep_for(std::chrono::milliseconds(1));
 			int64_t before[nwriters], after[nwriters];
 			for (int t = 0; t < nwriters; t++)
 				before[t] = acked[t].load();
@@ -1444,6 +1449,130 @@ TEST_F(CacheTest, MetaOneWinnerAmongConcurrentReaders)
 	for (auto &th : ts)
 		th.join();
 	EXPECT_EQ(wins.load(), expected);
+}
+
+// ------------------------------------------------------------------------
+// cache_dump (memcached's stats cachedump) and the counters memcached's
+// stats take from reclaims and evictions
+
+struct Dumped {
+	std::map<std::string, std::pair<uint32_t, uint32_t>> items; // vlen, exptime
+	int calls = 0;
+	int stop_at = 0;   // return `ret` from this call on (1-based; 0: never)
+	int ret = 0;
+};
+
+int dump_cb(void *arg, const char *key, size_t klen, uint32_t vlen, uint32_t exptime)
+{
+	auto *d = static_cast<Dumped *>(arg);
+	d->calls++;
+	d->items[std::string(key, klen)] = {vlen, exptime};
+	return d->stop_at && d->calls >= d->stop_at ? d->ret : 0;
+}
+
+// Every live item once, with its value length and absolute expiry; not
+// the expired, deleted, replaced or flushed ones; a limit, and a callback
+// that stops the walk; nothing bumped or counted.
+TEST_F(CacheTest, DumpListsLiveItemsOnce)
+{
+	const int64_t t0 = clk.now;
+	for (int i = 0; i < 1000; i++) // both shards, a grown table
+		ASSERT_EQ(set(c, "k" + std::to_string(i), std::string(i % 50, 'v')), 0);
+	ASSERT_EQ(set(c, "ttl", "abc", 0, 100), 0);
+	ASSERT_EQ(set(c, "short", "x", 0, 10), 0);
+	ASSERT_EQ(set(c, "gone", "x"), 0);
+	ASSERT_EQ(cache_delete(c, "gone", 4, 0), 0);
+	ASSERT_EQ(set(c, "k7", "replaced"), 0);
+	clk.now += 11; // "short" expires
+	struct cache_stats s0 = stats(c);
+
+	Dumped d;
+	EXPECT_EQ(cache_dump(c, 0, dump_cb, &d), 1001);
+	EXPECT_EQ(d.calls, 1001);
+	EXPECT_EQ(d.items.size(), 1001u);
+	EXPECT_EQ(d.items["k0"], std::make_pair(0u, 0u));
+	EXPECT_EQ(d.items["k49"], std::make_pair(49u, 0u));
+	EXPECT_EQ(d.items["k7"], std::make_pair(8u, 0u));
+	EXPECT_EQ(d.items["ttl"], std::make_pair(3u, uint32_t(t0 + 100)));
+	EXPECT_EQ(d.items.count("short"), 0u);
+	EXPECT_EQ(d.items.count("gone"), 0u);
+
+	struct cache_stats s1 = stats(c);
+	EXPECT_EQ(s1.cmd_get, s0.cmd_get);
+	EXPECT_EQ(s1.get_hits, s0.get_hits);
+	EXPECT_EQ(s1.get_expired, s0.get_expired);
+	EXPECT_EQ(s1.curr_items, s0.curr_items);
+	EXPECT_FALSE(mget(c, "k0", peek_opts()).m.fetched);
+
+	Dumped lim;
+	EXPECT_EQ(cache_dump(c, 10, dump_cb, &lim), 10);
+	EXPECT_EQ(lim.calls, 10);
+	Dumped stop;
+	stop.stop_at = 3;
+	stop.ret = 1;
+	EXPECT_EQ(cache_dump(c, 0, dump_cb, &stop), 3);
+	EXPECT_EQ(stop.calls, 3);
+	Dumped err;
+	err.stop_at = 2;
+	err.ret = -EIO;
+	EXPECT_EQ(cache_dump(c, 0, dump_cb, &err), -EIO);
+	EXPECT_EQ(err.calls, 2);
+
+	ASSERT_EQ(cache_flush_all(c, 0), 0);
+	Dumped none;
+	EXPECT_EQ(cache_dump(c, 0, dump_cb, &none), 0);
+	EXPECT_EQ(none.calls, 0);
+}
+
+// expired_unfetched and the sweep's counters (memcached's crawler_*): the
+// sweep judges items by their segments and reclaims whole dead segments;
+// a lookup that finds an expired item reclaims it too, outside the sweep.
+TEST_F(CacheTest, ReclaimCountersAndTheFetchedBit)
+{
+	make(8u << 20, 64 * 1024, 1);
+	for (int i = 0; i < 10; i++)
+		ASSERT_EQ(set(c, "e" + std::to_string(i), "v", 0, 60), 0);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(get(c, "e" + std::to_string(i)).rc, 0);
+	ASSERT_EQ(set(c, "keep", "v"), 0);
+	clk.now += 61;
+	cache_expire(c);
+	struct cache_stats s = stats(c);
+	EXPECT_EQ(s.sweep_reclaimed, 10u);
+	EXPECT_EQ(s.expired_reclaimed, 10u);
+	EXPECT_EQ(s.expired_unfetched, 7u);
+	EXPECT_EQ(s.sweep_checked, 11u); // and "keep", judged alive
+	EXPECT_EQ(s.curr_items, 1u);
+
+	// A lookup (here a store's) reclaims an expired item outside the sweep.
+	ASSERT_EQ(set(c, "x", "v", 0, 5), 0);
+	clk.now += 6;
+	ASSERT_EQ(set(c, "x", "w"), 0);
+	s = stats(c);
+	EXPECT_EQ(s.expired_reclaimed, 11u);
+	EXPECT_EQ(s.expired_unfetched, 8u);
+	EXPECT_EQ(s.sweep_reclaimed, 10u);
+}
+
+// evicted_unfetched: of the items evicted, those never read. FIFO evicts
+// read and unread items alike, so about the tenth read stays evicted as
+// fetched.
+TEST_F(CacheTest, EvictedUnfetchedCountsUnreadItems)
+{
+	make(2u << 20, 32 * 1024, 1, CACHE_FIFO);
+	std::string val(100, 'e');
+	for (int i = 0; i < 40000; i++) {
+		std::string k = "ev" + std::to_string(i);
+		ASSERT_EQ(set(c, k, val), 0);
+		if (i % 10 == 0) {
+			ASSERT_EQ(get(c, k).rc, 0);
+		}
+	}
+	struct cache_stats s = stats(c);
+	ASSERT_GT(s.evictions, 10000u);
+	uint64_t fetched = s.evictions - s.evicted_unfetched;
+	EXPECT_GT(fetched, s.evictions / 20);
+	EXPECT_LT(fetched, s.evictions / 7);
 }
 
 } // namespace
