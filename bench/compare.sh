@@ -17,8 +17,18 @@
 # No CPU pinning (pinning client and server apart makes the ping-pong
 # collapse on a 2-core VM).
 #
+# The client is geecache-bench unless --client memaslap: libmemcached's
+# generator (libevent, one request in flight per connection, 16-byte keys,
+# GETs only of keys it has SET, nothing verified), shaped by --ms-threads,
+# --ms-conns, --ms-proto and the preset's value size (presets a and c).
+# Same rounds, same server CPU accounting; its latency percentiles come
+# from its log2 histogram (bench/lib.sh memaslap_json: factors of two).
+# Each run also counts the requests each server saw (its `stats`).
+#
 #   bench/compare.sh --geecached build/geecached --bench build/geecache-bench \
 #       --preset b --backend io_uring --rounds 5 --seconds 5 [-- BENCH ARGS]
+#   bench/compare.sh --geecached build/geecached --client memaslap \
+#       --ms-threads 2 --ms-conns 200 --ms-proto text --preset a
 #
 # Run with -h for every option. Exit status: 0 when every run answered with
 # no errors; 1 on errors or a dead server; 2 on bad arguments; 77 (ctest's
@@ -39,7 +49,13 @@ usage: bench/compare.sh [options] [-- geecache-bench options]
   --alloccount PATH   the LD_PRELOAD counter, or 'none' (default: alloccount.so
                       next to geecached, when present)
   --preset NAME       workload: a b c d (default a; --list-presets)
-  --backend B         geecached's event backend: epoll | io_uring (default epoll)
+  --backend B         geecached's event backend: epoll | io_uring | auto (default epoll)
+  --client C          the load generator: geecache-bench | memaslap (default
+                      geecache-bench)
+  --memaslap PATH     memaslap (default: memaslap or memcaslap on PATH)
+  --ms-threads N      memaslap -T (default 1)
+  --ms-conns N        memaslap -c, connections (default: the preset's, 50)
+  --ms-proto P        binary (memaslap -B) | text (default binary)
   --rounds N          rounds; each runs both servers once (default 5)
   --seconds S         measured seconds per run (default 5)
   --threads N         -t for both servers (default: nproc = $(nproc))
@@ -55,7 +71,10 @@ usage: bench/compare.sh [options] [-- geecache-bench options]
   -h, --help          this help
 
 Options after -- go to geecache-bench after the preset's, so they override
-it (e.g. -- -r 50000 for an open loop at 50k req/s, -- -P text, -- -t 2).
+it (e.g. -- -r 50000 for an open loop at 50k req/s, -- -P text, -- -t 2);
+with --client memaslap, to memaslap (e.g. -- -w 2k). memaslap takes
+presets a and c (its value size from the preset; it has no pipelining nor
+Zipf keys) and whole --seconds.
 EOF
 }
 
@@ -77,6 +96,7 @@ EOF
 geecached='' bench='' memcached='' alloccount=auto
 preset=a backend=epoll rounds=5 seconds=5 threads=$(nproc) memory='' outdir=''
 gc_threads='' mc_threads=''
+client=geecache-bench memaslap='' ms_threads=1 ms_conns='' ms_proto=binary
 smoke=0 plot=0
 extra=()
 while (($#)); do
@@ -87,6 +107,11 @@ while (($#)); do
 	--alloccount) alloccount=$2; shift 2 ;;
 	--preset) preset=$2; shift 2 ;;
 	--backend) backend=$2; shift 2 ;;
+	--client) client=$2; shift 2 ;;
+	--memaslap) memaslap=$2; shift 2 ;;
+	--ms-threads) ms_threads=$2; shift 2 ;;
+	--ms-conns) ms_conns=$2; shift 2 ;;
+	--ms-proto) ms_proto=$2; shift 2 ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--seconds) seconds=$2; shift 2 ;;
 	--threads) threads=$2; shift 2 ;;
@@ -109,8 +134,9 @@ die() { echo "compare.sh: $*" >&2; exit 2; }
 [[ -x $geecached ]] || die "$geecached: not an executable"
 geecached=$(cd "$(dirname "$geecached")" && pwd)/$(basename "$geecached")
 [[ -n $bench ]] || bench=$(dirname "$geecached")/geecache-bench
-[[ -x $bench ]] || die "$bench: not an executable (--bench PATH)"
-[[ $backend == epoll || $backend == io_uring ]] || die "--backend: epoll or io_uring"
+[[ $client == geecache-bench || $client == memaslap ]] || die "--client: geecache-bench or memaslap"
+[[ $client == memaslap || -x $bench ]] || die "$bench: not an executable (--bench PATH)"
+[[ $backend =~ ^(epoll|io_uring|auto)$ ]] || die "--backend: epoll, io_uring or auto"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds: a positive integer"
 [[ $seconds =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--seconds: a number"
 [[ $threads =~ ^[1-9][0-9]*$ ]] || die "--threads: a positive integer"
@@ -125,6 +151,18 @@ fi
 if [[ -z $memcached || ! -x $memcached ]]; then
 	echo "compare.sh: SKIP: memcached not found (Debian: apt-get install memcached)" >&2
 	exit 77
+fi
+if [[ $client == memaslap ]]; then
+	[[ -n $memaslap ]] || memaslap=$(memaslap_bin)
+	if [[ -z $memaslap || ! -x $memaslap ]]; then
+		echo "compare.sh: SKIP: memaslap not found (Debian: apt-get install libmemcached-tools)" >&2
+		exit 77
+	fi
+	[[ $ms_threads =~ ^[1-9][0-9]*$ ]] || die "--ms-threads: a positive integer"
+	[[ -z $ms_conns || $ms_conns =~ ^[1-9][0-9]*$ ]] || die "--ms-conns: a positive integer"
+	[[ $ms_proto == binary || $ms_proto == text ]] || die "--ms-proto: binary or text"
+	[[ $preset == a || $preset == c ]] || die "--client memaslap: presets a and c only (no pipelining, no Zipf)"
+	[[ $seconds =~ ^[1-9][0-9]*$ ]] || die "--client memaslap: --seconds in whole seconds"
 fi
 
 # The workload: geecache-bench arguments, the -m both servers get, and any
@@ -141,6 +179,7 @@ esac
 if ((smoke)); then
 	rounds=1 seconds=1 mem=16
 	wl=(-c 4 -d 2 -g 0.9 -v 32 -k 1000)
+	ms_conns=${ms_conns:-4}
 fi
 [[ -n $memory ]] && mem=$memory
 
@@ -168,6 +207,31 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 rm -f "$outdir"/runs.jsonl "$outdir"/*.alloc "$outdir"/results.json "$outdir"/results.csv
+
+# wl_arg FLAG: the value of FLAG in the preset's geecache-bench arguments.
+wl_arg() {
+	local i
+	for ((i = 0; i + 1 < ${#wl[@]}; i++)); do
+		[[ ${wl[i]} == "$1" ]] && { echo "${wl[i + 1]}"; return 0; }
+	done
+	return 1
+}
+# The client's command without its server address (run_one adds it), and
+# how the tables name it.
+if [[ $client == memaslap ]]; then
+	ms_conns=${ms_conns:-$(wl_arg -c)}
+	ms_value=$(wl_arg -v)
+	memaslap_cfg "$outdir/memaslap.cfg" "$ms_value" "$(wl_arg -g)"
+	# -w 1k: each connection's window of keys; -S: the latency histogram
+	client_cmd=("$memaslap" -T "$ms_threads" -c "$ms_conns" -w 1k -F "$outdir/memaslap.cfg"
+		-t "${seconds}s" -S "${seconds}s")
+	if [[ $ms_proto == binary ]]; then client_cmd+=(-B); fi
+	client_cmd+=("${extra[@]}")
+	client_name="memaslap -T $ms_threads -c $ms_conns $ms_proto ${ms_value} B"
+else
+	client_cmd=("$bench" "${wl[@]}" -T "$seconds" "${extra[@]}" --json)
+	client_name="geecache-bench${extra[*]:+ ${extra[*]}}"
+fi
 clk_tck=$(getconf CLK_TCK)
 unset GEECACHE_BACKEND # it would override --backend
 
@@ -217,8 +281,8 @@ start_geecached() {
 	done
 	[[ $line =~ listening\ on\ 127\.0\.0\.1:([0-9]+)\ \(([a-z_]+), ]] ||
 		{ echo "compare.sh: geecached did not start:" >&2; cat "$outdir/geecached.log" >&2; exit 1; }
-	gc_port=${BASH_REMATCH[1]}
-	[[ ${BASH_REMATCH[2]} == "$backend" ]] ||
+	gc_port=${BASH_REMATCH[1]} gc_backend=${BASH_REMATCH[2]}
+	[[ $backend == auto || ${BASH_REMATCH[2]} == "$backend" ]] ||
 		{ echo "compare.sh: geecached runs ${BASH_REMATCH[2]}, not $backend" >&2; exit 1; }
 }
 
@@ -272,23 +336,20 @@ alloc_snapshot() {
 # One field (name=value) of an alloccount line.
 acf() { [[ $1 =~ (^| )$2=([0-9]+) ]] && echo "${BASH_REMATCH[2]}" || echo 0; }
 
-# gc_stats PORT: geecached's own counters, as "name value" lines.
-gc_stats() {
-	local line
-	exec 4<>"/dev/tcp/127.0.0.1/$1"
-	printf 'stats\r\n' >&4
-	while IFS= read -r -t 5 line <&4; do
-		line=${line%$'\r'}
-		[[ $line == END ]] && break
-		[[ $line == STAT\ * ]] && echo "${line#STAT }"
-	done
-	exec 4>&-
-}
+# server_stats PORT [GROUP]: bench/lib.sh (geecached's own counters are in
+# `stats geecache`). stat_of STATS NAME: one of its values.
 stat_of() { awk -v k="$2" '$1 == k {print $2}' <<<"$1"; }
+# served NAME STATS: the requests a server has counted (memcached: cmd_get
+# + cmd_set, all that either client sends).
+served() {
+	if [[ $1 == geecached ]]; then
+		stat_of "$2" requests
+	else
+		echo $(($(stat_of "$2" cmd_get) + $(stat_of "$2" cmd_set)))
+	fi
+}
 
 # ---- runs ------------------------------------------------------------------
-
-bench_cmd=("$bench" "${wl[@]}" -T "$seconds" "${extra[@]}" --json)
 
 # prefill PORT NAME: SETs every key once (pipeline 32), not measured. A
 # server error (a SET refused: out of memory) is reported and the rounds go
@@ -315,28 +376,40 @@ prefill() {
 
 # run_one ROUND ORDER NAME: one measured run; appends a JSON line.
 run_one() {
-	local round=$1 order=$2 name=$3 pid port acfile preload
+	local round=$1 order=$2 name=$3 pid port acfile preload grp=
 	if [[ $name == geecached ]]; then
-		pid=$gc_pid port=$gc_port acfile=$outdir/geecached.alloc preload=$gc_preload
+		pid=$gc_pid port=$gc_port acfile=$outdir/geecached.alloc preload=$gc_preload grp=geecache
 	else
 		pid=$mc_pid port=$mc_port acfile=$outdir/memcached.alloc preload=$alloccount
 	fi
 	kill -0 "$pid" 2>/dev/null || { echo "compare.sh: $name (pid $pid) has died" >&2; exit 1; }
 	local st0='' st1='' ac0='' ac1='' c0 c1 rc=0
-	[[ $name == geecached ]] && st0=$(gc_stats "$port")
+	st0=$(server_stats "$port" "$grp")
 	c0=$(cpu_ticks "$pid")
 	[[ $preload != none ]] && ac0=$(alloc_snapshot "$pid" "$acfile")
-	local out=$outdir/run-$round-$name.json
-	timeout $((${seconds%.*} + 120)) "${bench_cmd[@]}" -p "$port" >"$out" 2>"$outdir/run-$round-$name.err" || rc=$?
+	local out=$outdir/run-$round-$name.json res
+	if [[ $client == memaslap ]]; then
+		out=$outdir/run-$round-$name.txt
+		timeout $((seconds + 120)) "${client_cmd[@]}" -s "127.0.0.1:$port" >"$out" \
+			2>"$outdir/run-$round-$name.err" || rc=$?
+	else
+		timeout $((${seconds%.*} + 120)) "${client_cmd[@]}" -p "$port" >"$out" \
+			2>"$outdir/run-$round-$name.err" || rc=$?
+	fi
 	[[ $preload != none ]] && ac1=$(alloc_snapshot "$pid" "$acfile")
 	c1=$(cpu_ticks "$pid")
-	[[ $name == geecached ]] && st1=$(gc_stats "$port")
+	st1=$(server_stats "$port" "$grp")
 	kill -0 "$pid" 2>/dev/null || { echo "compare.sh: $name (pid $pid) died during round $round" >&2; exit 1; }
-	local res
-	res=$(tail -n 1 "$out")
+	if [[ $client == memaslap ]]; then
+		res=$(memaslap_json "$out")
+	else
+		res=$(tail -n 1 "$out")
+	fi
 	[[ $res == \{* ]] || res='{}'
+	local sreq
+	sreq=$(($(served "$name" "$st1") - $(served "$name" "$st0")))
 	local gc='null'
-	if [[ -n $st0 && -n $st1 ]]; then
+	if [[ $name == geecached && -n $st0 && -n $st1 ]]; then
 		local k j=
 		for k in allocator_calls syscalls bytes_copied requests; do
 			j+="\"$k\":$(($(stat_of "$st1" "$k") - $(stat_of "$st0" "$k"))),"
@@ -351,25 +424,29 @@ run_one() {
 		done
 		ac="{${j%,}}"
 	fi
-	printf '{"round":%d,"order":%d,"server":"%s","bench_rc":%d,"cpu_ticks":%d,"clk_tck":%d,"rss_kb":%d,"alloccount":%s,"self":%s,"bench":%s}\n' \
-		"$round" "$order" "$name" "$rc" $((c1 - c0)) "$clk_tck" "$(rss_kb "$pid")" "$ac" "$gc" "$res" \
+	printf '{"round":%d,"order":%d,"server":"%s","bench_rc":%d,"cpu_ticks":%d,"clk_tck":%d,"rss_kb":%d,"server_requests":%d,"alloccount":%s,"self":%s,"bench":%s}\n' \
+		"$round" "$order" "$name" "$rc" $((c1 - c0)) "$clk_tck" "$(rss_kb "$pid")" "$sreq" "$ac" "$gc" "$res" \
 		>>"$outdir/runs.jsonl"
 	printf '  round %d  %-9s  ' "$round" "$name"
 	"$py" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%9.0f req/s  p99 %8.1f us  errors %s" % (r.get("rps",0), r.get("p99_us",0), r.get("errors","?")))' "$res" || true
 	if ((rc != 0)); then
-		echo "compare.sh: geecache-bench exited $rc against $name:" >&2
+		echo "compare.sh: $client exited $rc against $name:" >&2
 		cat "$outdir/run-$round-$name.err" >&2
 	fi
 }
 
-echo "compare.sh: preset $preset$( ((smoke)) && echo ' (smoke)'), $rounds rounds of $seconds s, -t $gc_threads (geecached) / $mc_threads (memcached) -m $mem, geecached on $backend"
+echo "compare.sh: preset $preset$( ((smoke)) && echo ' (smoke)'), $rounds rounds of $seconds s, -t $gc_threads (geecached) / $mc_threads (memcached) -m $mem, geecached on $backend, client $client_name"
 echo "  alloccount: geecached ${gc_preload}, memcached ${alloccount}"
 echo "  out: $outdir"
 start_memcached
 start_geecached
-echo "  memcached pid $mc_pid port $mc_port; geecached pid $gc_pid port $gc_port"
-prefill "$mc_port" memcached
-prefill "$gc_port" geecached
+echo "  memcached pid $mc_pid port $mc_port; geecached pid $gc_pid port $gc_port ($gc_backend)"
+# memaslap GETs only keys it has SET: a prefill of geecache-bench's keys
+# would only fill memory.
+if [[ $client == geecache-bench ]]; then
+	prefill "$mc_port" memcached
+	prefill "$gc_port" geecached
+fi
 
 for r in $(seq 1 "$rounds"); do
 	if ((r % 2)); then order=(geecached memcached); else order=(memcached geecached); fi
@@ -380,9 +457,10 @@ done
 # ---- summary ---------------------------------------------------------------
 
 {
-	printf '{"date":"%s","preset":"%s","smoke":%s,"backend":"%s","rounds":%d,"seconds":%s,' \
+	printf '{"date":"%s","preset":"%s","smoke":%s,"backend":"%s","backend_run":"%s","rounds":%d,"seconds":%s,' \
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$preset" "$( ((smoke)) && echo true || echo false)" \
-		"$backend" "$rounds" "$seconds"
+		"$backend" "$gc_backend" "$rounds" "$seconds"
+	printf '"client":"%s","client_name":"%s",' "$client" "$client_name"
 	printf '"threads":%d,"gc_threads":%d,"mc_threads":%d,"memory_mib":%d,"nproc":%d,"cpu_model":"%s","kernel":"%s",' \
 		"$threads" "$gc_threads" "$mc_threads" "$mem" "$(nproc)" \
 		"$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo | sed 's/"/\\"/g')" "$(uname -r)"
@@ -390,7 +468,11 @@ done
 		"$("$memcached" -V 2>&1 | head -n 1)" "$("$geecached" -V 2>&1 | head -n 1)"
 	printf '"alloccount_geecached":"%s","alloccount_memcached":"%s"}\n' "$gc_preload" "$alloccount"
 } >"$outdir/meta.json"
-printf '%s\n' "${mc_cmd[*]}" "${gc_cmd[*]}" "${bench_cmd[*]} -p PORT" >"$outdir/commands.txt"
+if [[ $client == memaslap ]]; then
+	printf '%s\n' "${mc_cmd[*]}" "${gc_cmd[*]}" "${client_cmd[*]} -s 127.0.0.1:PORT" >"$outdir/commands.txt"
+else
+	printf '%s\n' "${mc_cmd[*]}" "${gc_cmd[*]}" "${client_cmd[*]} -p PORT" >"$outdir/commands.txt"
+fi
 
 status=0
 "$py" - "$outdir" "$smoke" <<'PY' || status=$?
@@ -479,14 +561,16 @@ with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
 def fmt(x, spec):
     return "-" if x is None else format(x, spec)
 
+# Which client drove the runs: the first column of both tables.
+client = meta.get("client_name", "geecache-bench")
 out = []
-out.append("| round | first | geecached req/s | memcached req/s | ratio | geecached p99 us | "
+out.append("| client | round | first | geecached req/s | memcached req/s | ratio | geecached p99 us | "
            "memcached p99 us | ratio | geecached req/CPU-s | memcached req/CPU-s | ratio |")
-out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for row in per_round:
     g, m = by[(row["round"], "geecached")], by[(row["round"], "memcached")]
-    out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        row["round"], row["first"][:2],
+    out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        client, row["round"], row["first"][:2],
         fmt(g["bench"].get("rps"), ".0f"), fmt(m["bench"].get("rps"), ".0f"),
         fmt(row["rps_ratio"], ".2f"),
         fmt(g["bench"].get("p99_us"), ".0f"), fmt(m["bench"].get("p99_us"), ".0f"),
@@ -494,17 +578,17 @@ for row in per_round:
         fmt(g["req_per_cpu_s"], ".0f"), fmt(m["req_per_cpu_s"], ".0f"),
         fmt(row["req_per_cpu_s_ratio"], ".2f")))
 mr = summary["median_ratio"]
-out.append("| **median of ratios** | | | | **%s** | | | **%s** | | | **%s** |" % (
-    fmt(mr["rps"], ".2f"), fmt(mr["p99_us"], ".2f"), fmt(mr["req_per_cpu_s"], ".2f")))
+out.append("| %s | **median of ratios** | | | | **%s** | | | **%s** | | | **%s** |" % (
+    client, fmt(mr["rps"], ".2f"), fmt(mr["p99_us"], ".2f"), fmt(mr["req_per_cpu_s"], ".2f")))
 out.append("")
-out.append("| medians over rounds | req/s | p50 us | p95 us | p99 us | p99.9 us | hit ratio | "
+out.append("| client | medians over rounds | req/s | p50 us | p95 us | p99 us | p99.9 us | hit ratio | "
            "req/CPU-s | alloc calls /1k req (alloccount) | frees /1k | own allocator_calls /1k | "
            "own syscalls /req | own bytes_copied /req | RSS MiB |")
-out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for sv in SERVERS:
     d = summary["median"][sv]
-    out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        sv, fmt(d["rps"], ".0f"), fmt(d["p50_us"], ".0f"), fmt(d["p95_us"], ".0f"),
+    out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        client, sv, fmt(d["rps"], ".0f"), fmt(d["p50_us"], ".0f"), fmt(d["p95_us"], ".0f"),
         fmt(d["p99_us"], ".0f"), fmt(d["p999_us"], ".0f"), fmt(d["hit_ratio"], ".3f"),
         fmt(d["req_per_cpu_s"], ".0f"), fmt(d["alloc_calls_per_1k"], ".3f"),
         fmt(d["free_calls_per_1k"], ".3f"), fmt(d["self_allocator_calls_per_1k"], ".3f"),
@@ -518,13 +602,22 @@ print()
 print("results: %s/results.json (and results.csv)" % outdir)
 
 bad = []
+memaslap = meta.get("client") == "memaslap"
 for r in runs:
     b = r["bench"]
     what = "round %d %s" % (r["round"], r["server"])
     if r["bench_rc"] != 0:
-        bad.append(what + ": geecache-bench exited %d" % r["bench_rc"])
+        bad.append(what + ": %s exited %d" % (meta.get("client"), r["bench_rc"]))
     if not b:
         bad.append(what + ": no result")
+        continue
+    if memaslap:
+        # memaslap verifies nothing and counts no errors: what it
+        # completed must be what the server counted, give or take the
+        # requests in flight when it stopped (one per connection)
+        n, sn = b.get("requests", 0), r.get("server_requests", 0)
+        if not n or abs(sn - n) > 0.01 * n + 1000:
+            bad.append(what + ": memaslap completed %d requests, the server counted %d" % (n, sn))
         continue
     if b.get("errors", 1) or b.get("wrong", 1) or b.get("server_errors", 1):
         bad.append(what + ": %s errors (wrong %s, server %s)" % (

@@ -148,6 +148,7 @@ struct cache *cache_create(const struct cache_opts *o)
 	c->max_item = o->max_item ? (o->max_item < item_max ? o->max_item : item_max)
 	                          : seg_cap - ITEM_HDR_MAX;
 	c->policy = o->policy;
+	c->no_evict = o->no_evict;
 	c->clock = o->clock ? o->clock : default_clock;
 	c->clock_arg = o->clock_arg;
 	dir_init(c);

@@ -97,6 +97,12 @@ struct cache_opts {
 	                     * (up to half the limit, and 256 MiB) */
 	size_t pinned_max;  /* bytes evicted segments may keep outside the limit
 	                     * while replies still reference them; 0 = limit */
+	bool no_evict;      /* never evict (memcached -M): a write that finds
+	                     * no room fails with -ENOMEM. Segments whose items
+	                     * are all expired, flushed, replaced or deleted
+	                     * are still reclaimed (at once when a write needs
+	                     * room), but not the dead space among live items:
+	                     * cleaning may drop items its budget cannot copy */
 	size_t hash_slots;  /* initial hash slots in all (grows); 0 = auto */
 	enum cache_policy policy;
 	/* Clock in unix seconds; NULL = time(2). Called on every operation
@@ -314,6 +320,26 @@ int cache_flush_all(struct cache *c, int64_t delay);
 int cache_expire(struct cache *c);
 
 /* ------------------------------------------------------------------------
+ * Listing (memcached's `stats cachedump`)
+ * ---------------------------------------------------------------------- */
+
+/* What cache_dump passes for each item: its key (klen bytes, valid only
+ * during the call), value length and expiration (absolute unix time, 0
+ * never). Returns 0 to go on; anything else stops the walk. */
+typedef int (*cache_dump_fn)(void *arg, const char *key, size_t klen,
+                             uint32_t vlen, uint32_t exptime);
+
+/* Calls fn for the live items (not expired, not flushed) of the store, up
+ * to limit of them (0: no limit), shard by shard in hash-table order (no
+ * order a client may rely on), changing nothing: no item is bumped and
+ * nothing is counted. fn runs with the item's shard locked shared, so it
+ * must not call into the store, and a shard's writers wait while it is
+ * walked: the walk is for debugging, not for a request path. Returns how
+ * many items fn was called for, or the first negative value fn returned
+ * (a positive one stops the walk, and the item counts). */
+int cache_dump(struct cache *c, unsigned limit, cache_dump_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------
  * Embedding ("group"): get-or-load with singleflight
  *
  * On a miss, cache_get_or_load starts the loader through the caller's
@@ -370,8 +396,12 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(get_misses, COUNTER, "reads that did not")                             \
 	X(get_expired, COUNTER, "lookups (any command) that found an expired item") \
 	X(evictions, COUNTER, "live items evicted for memory")                   \
+	X(evicted_unfetched, COUNTER, "live items evicted that were never read") \
 	X(expired_reclaimed, COUNTER, "expired or flushed items reclaimed")      \
+	X(expired_unfetched, COUNTER, "expired or flushed items reclaimed that were never read") \
 	X(segs_expired, COUNTER, "segments reclaimed whole by cache_expire")     \
+	X(sweep_checked, COUNTER, "live items of the segments the sweep judged by their headers") \
+	X(sweep_reclaimed, COUNTER, "expired or flushed items the sweep reclaimed (also in expired_reclaimed)") \
 	X(relocations, COUNTER, "items kept by eviction or cleaning (copied)")   \
 	X(segs_cleaned, COUNTER, "segments evicted by the cleaner, every item kept") \
 	X(table_evictions, COUNTER, "items evicted because both buckets were full") \

@@ -126,6 +126,7 @@ struct cache {
 	size_t max_item;
 	uint32_t large_min;         /* items above this get a block of their own */
 	enum cache_policy policy;
+	bool no_evict;              /* opts.no_evict */
 	int64_t (*clock)(void *);
 	void *clock_arg;
 	pthread_mutex_t free_lock;

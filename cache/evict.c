@@ -86,6 +86,8 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 			atomic_store_explicit(sp, 0, memory_order_relaxed);
 			cache__unaccount(sh, s, &it);
 			ctr_add(sh, CX_expired_reclaimed, 1);
+			if (!(it.meta & F_FETCHED))
+				ctr_add(sh, CX_expired_unfetched, 1);
 			continue;
 		}
 		unsigned f = slot_freq(v);
@@ -101,6 +103,8 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 		atomic_store_explicit(sp, 0, memory_order_relaxed);
 		cache__unaccount(sh, s, &it);
 		ctr_add(sh, CX_evictions, 1);
+		if (!(it.meta & F_FETCHED))
+			ctr_add(sh, CX_evicted_unfetched, 1);
 		if (c->policy == CACHE_S3FIFO && s->q == Q_S) {
 			struct hk k;
 			hk_make(&k, p + it.hdr, it.klen);
@@ -159,7 +163,7 @@ static void budget_add(struct cache *c, struct shard *sh, uint64_t bytes)
  * nothing to clean. */
 static bool clean_one(struct cache *c, struct shard *sh, int64_t now, uint64_t lend)
 {
-	if (c->policy != CACHE_S3FIFO)
+	if (c->policy != CACHE_S3FIFO || c->no_evict) /* -M: it may drop items */
 		return false;
 	int32_t id = pick_clean(c, sh);
 	if (id == NIL)
@@ -195,9 +199,13 @@ static bool keep_large(struct cache *c, struct shard *sh, int32_t id)
 	return true;
 }
 
+static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now);
+
 bool cache__evict_one(struct cache *c, struct shard *sh, int64_t now,
                       unsigned flags)
 {
+	if (c->no_evict) /* -M: only what is wholly dead goes; else -ENOMEM */
+		return shard_sweep(c, sh, now) > 0;
 	int q;
 	if (c->policy == CACHE_FIFO) {
 		q = Q_S;
@@ -284,6 +292,7 @@ static int32_t seg_get(struct cache *c, struct shard *sh, int64_t now)
 static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 {
 	unsigned n = 0;
+	uint64_t checked = 0, reclaimed = 0;
 	for (int q = 0; q < NQ; q++) {
 		int32_t id = sh->q[q].tail;
 		while (id != NIL) {
@@ -291,7 +300,11 @@ static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 			int32_t prev = s->prev;
 			bool dead = seg_flushed(c, s) || s->live == 0 ||
 			            (s->max_exp != NEVER && (int64_t)s->max_exp <= now);
+			/* Every live item of a dead segment is expired or
+			 * flushed: seg_evict reclaims all s->live of them. */
+			checked += s->live;
 			if (dead) {
+				reclaimed += s->live;
 				cache__fifo_unlink(c, &sh->q[q], id);
 				seg_evict(c, sh, id, now, EVICT_KEEP_BLOCK);
 				ctr_add(sh, CX_segs_expired, 1);
@@ -304,14 +317,18 @@ static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 			if (id == NIL)
 				continue;
 			struct seg *s = &c->segs[id];
+			checked += s->live;
 			if (seg_flushed(c, s) ||
 			    (s->max_exp != NEVER && (int64_t)s->max_exp <= now)) {
+				reclaimed += s->live;
 				sh->open[q][t] = NIL;
 				seg_evict(c, sh, id, now, EVICT_KEEP_BLOCK);
 				n++;
 			}
 		}
 	}
+	ctr_add(sh, CX_sweep_checked, checked);
+	ctr_add(sh, CX_sweep_reclaimed, reclaimed);
 	return n;
 }
 

@@ -1,9 +1,10 @@
 /*
  * The index: each shard's hash table of 8-byte slots (layout in
  * cache_internal.h), finding a key's item, placing a slot in one of its two
- * buckets, and growing the table. Growth rehashes a shard at once, reading
- * each key from its segment. Callers hold the shard's lock (shared only for
- * cache__lookup). See docs/cache.md, "Layout".
+ * buckets, growing the table, and listing the live items (cache_dump, which
+ * takes each shard's lock shared itself). Growth rehashes a shard at once,
+ * reading each key from its segment. Callers of the rest hold the shard's
+ * lock (shared only for cache__lookup). See docs/cache.md, "Layout".
  */
 #include "cache/cache_internal.h"
 
@@ -98,9 +99,52 @@ bool cache__lookup_live(struct cache *c, struct shard *sh, const struct hk *k,
 		ctr_add(sh, seg_flushed(c, l->seg) ? CX_get_flushed : CX_get_expired, 1);
 		remove_loc(sh, l);
 		ctr_add(sh, CX_expired_reclaimed, 1);
+		if (!(l->it.meta & F_FETCHED))
+			ctr_add(sh, CX_expired_unfetched, 1);
 		return false;
 	}
 	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Listing (cache_dump)
+ * ---------------------------------------------------------------------- */
+
+/* Every live item is one slot of its shard's table, so walking the slots
+ * visits each item once (dead versions left in segments have none). */
+int cache_dump(struct cache *c, unsigned limit, cache_dump_fn fn, void *arg)
+{
+	int64_t now = clock_now(c);
+	flush_check(c, now);
+	unsigned n = 0;
+	for (unsigned i = 0; i < c->nshards; i++) {
+		struct shard *sh = &c->shards[i];
+		shard_rdlock(sh);
+		size_t nslots = (size_t)sh->nb * SLOTS_PER_BUCKET;
+		for (size_t j = 0; j < nslots; j++) {
+			uint64_t v = atomic_load_explicit(&sh->slots[j], memory_order_relaxed);
+			if (v == 0)
+				continue;
+			struct seg *s = &c->segs[slot_seg(v)];
+			const char *p = s->data + slot_off(v);
+			struct itm it;
+			itm_parse(p, &it);
+			if (item_dead(c, s, &it, now))
+				continue;
+			int r = fn(arg, p + it.hdr, it.klen, it.vlen, it.exp);
+			if (r < 0) {
+				pthread_rwlock_unlock(&sh->lock);
+				return r;
+			}
+			n++;
+			if (r > 0 || n == limit) {
+				pthread_rwlock_unlock(&sh->lock);
+				return (int)n;
+			}
+		}
+		pthread_rwlock_unlock(&sh->lock);
+	}
+	return (int)n;
 }
 
 /* ------------------------------------------------------------------------

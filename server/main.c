@@ -9,10 +9,16 @@
  * SIGUSR1 (memcached's graceful stop) stop gracefully: stop accepting,
  * finish what was read, flush every output (bounded by a drain time), exit
  * 0. SIGPIPE is ignored.
+ *
+ * -d forks before any thread exists: the parent waits until the child,
+ * the server, listens, then exits 0, or with the status of a start-up that
+ * failed, so that a script sees the failure. -P writes the server's pid
+ * once it listens, and a clean stop removes the file.
  */
 #include "server/srv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -20,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DRAIN_MS 5000
@@ -46,6 +53,9 @@ static int fit_fd_limit(long want)
 
 static void srv_free(struct srv *s)
 {
+	if (s->pidfile_made && unlink(s->o.pidfile_str) != 0)
+		fprintf(stderr, "geecached: cannot remove the pid file %s: %s\n",
+		        s->o.pidfile_str, strerror(errno));
 	np_group_destroy(&s->metrics);
 	np_group_destroy(&s->group);
 	np_workers_destroy(&s->workers); /* after the loops: no more ticks */
@@ -76,7 +86,7 @@ static int info_only(const struct srv_options *o)
 /* The store and the network pool. 0, or main's exit status. */
 static int store_start(struct srv *s)
 {
-	long fds = (long)s->o.conn_limit + 64;
+	long fds = (long)s->o.conn_limit + SRV_RESERVED_FDS;
 	if (fit_fd_limit(fds) < 0) {
 		struct rlimit rl;
 		getrlimit(RLIMIT_NOFILE, &rl);
@@ -92,9 +102,10 @@ static int store_start(struct srv *s)
 		                &s->mem);
 		s->o.memory_limit = s->mem.store_mib;
 		if (s->o.max_item_size > s->o.memory_limit * 1024 * 1024 / 2) {
-			fprintf(stderr, "geecached: -m auto chose %lld MiB (%s): --max-item-size "
-			        "(%lld) must be at most half of it\n", (long long)s->o.memory_limit,
-			        s->mem.source, (long long)s->o.max_item_size);
+			fprintf(stderr, "geecached: -m auto chose %lld MiB (%s): Cannot set item "
+			        "size limit higher than 1/2 of memory max (-I %lld)\n",
+			        (long long)s->o.memory_limit, s->mem.source,
+			        (long long)s->o.max_item_size);
 			return 2;
 		}
 	}
@@ -112,6 +123,12 @@ static int store_start(struct srv *s)
 		.seg_size = seg,
 		.max_item = (size_t)s->o.max_item_size,
 		.pinned_max = s->pinned_max,
+		/* -M: a write is refused when the store is full. One shard,
+		 * so that "full" is the store's and not one shard's: with
+		 * several, each shard's open segment can take writes after
+		 * another shard has refused one (docs/server.md, "-M"). */
+		.no_evict = s->o.disable_evictions != 0,
+		.nshards = s->o.disable_evictions ? 1 : 0,
 	};
 	s->cache = cache_create(&co);
 	if (!s->cache) {
@@ -132,6 +149,9 @@ static int store_start(struct srv *s)
 /* The memcached loops, listening. 0, or main's exit status. */
 static int net_start(struct srv *s)
 {
+	s->proto = strcmp(s->o.protocol_str, "binary") == 0  ? MC_PROTO_BINARY
+	           : strcmp(s->o.protocol_str, "ascii") == 0 ? MC_PROTO_TEXT
+	                                                     : MC_PROTO_AUTO;
 	enum np_backend be = NP_BACKEND_AUTO;
 	np_backend_parse(s->o.backend_str, &be);
 	struct np_opts no = {
@@ -258,6 +278,95 @@ static int metrics_start(struct srv *s)
 	return 0;
 }
 
+/* -P: the pid, written once listening (before -u, as memcached: the
+ * file's directory may be root's) through a temporary file renamed into
+ * place, so that a reader never sees it empty. 0, or main's exit status
+ * (memcached carries on without it; a supervisor reading it would not
+ * find the server). */
+static int pidfile_write(struct srv *s)
+{
+	const char *path = s->o.pidfile_str;
+	if (!*path)
+		return 0;
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		fprintf(stderr, "geecached: -P %s: path too long\n", path);
+		return 1;
+	}
+	FILE *f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) != 0) {
+		fprintf(stderr, "geecached: cannot write the pid file %s: %s\n", path,
+		        strerror(errno));
+		return 1;
+	}
+	s->pidfile_made = true;
+	return 0;
+}
+
+/* -d, before any thread exists: forks. The parent waits for the child to
+ * say it listens (daemon_ready) and exits 0, or exits with the child's
+ * status when the child ends first (a start-up error, said on stderr);
+ * it never returns. The child, in a session of its own, gets the write
+ * end of the pipe to pass to daemon_ready. Without -d: -1. */
+static int daemon_start(const struct srv *s)
+{
+	int fds[2];
+	if (!s->o.daemon)
+		return -1;
+	if (pipe(fds) != 0) {
+		fprintf(stderr, "geecached: -d: pipe: %s\n", strerror(errno));
+		exit(1);
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "geecached: -d: fork: %s\n", strerror(errno));
+		exit(1);
+	}
+	if (pid > 0) {
+		char b;
+		ssize_t n;
+		int st;
+		close(fds[1]);
+		do
+			n = read(fds[0], &b, 1);
+		while (n < 0 && errno == EINTR);
+		if (n == 1)
+			_exit(0);
+		if (waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st))
+			_exit(WEXITSTATUS(st));
+		_exit(1);
+	}
+	close(fds[0]);
+	setsid();
+	return fds[1];
+}
+
+/* -d, once listening and announced: stdin and stdout (and stderr, unless
+ * -v: memcached's rule) become /dev/null, so that the caller's pipes
+ * close, and the parent is told to exit 0. */
+static void daemon_ready(const struct srv *s, int fd)
+{
+	if (fd < 0)
+		return;
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		if (!s->o.verbose)
+			dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	ssize_t n;
+	do
+		n = write(fd, "1", 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+}
+
 /* -u: after binding, become that user (its groups, then its gid, then its
  * uid; memcached's order), and check that root cannot be had back. As root
  * without -u: a warning. 0, or main's exit status. */
@@ -361,6 +470,7 @@ int main(int argc, char **argv)
 		return r;
 	if (info_only(&s->o) == 0)
 		return 0;
+	int ready_fd = daemon_start(s);
 	atomic_store(&s->verbosity, (int)s->o.verbose);
 	s->started = time(NULL);
 	pthread_mutex_init(&s->detail.mu, NULL);
@@ -380,7 +490,7 @@ int main(int argc, char **argv)
 
 	if ((r = addrs_parse(s)) || (r = store_start(s)) || (r = srv_sweep_start(s)) ||
 	    (r = net_start(s)) ||
-	    (r = metrics_start(s)) ||
+	    (r = metrics_start(s)) || (r = pidfile_write(s)) ||
 	    (r = drop_privileges(s)) || (r = auth_start(s))) {
 		srv_free(s);
 		return r;
@@ -394,6 +504,7 @@ int main(int argc, char **argv)
 	if (s->metrics)
 		np_loop_post(np_group_loop(s->metrics, 0), srv_http_start_timers, s);
 	announce(s);
+	daemon_ready(s, ready_fd);
 
 	int sig = 0;
 	for (;;) {

@@ -81,6 +81,13 @@ struct ctx {
 	struct srv_counters *ctr;
 };
 
+/* The cas a client is shown: 0 with -C, as memcached -C's items carry
+ * none (the store keeps its own; cas_disabled answers the compares). */
+static uint64_t cas_shown(const struct ctx *x, uint64_t cas)
+{
+	return x->s->o.disable_cas ? 0 : cas;
+}
+
 /* memcached drops the item a refused SET would have replaced, so that a
  * client never reads the old value back after a SET it was told failed.
  * Call it when the store refused r (too large, or no memory) or the parser
@@ -109,7 +116,7 @@ static int do_store(struct ctx *x, const struct mc_request *r)
 		srv_ctr(&x->ctr->out_of_memory, 1);
 	if (rc == -E2BIG || rc == -ENOMEM)
 		drop_refused(x->s, r);
-	return mc_encode_status(x->out, r, store_status(r, rc), cas_out);
+	return mc_encode_status(x->out, r, store_status(r, rc), cas_shown(x, cas_out));
 }
 
 /* Every value of --copy-below bytes or more is sent by reference to the
@@ -143,10 +150,11 @@ static int do_get_one(struct ctx *x, const struct mc_request *r, const char *key
 		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
 	}
 	reply_value(x, &v);
+	uint64_t cas = cas_shown(x, v.cas);
 	int w = is_text(r)
-		? mc_text_encode_value(x->out, r, key, klen, v.flags, v.cas,
+		? mc_text_encode_value(x->out, r, key, klen, v.flags, cas,
 		                       v.data.len ? &v.data : NULL)
-		: mc_bin_encode_get_hit(x->out, r, v.flags, v.cas,
+		: mc_bin_encode_get_hit(x->out, r, v.flags, cas,
 		                        v.data.len ? &v.data : NULL);
 	cache_value_release(&v); /* the output chain holds its own reference */
 	return w;
@@ -184,7 +192,7 @@ static int do_touch(struct ctx *x, const struct mc_request *r)
 		int rc = cache_gat(x->s->cache, r->key, r->key_len, r->exptime, &v);
 		if (rc < 0)
 			return mc_encode_status(x->out, r, store_status(r, rc), 0);
-		int w = mc_bin_encode_get_hit(x->out, r, v.flags, v.cas, NULL);
+		int w = mc_bin_encode_get_hit(x->out, r, v.flags, cas_shown(x, v.cas), NULL);
 		cache_value_release(&v);
 		return w;
 	}
@@ -218,6 +226,7 @@ static int do_arith(struct ctx *x, const struct mc_request *r)
 	uint64_t value = 0, cas_out = 0;
 	int rc = cache_arith(x->s->cache, r->key, r->key_len, decr, r->delta, ip, cas,
 	                     &value, &cas_out);
+	cas_out = cas_shown(x, cas_out);
 	if (rc == 0) {
 		if (r->cmd == MC_CMD_MA) {
 			/* T sets the item's time to live, t reports it (memcached
@@ -307,7 +316,7 @@ static int do_mg(struct ctx *x, const struct mc_request *r)
 	struct mc_item_info info = {
 		.flags = v.flags,
 		.size = v.data.len,
-		.cas = v.cas,
+		.cas = cas_shown(x, v.cas),
 		.ttl = meta_ttl(st.exp_before, now),
 		.ttl_touch = meta_ttl_raw(r->exptime, now),
 		.ttl_vivify = meta_ttl_raw(m->vivify, now),
@@ -370,7 +379,7 @@ static int do_ms(struct ctx *x, const struct mc_request *r)
 	}
 	return mc_encode_status(x->out, r,
 	                        rc == -ENOENT ? MC_ST_NOT_FOUND : store_status(r, rc),
-	                        cas_out);
+	                        cas_shown(x, cas_out));
 }
 
 /* me: memcached's debug line for one item (changes and counts nothing). */
@@ -386,7 +395,7 @@ static int do_me(struct ctx *x, const struct mc_request *r)
 	int n = snprintf(line, sizeof(line), "ME %.*s exp=%" PRId64 " la=%" PRIu32
 	                 " cas=%" PRIu64 " fetch=%s cls=1 size=%u", (int)r->key_len,
 	                 r->key, v.exptime ? (int64_t)v.exptime - now : (int64_t)-1,
-	                 st.idle, v.cas, st.fetched ? "yes" : "no",
+	                 st.idle, cas_shown(x, v.cas), st.fetched ? "yes" : "no",
 	                 v.data.len + (unsigned)r->key_len);
 	cache_value_release(&v);
 	return mc_text_encode_line(x->out, line, (size_t)n);
@@ -460,6 +469,63 @@ static int text_line(struct ctx *x, const char *lit)
 	return mc_text_encode_line(x->out, lit, strlen(lit));
 }
 
+/* memcached's cap on a cachedump answer. */
+#define CACHEDUMP_MAX (2u << 20)
+
+struct dump_out {
+	struct ctx *x;
+	size_t bytes;
+	uint32_t shown, limit; /* limit 0: none */
+};
+
+/* One "ITEM <key> [<bytes> b; <exptime> s]" line; stops the walk at the
+ * limit, or when the answer reaches CACHEDUMP_MAX or the connection's
+ * output bound (the listing is one reply, so it passes the bound by one
+ * line at most). A key left out does not count, as in memcached. */
+static int dump_item(void *arg, const char *key, size_t klen, uint32_t vlen,
+                     uint32_t exptime)
+{
+	struct dump_out *d = arg;
+	for (size_t i = 0; i < klen; i++)
+		if ((unsigned char)key[i] <= ' ' || key[i] == 0x7f)
+			return 0; /* not a text-line key (binary protocol) */
+	char line[CACHE_KEY_MAX + 64];
+	int n = snprintf(line, sizeof(line), "ITEM %.*s [%" PRIu32 " b; %" PRIu32 " s]",
+	                 (int)klen, key, vlen, exptime);
+	if (d->bytes + (size_t)n + 2 + 5 > CACHEDUMP_MAX)
+		return 1;
+	int r = mc_text_encode_line(d->x->out, line, (size_t)n);
+	if (r < 0)
+		return r;
+	d->bytes += (size_t)n + 2;
+	d->shown++;
+	return d->shown == d->limit || np_conn_out_full(d->x->c) ? 1 : 0;
+}
+
+/* stats cachedump <class> <limit>: memcached's argument errors, then the
+ * store's live items as class 1 (limit 0: all, up to CACHEDUMP_MAX bytes;
+ * the store has no other class), END. Text only, as in memcached. */
+static int do_cachedump(struct ctx *x, const struct mc_request *r,
+                        const char *const *w, const size_t *wl, int n)
+{
+	uint32_t cls, limit;
+	if (!is_text(r))
+		return mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
+	if (n < 3)
+		return text_line(x, "CLIENT_ERROR bad command line");
+	if (!word_u32(w[1], wl[1], &cls) || !word_u32(w[2], wl[2], &limit))
+		return text_line(x, "CLIENT_ERROR bad command line format");
+	if (cls >= 64)
+		return text_line(x, "CLIENT_ERROR Illegal slab id");
+	if (cls == 1) {
+		struct dump_out d = {x, 0, 0, limit};
+		int rc = cache_dump(x->s->cache, 0, dump_item, &d);
+		if (rc < 0)
+			return rc;
+	}
+	return mc_text_encode_end(x->out);
+}
+
 /* The stats requests that act rather than list (memcached's answers):
  * reset, detail on|off|dump, cachedump. 1 when r was one of them (its
  * answer written, or a negative errno), 0 when it is a listing. */
@@ -498,20 +564,7 @@ static int stats_action(struct ctx *x, const struct mc_request *r, int *out)
 		return 1;
 	}
 	if (n >= 1 && word_is(w[0], wl[0], "cachedump")) {
-		/* Items are not listed: memcached dumps one LRU segment of a
-		 * class, and an item that was just stored is usually not in it
-		 * either; END is what a client sees then. */
-		uint32_t cls, limit;
-		if (!text)
-			*out = mc_encode_status(x->out, r, MC_ST_NOT_FOUND, 0);
-		else if (n < 3)
-			*out = text_line(x, "CLIENT_ERROR bad command line");
-		else if (!word_u32(w[1], wl[1], &cls) || !word_u32(w[2], wl[2], &limit))
-			*out = text_line(x, "CLIENT_ERROR bad command line format");
-		else if (cls >= 64)
-			*out = text_line(x, "CLIENT_ERROR Illegal slab id");
-		else
-			*out = mc_text_encode_end(x->out);
+		*out = do_cachedump(x, r, w, wl, n);
 		return 1;
 	}
 	return 0;
@@ -587,6 +640,55 @@ static int do_slabs(struct ctx *x, const struct mc_request *r)
 	return text_line(x, "ERROR");
 }
 
+/* ---- memcached's switches: -C, -F ----------------------------------- */
+
+/* -C: memcached -C's items carry no cas, so clients are shown 0
+ * (cas_shown) and a compare is made against 0. As memcached 1.6.18 -C
+ * answers: text cas is EXISTS when the key is there and NOT_FOUND when
+ * not, whatever the number (cas 0 too); binary DELETE with a cas, binary
+ * INCR/DECR with one and ma C<n> are EXISTS (meta EX) when the key is
+ * there, and run as without -C when it is not; md C0 deletes (0 matches)
+ * and md C<n> is EX or NF; ms C in set and replace modes is EX or NF
+ * (do_ms compares C0 so); binary stores and the other ms modes ignore the
+ * cas. Returns 1 with *w the answer (or a negative errno) when r was
+ * answered here, else 0 with *q the request to run instead. */
+static int cas_disabled(struct ctx *x, const struct mc_request *r,
+                        struct mc_request *q, int *w)
+{
+	*q = *r;
+	q->cas = 0;
+	switch (r->cmd) {
+	case MC_CMD_CAS:
+	case MC_CMD_DELETE:
+		*w = mc_encode_status(x->out, r, store_status(r, meta_cas_zero(x, r)), 0);
+		return 1;
+	case MC_CMD_MD:
+		if (r->cas == 0)
+			q->meta.flags &= ~MC_MF('C');
+		return 0;
+	case MC_CMD_INCR:
+	case MC_CMD_DECR:
+	case MC_CMD_MA:
+		if (meta_cas_zero(x, r) == -EEXIST) {
+			*w = mc_encode_status(x->out, r, MC_ST_EXISTS, 0);
+			return 1;
+		}
+		q->cas = r->cas;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* -F: flush_all refused, as memcached -F refuses it: text CLIENT_ERROR
+ * (noreply honoured), binary status 0x20 "Auth failure.". */
+static int flush_refused(struct ctx *x, const struct mc_request *r)
+{
+	if (!is_text(r))
+		return mc_encode_status(x->out, r, MC_ST_AUTH_ERROR, 0);
+	return r->noreply ? 0 : text_line(x, "CLIENT_ERROR flush_all not allowed");
+}
+
 static int do_sasl(struct ctx *x, const struct mc_request *r);
 
 /* Handles one parsed request. Returns 0, 1 to close after what is queued
@@ -596,6 +698,15 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 	srv_ctr(&x->ctr->requests, 1);
 	if (mc_cmd_is_meta(r->cmd))
 		srv_ctr(&x->ctr->meta_cmds, 1);
+	struct mc_request q;
+	if (x->s->o.disable_cas &&
+	    (r->cas || r->cmd == MC_CMD_CAS ||
+	     (r->cmd == MC_CMD_MD && (r->meta.flags & MC_MF('C'))))) {
+		int w;
+		if (cas_disabled(x, r, &q, &w))
+			return w;
+		r = &q;
+	}
 	switch (r->cmd) {
 	case MC_CMD_GET:
 	case MC_CMD_GAT:
@@ -624,6 +735,8 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 	case MC_CMD_ME:
 		return do_me(x, r);
 	case MC_CMD_FLUSH:
+		if (x->s->o.disable_flush_all)
+			return flush_refused(x, r);
 		cache_flush_all(x->s->cache, r->has_exptime ? r->exptime : 0);
 		return mc_encode_status(x->out, r, MC_ST_OK, 0);
 	case MC_CMD_NOOP:
@@ -805,7 +918,11 @@ static int mc_open(struct np_conn *c)
 {
 	struct srv *s = srv_of(c);
 	np_conn_set_udata(c, NULL); /* the parser, made when bytes arrive */
-	np_conn_set_tag(c, (uint8_t)(MC_PROTO_AUTO | (s->auth ? 0 : SRV_TAG_AUTHED)));
+	np_conn_set_tag(c, (uint8_t)(s->proto | (s->auth ? 0 : SRV_TAG_AUTHED)));
+	if (s->proto != MC_PROTO_AUTO) { /* -B: chosen for it */
+		struct srv_counters *ctr = &s->ctr[np_loop_index(np_conn_loop(c))];
+		srv_ctr(s->proto == MC_PROTO_BINARY ? &ctr->binary_conns : &ctr->text_conns, 1);
+	}
 	bp_chain_set_copy_below(np_conn_out(c), (size_t)s->o.copy_below);
 	if (atomic_load_explicit(&s->verbosity, memory_order_relaxed) >= 2)
 		fprintf(stderr, "<%d new connection\n", np_conn_fd(c));
@@ -877,19 +994,31 @@ static void prefetch_gets(struct srv *s, const struct bp_chain *in)
 	cache_prefetch(s->cache, keys, n);
 }
 
+/* Runs the requests in `in`, in order, until it holds no whole request,
+ * the output is full, or -R's budget (memcached's reqs_per_event) is
+ * spent: then it yields, and netpoll calls it again (with the budget
+ * anew) once the output has drained, or at the loop's next turn, after
+ * the other connections' events, so that one client's pipeline does not
+ * keep its loop's other clients waiting. The budget counts every request,
+ * answered errors too; input that ends with the budget yields nothing
+ * (docs/server.md, "-R", compares memcached's count), and so does input
+ * of SRV_YIELD_IN_MAX or more (run on until less is left). */
 static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 {
 	struct srv *s = srv_of(c);
 	struct mc_parser *p = parser_of(s, c);
 	struct ctx x = {s, p, c, in, np_conn_out(c),
 	                &s->ctr[np_loop_index(np_conn_loop(c))]};
-	/* A call after a yield runs GETs whose keys were prefetched then. */
+	int64_t budget = s->o.reqs_per_event;
+	/* A call after a yield for a full output runs GETs whose keys were
+	 * prefetched then; after a spent budget, the next ones (a window of
+	 * CACHE_PREFETCH_MAX keys, longer than the default budget) are. */
 	uint8_t tag = np_conn_tag(c);
 	if (tag & SRV_TAG_YIELDED)
 		np_conn_set_tag(c, (uint8_t)(tag & ~SRV_TAG_YIELDED));
 	else if (mc_parser_proto(p) == MC_PROTO_BINARY && mc_parser_idle(p))
 		prefetch_gets(s, in);
-	for (;;) {
+	for (int64_t n = 1;; n++) {
 		struct mc_request req;
 		int r = mc_parse(p, in, &req);
 		if ((np_conn_tag(c) & SRV_TAG_PROTO) == MC_PROTO_AUTO &&
@@ -910,9 +1039,14 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			if (auth_refuse(&x, &req) < 0)
 				return -ENOMEM;
 			mc_parser_consume(p, in, &req);
-			continue;
-		}
-		if (r < 0) {
+		} else if (r < 0 && req.cmd == MC_CMD_FLUSH && s->o.disable_flush_all &&
+		           !req.close) {
+			/* -F refuses before reading the delay, as memcached */
+			srv_ctr(&x.ctr->proto_errors, 1);
+			if (flush_refused(&x, &req) < 0)
+				return -ENOMEM;
+			mc_parser_consume(p, in, &req);
+		} else if (r < 0) {
 			srv_ctr(&x.ctr->proto_errors, 1);
 			if (req.err == MC_ERR_E2BIG) {
 				srv_ctr(&x.ctr->oversized, 1);
@@ -921,14 +1055,14 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			if (mc_encode_error(x.out, &req) < 0 || req.close)
 				return -EBADMSG;
 			mc_parser_consume(p, in, &req);
-			continue;
+		} else {
+			int d = authed ? dispatch(&x, &req) : auth_gate(&x, &req);
+			mc_parser_consume(p, in, &req);
+			if (d < 0)
+				return d;
+			if (d == 1)
+				return -ECONNRESET; /* quit: close once the replies are out */
 		}
-		int d = authed ? dispatch(&x, &req) : auth_gate(&x, &req);
-		mc_parser_consume(p, in, &req);
-		if (d < 0)
-			return d;
-		if (d == 1)
-			return -ECONNRESET; /* quit: close once the replies are out */
 		if (np_conn_out_full(c)) {
 			/* The client is not reading: run nothing more until it
 			 * has (netpoll calls again with the rest of the input),
@@ -936,6 +1070,11 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			 * one reply, not a reply per request it sent. */
 			np_conn_yield(c);
 			np_conn_set_tag(c, (uint8_t)(np_conn_tag(c) | SRV_TAG_YIELDED));
+			return parser_keep(s, c, p) < 0 ? -ENOMEM : 0;
+		}
+		size_t left = n >= budget ? bp_chain_len(in) : 0;
+		if (left && left < SRV_YIELD_IN_MAX) {
+			np_conn_yield(c); /* -R: the rest at the next turn */
 			return parser_keep(s, c, p) < 0 ? -ENOMEM : 0;
 		}
 	}

@@ -29,7 +29,8 @@ static const char **str(struct srv_options *o, const struct srv_opt_desc *d)
 	return (const char **)((char *)o + d->off_str);
 }
 
-/* Parses v for option d into o; 0 or -EINVAL / -ERANGE. */
+/* Parses v for option d into o; 0 or -EINVAL (not a value), -EDOM (below
+ * the option's range), -ERANGE (above it). */
 static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
                      const char *v)
 {
@@ -45,6 +46,9 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	}
 	case SRV_ACCEPT:
 		return strcmp(v, "handoff") == 0 || strcmp(v, "reuseport") == 0 ? 0 : -EINVAL;
+	case SRV_PROTOCOL:
+		return strcmp(v, "auto") == 0 || strcmp(v, "ascii") == 0 ||
+		       strcmp(v, "binary") == 0 ? 0 : -EINVAL;
 	case SRV_FLAG:
 	case SRV_COUNT:
 		*num(o, d) = strtoll(v, NULL, 10);
@@ -52,8 +56,8 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	default:
 		break;
 	}
-	if (d->type == SRV_MIB && strcmp(v, "auto") == 0) {
-		*num(o, d) = 0; /* resolved at start: srv_memory_auto */
+	if (strcmp(v, "auto") == 0 && (d->type == SRV_MIB || strcmp(d->def, "auto") == 0)) {
+		*num(o, d) = 0; /* resolved at start (-m: srv_memory_auto) */
 		return 0;
 	}
 	char *end;
@@ -78,7 +82,9 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	if (n > INT64_MAX / mul)
 		return -ERANGE;
 	n *= mul;
-	if (n < d->min || n > d->max)
+	if (n < d->min)
+		return -EDOM;
+	if (n > d->max)
 		return -ERANGE;
 	*num(o, d) = n;
 	return 0;
@@ -104,7 +110,15 @@ static int apply(struct srv_options *o, const struct srv_opt_desc *d,
 	if (r == 0)
 		return 0;
 	char what[160];
-	if (r == -ERANGE)
+	/* -I: memcached's words (geecached's store stops at 256 MiB, where
+	 * memcached's stops at a gigabyte) */
+	if (r == -EDOM && d->shrt == 'I')
+		snprintf(what, sizeof(what), "Item max size cannot be less than %" PRId64
+		         " bytes: -I", d->min);
+	else if (r == -ERANGE && d->shrt == 'I')
+		snprintf(what, sizeof(what), "Cannot set item size limit higher than %" PRId64
+		         " megabytes: -I", d->max >> 20);
+	else if (r == -EDOM || r == -ERANGE)
 		snprintf(what, sizeof(what), "value out of range [%" PRId64 ", %" PRId64
 		         "] for --%s:", d->min, d->max, d->lng);
 	else
@@ -181,9 +195,9 @@ int srv_options_parse(struct srv_options *o, int argc, char **argv, FILE *err)
 		return 2;
 	}
 	if (o->memory_limit && o->max_item_size > o->memory_limit * 1024 * 1024 / 2) {
-		fprintf(err, "geecached: --max-item-size (%" PRId64 ") must be at most half "
-		        "of --memory-limit (%" PRId64 " MiB)\n", o->max_item_size,
-		        o->memory_limit);
+		fprintf(err, "geecached: Cannot set item size limit higher than 1/2 of "
+		        "memory max: -I %" PRId64 " with -m %" PRId64 " (MiB)\n",
+		        o->max_item_size, o->memory_limit);
 		return 2;
 	}
 	return 0;
@@ -222,7 +236,8 @@ void srv_options_value(const struct srv_options *o, size_t i, char *buf, size_t 
 {
 	const struct srv_opt_desc *d = &srv_opts[i];
 	struct srv_options *m = (struct srv_options *)o;
-	if (d->type == SRV_STR || d->type == SRV_BACKEND || d->type == SRV_ACCEPT)
+	if (d->type == SRV_STR || d->type == SRV_BACKEND || d->type == SRV_ACCEPT ||
+	    d->type == SRV_PROTOCOL)
 		snprintf(buf, len, "%s", *str(m, d));
 	else if (d->type == SRV_MIB)
 		snprintf(buf, len, "%" PRId64, *num(m, d) * 1024 * 1024);

@@ -7,10 +7,12 @@
  * Types: INT (decimal), SIZE (bytes, with an optional k/m/g suffix), MIB
  * (mebibytes, memcached's -m), OCTAL (file permissions, printed in octal
  * as memcached's `umask` setting), STR, BACKEND (auto|epoll|io_uring), ACCEPT
- * (handoff|reuseport), COUNT
- * (repeatable flag: -v, -vv), FLAG (no argument). A short of 0 means long
- * only. Parsing is strict: a bad flag or value is one line on stderr and
- * exit status 2.
+ * (handoff|reuseport), PROTOCOL (auto|ascii|binary), COUNT
+ * (repeatable flag: -v, -vv), FLAG (no argument). An INT or MIB whose
+ * default is "auto", and -m, also take "auto" (0 in the field: resolved at
+ * start). A short of 0 means long only. Parsing is strict: a bad flag or
+ * value is one line on stderr and exit status 2 (a bad -I in memcached's
+ * words, which its users and tests look for).
  */
 #ifndef GEECACHE_SRV_OPTIONS_H
 #define GEECACHE_SRV_OPTIONS_H
@@ -30,15 +32,32 @@
 	  "stale socket file is replaced, a live one refused")                 \
 	X(unix_mask, 'a', "unix-mask", OCTAL, "0700", 0, 0777, "umask",         \
 	  "permissions of the -s socket file, in octal")                       \
-	X(threads, 't', "threads", INT, "0", 0, 256, "num_threads",             \
-	  "event loops (0: one per CPU)")                                       \
+	X(threads, 't', "threads", INT, "auto", 1, 256, "num_threads",          \
+	  "event loops (auto: one per CPU)")                                    \
 	X(memory_limit, 'm', "memory-limit", MIB, "64", 1, 1048576, "maxbytes", \
 	  "memory for items in MiB (everything the store holds); auto: the "   \
 	  "container's memory limit less a reserve (docs/server.md)")          \
 	X(conn_limit, 'c', "conn-limit", INT, "1024", 1, 1048576, "maxconns",   \
 	  "max simultaneous connections")                                       \
-	X(max_item_size, 'I', "max-item-size", SIZE, "1m", 1024, 4190208,       \
-	  "item_size_max", "largest item accepted (k/m suffix; at most 4m-4k)") \
+	X(max_item_size, 'I', "max-item-size", SIZE, "1m", 1024, 268435456,     \
+	  "item_size_max", "largest item accepted (k/m suffix; at most 256m, " \
+	  "and half of -m)")                                                   \
+	X(disable_evictions, 'M', "disable-evictions", FLAG, "0", 0, 1, NULL,   \
+	  "when the store is full, refuse writes (SERVER_ERROR out of memory " \
+	  "storing object) instead of evicting items")                         \
+	X(disable_cas, 'C', "disable-cas", FLAG, "0", 0, 1, NULL,               \
+	  "no CAS, as memcached -C: every item shows cas 0, and compares are " \
+	  "made against 0 (text cas: EXISTS)")                                 \
+	X(disable_flush_all, 'F', "disable-flush-all", FLAG, "0", 0, 1, NULL,   \
+	  "refuse flush_all (CLIENT_ERROR flush_all not allowed; binary: "     \
+	  "Auth failure.)")                                                    \
+	X(protocol, 'B', "protocol", PROTOCOL, "auto", 0, 0, "binding_protocol", \
+	  "protocol of every connection: auto (binary when the first byte is " \
+	  "0x80, else text), ascii (text and meta) or binary")                 \
+	X(reqs_per_event, 'R', "max-reqs-per-event", INT, "20", 1, 2147483647, \
+	  "reqs_per_event", "requests a connection runs before its loop "      \
+	  "serves the others (the rest run at the loop's next turn; counted "  \
+	  "in conn_yields)")                                                   \
 	X(copy_below, 0, "copy-below", SIZE, "1024", 0, 65535,                 \
 	  "value_copy_below", "GET values shorter than this are copied into "   \
 	  "the reply, longer ones sent from the store (0: none copied)")       \
@@ -67,6 +86,12 @@
 	X(user, 'u', "user", STR, "", 0, 0, NULL,                               \
 	  "after binding, drop to this user (and its groups) when started as " \
 	  "root")                                                              \
+	X(daemon, 'd', "daemon", FLAG, "0", 0, 1, NULL,                         \
+	  "run in the background: the command returns once the server "        \
+	  "listens (status 0), or with the start-up error's status")           \
+	X(pidfile, 'P', "pidfile", STR, "", 0, 0, NULL,                         \
+	  "write the server's pid to this file once it listens; removed at a " \
+	  "clean stop")                                                        \
 	X(verbose, 'v', "verbose", COUNT, "0", 0, 2, "verbosity",               \
 	  "log more (-vv: every connection)")                                   \
 	X(version, 'V', "version", FLAG, "0", 0, 1, NULL,                       \
@@ -77,7 +102,10 @@
 	X(help_man, 0, "help-man", FLAG, "0", 0, 1, NULL,                       \
 	  "print the manual page geecached(1) (roff)")
 
-enum srv_opt_type { SRV_INT, SRV_SIZE, SRV_MIB, SRV_OCTAL, SRV_STR, SRV_BACKEND, SRV_ACCEPT, SRV_COUNT, SRV_FLAG };
+enum srv_opt_type {
+	SRV_INT, SRV_SIZE, SRV_MIB, SRV_OCTAL, SRV_STR, SRV_BACKEND, SRV_ACCEPT,
+	SRV_PROTOCOL, SRV_COUNT, SRV_FLAG
+};
 
 struct srv_options {
 #define SRV_X_FIELD(f, s, l, type, def, lo, hi, st, help) int64_t f; const char *f##_str;

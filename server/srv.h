@@ -86,6 +86,7 @@ struct srv_stats_base {
 	struct cache_stats c;
 	struct np_stats np;
 	struct srv_counters sv;
+	uint64_t net_enomem; /* the network pool's (malloc_fails) */
 };
 
 /* -m auto's choice (memauto.c). */
@@ -124,6 +125,13 @@ struct srv_http_conns {
 #define SRV_IN_ROOM (64u << 10) /* input bound: -I plus this (a header, a
                                  * line of keys) */
 #define SRV_OUT_LOW (256u << 10)
+/* -R's budget yields a connection only while less than this much of its
+ * input is left: io_uring's multishot receive goes on delivering what it
+ * had in flight after a yield (each completion runs the handler again), so
+ * a connection left with more would pile its input up to the bound above,
+ * which closes it. Under half of the smallest bound (-I 1024 + IN_ROOM),
+ * with room for a receive buffer (4 KiB) on top. */
+#define SRV_YIELD_IN_MAX (32u << 10)
 #define SRV_HTTP_OUT_HIGH (256u << 10)
 
 /* How many bytes evicted segments that replies still reference may hold
@@ -138,6 +146,11 @@ static inline size_t srv_pinned_max(size_t limit)
 }
 
 #define SRV_MAX_ADDRS 16 /* -l addresses (netpoll's listeners per loop) */
+
+/* Descriptors kept beyond -c for the server's own use (listeners, rings,
+ * eventfds, timers, /metrics): store_start raises RLIMIT_NOFILE to -c plus
+ * this. `stats` shows it as memcached's reserved_fds. */
+#define SRV_RESERVED_FDS 64
 
 struct srv {
 	struct srv_options o;
@@ -158,6 +171,10 @@ struct srv {
 	struct np_workers *workers;   /* slow paths off the loops (sweep.c) */
 	_Atomic int sweep_pending;    /* a sweep queued or running */
 	struct srv_memauto mem;       /* -m auto's choice (source NULL: -m N) */
+	bool pidfile_made;            /* -P's file written: removed at the end */
+	uint8_t proto;                /* -B: every connection's protocol
+	                               * (enum mc_proto; MC_PROTO_AUTO: chosen
+	                               * by its first byte) */
 	size_t pinned_max;            /* the store's cache_opts.pinned_max */
 	struct srv_detail detail;
 	struct srv_stats_base base;
@@ -169,7 +186,8 @@ struct srv {
  * stops mid-request (input that ends between requests is parsed with the
  * loop thread's parser, mc.c), else NULL; its tag byte holds the rest:
  *
- *   bits 0-1  the protocol (enum mc_proto) once chosen, and counted
+ *   bits 0-1  the protocol (enum mc_proto) once chosen (at open with
+ *             -B), and counted
  *   bits 2-3  failed authentication attempts (SRV_AUTH_TRIES closes)
  *   bit  4    yielded: the next call runs requests already looked at
  *   bit  7    authenticated (set at open when -Y is not given)
@@ -204,9 +222,10 @@ extern const struct np_handler srv_mc_handler;
 extern const struct np_handler srv_http_handler;
 void srv_http_start_timers(void *srv);
 
-/* stats.c: the named statistics of a group ("" general, "settings",
- * "items", "slabs", "conns"), passed one by one to emit. Returns -ENOENT
- * for an unknown group. */
+/* stats.c: the named statistics of a group ("" general: memcached's keys
+ * alone; "geecache": GeeCache's own; "settings", "items", "slabs",
+ * "conns", "sizes"), passed one by one to emit. Returns -ENOENT for an
+ * unknown group. */
 typedef int (*srv_stat_fn)(void *arg, const char *name, const char *value);
 int srv_stats(struct srv *s, const char *group, size_t glen, srv_stat_fn emit,
               void *arg);

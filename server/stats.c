@@ -1,8 +1,8 @@
 /*
- * Statistics: memcached's names where they mean the same, GeeCache's own
- * beside them; the same numbers as Prometheus text on /metrics. Every table
- * printed here is one of the X-macro counter tables of a module (bufpool,
- * netpoll, cache, server), so a counter added there shows up here.
+ * Statistics: memcached's keys in `stats` and its other groups, GeeCache's
+ * own in `stats geecache`; the same numbers as Prometheus text on
+ * /metrics, which prints every X-macro counter table of the modules
+ * (bufpool, netpoll, cache, server), so a counter added there shows up.
  */
 #include "server/srv.h"
 
@@ -65,6 +65,7 @@ void srv_stats_reset(struct srv *s)
 	s->base.c = t.c;
 	s->base.np = t.np;
 	s->base.sv = t.sv;
+	s->base.net_enomem = t.bp_net.enomem;
 	pthread_mutex_unlock(&s->base.mu);
 	detail_clear(s);
 }
@@ -86,6 +87,7 @@ static void snapshot_since_reset(struct srv *s, struct snap *t)
 		if (!srv_counter_desc[i].is_gauge)
 			*(uint64_t *)((char *)&t->sv + srv_counter_desc[i].off) -=
 				*(const uint64_t *)((const char *)&s->base.sv + srv_counter_desc[i].off);
+	t->bp_net.enomem -= s->base.net_enomem;
 	pthread_mutex_unlock(&s->base.mu);
 }
 
@@ -174,10 +176,52 @@ static int num(srv_stat_fn emit, void *arg, const char *name, uint64_t v)
 			return r_;                                            \
 	} while (0)
 
-/* memcached's general statistics, in its order, where GeeCache can fill
- * them truthfully; keys of memcached's internals that monitoring tools
- * commonly read get the neutral value memcached shows when idle
- * (docs/server.md, "stats"). Then GeeCache's own. */
+/* Keys memcached prints for machinery geecached does not have, as 0: what
+ * memcached shows when that machinery holds nothing (docs/server.md,
+ * "stats", says why each is the truth here). */
+static int zeros(srv_stat_fn emit, void *arg, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = emit(arg, names[i], "0");
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+#define EMIT_ZEROS(names)                                                     \
+	do {                                                                  \
+		int r_ = zeros(emit, arg, (names), sizeof(names) / sizeof((names)[0])); \
+		if (r_)                                                       \
+			return r_;                                            \
+	} while (0)
+
+/* No response objects (replies are appended to the connection's output
+ * chain) and no read buffer objects (input is read into the network
+ * pool's blocks, held only while a request is incomplete). */
+static const char *const no_conn_bufs[] = {
+	"response_obj_oom", "response_obj_count", "response_obj_bytes",
+	"read_buf_count", "read_buf_bytes", "read_buf_bytes_free", "read_buf_oom",
+};
+/* No slab classes, so no page ever moves between them. */
+static const char *const no_slab_moves[] = {
+	"slab_reassign_rescues", "slab_reassign_chunk_rescues",
+	"slab_reassign_evictions_nomem", "slab_reassign_inline_reclaim",
+	"slab_reassign_busy_items", "slab_reassign_busy_deletes",
+	"slab_reassign_running", "slabs_moved",
+};
+/* No `watch` logger, no NAPI thread selection (-N). */
+static const char *const no_logger_napi[] = {
+	"log_worker_dropped", "log_worker_written", "log_watcher_skipped",
+	"log_watcher_sent", "log_watchers", "unexpected_napi_ids",
+	"round_robin_fallback",
+};
+
+/* memcached 1.6.18's general statistics: exactly its keys, in its order,
+ * as it prints them with its LRU crawler and LRU maintainer off (geecached
+ * has neither: the store's sweep is reported as the crawler's counters,
+ * crawler_*), and idle_kicks only with --idle-timeout, as memcached does.
+ * GeeCache's own counters are in `stats geecache`. */
 static int general(struct srv *s, srv_stat_fn emit, void *arg)
 {
 	struct snap t;
@@ -190,6 +234,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("uptime", (uint64_t)(now - s->started));
 	EMIT("time", (uint64_t)now);
 	EMIT_STR("version", SRV_PROTO_VERSION);
+	EMIT_STR("libevent", "netpoll-" GEECACHE_VERSION); /* the event library */
 	EMIT("pointer_size", 8 * sizeof(void *));
 	snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
 	EMIT_STR("rusage_user", buf);
@@ -200,6 +245,8 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("total_connections", t.np.conns_accepted);
 	EMIT("rejected_connections", t.np.conns_rejected);
 	EMIT("connection_structures", t.np.conns_current);
+	EMIT_ZEROS(no_conn_bufs);
+	EMIT("reserved_fds", SRV_RESERVED_FDS);
 	EMIT("cmd_get", t.c.cmd_get);
 	EMIT("cmd_set", t.c.cmd_set + t.c.cmd_add + t.c.cmd_replace + t.c.cmd_append + t.c.cmd_cas);
 	EMIT("cmd_flush", t.c.cmd_flush);
@@ -220,48 +267,59 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("cas_badval", t.c.cas_mismatch);
 	EMIT("touch_hits", t.c.touch_hits);
 	EMIT("touch_misses", t.c.touch_misses);
-	/* memcached's names for refused writes */
 	EMIT("store_too_large", t.sv.oversized);
 	EMIT("store_no_memory", t.sv.out_of_memory);
 	EMIT("auth_cmds", t.sv.auth_cmds);
 	EMIT("auth_errors", t.sv.auth_errors);
+	if (s->o.idle_timeout)
+		EMIT("idle_kicks", t.np.idle_closed);
 	EMIT("bytes_read", t.np.bytes_read);
 	EMIT("bytes_written", t.np.bytes_written);
 	EMIT("limit_maxbytes", t.c.limit_bytes);
-	EMIT("accepting_conns", 1); /* geecached never stops listening */
+	/* geecached never stops listening: over -c it refuses connections
+	 * one by one */
+	EMIT("accepting_conns", 1);
 	EMIT("listen_disabled_num", 0);
 	EMIT("time_in_listen_disabled_us", 0);
 	EMIT("threads", (uint64_t)np_group_nloops(s->group));
+	EMIT("conn_yields", t.np.conn_yields);
 	unsigned hp = 0;
 	while (hp < 63 && ((uint64_t)1 << (hp + 1)) <= t.c.hash_slots)
 		hp++;
 	EMIT("hash_power_level", hp);
 	EMIT("hash_bytes", t.c.hash_slots * 8);
-	EMIT("hash_is_expanding", 0);
-	/* Counters of memcached features GeeCache does not have, whose zero is
-	 * the truth here: no slab classes, so no page ever moves between them
-	 * (slab_reassign_*, slabs_moved); no `watch` logger (log_*); no NAPI
-	 * thread selection (-N). */
-	static const char *const none[] = {
-		"slab_reassign_rescues", "slab_reassign_chunk_rescues",
-		"slab_reassign_evictions_nomem", "slab_reassign_inline_reclaim",
-		"slab_reassign_busy_items", "slab_reassign_busy_deletes",
-		"slab_reassign_running", "slabs_moved", "log_worker_dropped",
-		"log_worker_written", "log_watcher_skipped", "log_watcher_sent",
-		"log_watchers", "unexpected_napi_ids", "round_robin_fallback",
-	};
-	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
-		EMIT(none[i], 0);
+	EMIT("hash_is_expanding", 0); /* tables grow under their shard's lock */
+	EMIT_ZEROS(no_slab_moves);
+	/* the network pool's allocations the system refused (the store's
+	 * refusals are its limit: store_no_memory) */
+	EMIT("malloc_fails", t.bp_net.enomem);
+	EMIT_ZEROS(no_logger_napi);
 	EMIT("bytes", t.c.bytes_items);
 	EMIT("curr_items", t.c.curr_items);
 	EMIT("total_items", t.c.total_items);
+	/* segments are not pages moved between classes: none is held for that */
+	EMIT("slab_global_page_pool", 0);
+	EMIT("expired_unfetched", t.c.expired_unfetched);
+	EMIT("evicted_unfetched", t.c.evicted_unfetched);
 	EMIT("evictions", t.c.evictions);
 	EMIT("reclaimed", t.c.expired_reclaimed);
+	EMIT("crawler_reclaimed", t.c.sweep_reclaimed);
+	EMIT("crawler_items_checked", t.c.sweep_checked);
 	/* memcached's items skipped at an LRU tail because a request held
 	 * them: eviction here never skips an item a reply references (the
 	 * segment goes, its block lives on until the reply is sent). */
 	EMIT("lrutail_reflocked", 0);
-	/* GeeCache's own. */
+	return 0;
+}
+
+/* `stats geecache`: GeeCache's own counters (docs/server.md, "stats"),
+ * with idle_kicks and conn_yields, memcached's names that `stats` also
+ * shows, so that the group is complete on its own. */
+static int own(struct srv *s, srv_stat_fn emit, void *arg)
+{
+	struct snap t;
+	snapshot_since_reset(s, &t);
+	char buf[64];
 	EMIT("idle_kicks", t.np.idle_closed);
 	EMIT_STR("backend", np_backend_name(np_group_backend(s->group)));
 	/* io_uring's ring set-up (defer_taskrun on Linux 6.1+, else a fallback);
@@ -352,12 +410,11 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	/* memcached's name for the unit it allocates items from. */
 	snprintf(buf, sizeof(buf), "%zu", s->seg_size);
 	EMIT_STR("slab_page_size", buf);
-	/* memcached settings with one fixed value here: CAS always on (-C is
-	 * not offered), flush_all always allowed, no shutdown command;
+	/* memcached's names for -M, -C and -F; no shutdown command;
 	 * authentication with -Y (both protocols). */
-	EMIT_STR("evictions", "on");
-	EMIT_STR("cas_enabled", "yes");
-	EMIT_STR("flush_enabled", "yes");
+	EMIT_STR("evictions", s->o.disable_evictions ? "off" : "on");
+	EMIT_STR("cas_enabled", s->o.disable_cas ? "no" : "yes");
+	EMIT_STR("flush_enabled", s->o.disable_flush_all ? "no" : "yes");
 	EMIT_STR("auth_enabled_sasl", s->auth ? "yes" : "no");
 	EMIT_STR("auth_enabled_ascii", s->auth ? s->o.auth_file_str : "no");
 	EMIT_STR("shutdown_command", "no");
@@ -389,6 +446,10 @@ static int items(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("items:1:evicted", t.c.evictions);
 	EMIT("items:1:outofmemory", t.c.enomem);
 	EMIT("items:1:reclaimed", t.c.expired_reclaimed);
+	EMIT("items:1:expired_unfetched", t.c.expired_unfetched);
+	EMIT("items:1:evicted_unfetched", t.c.evicted_unfetched);
+	EMIT("items:1:crawler_reclaimed", t.c.sweep_reclaimed);
+	EMIT("items:1:crawler_items_checked", t.c.sweep_checked);
 	return 0;
 }
 
@@ -444,8 +505,9 @@ int srv_stats(struct srv *s, const char *group, size_t glen, srv_stat_fn emit,
 		const char *name;
 		int (*fn)(struct srv *, srv_stat_fn, void *);
 	} groups[] = {
-		{"", general}, {"settings", settings}, {"items", items},
-		{"slabs", slabs}, {"conns", conns}, {"sizes", sizes},
+		{"", general}, {"geecache", own}, {"settings", settings},
+		{"items", items}, {"slabs", slabs}, {"conns", conns},
+		{"sizes", sizes},
 	};
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
 		if (strlen(groups[i].name) == glen && memcmp(groups[i].name, group, glen) == 0)

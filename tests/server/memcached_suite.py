@@ -64,12 +64,13 @@ FILE_TIMEOUT = int(os.environ.get("GC_SUITE_TIMEOUT", "60"))
 # suite", says why each other one does not).
 PASS = [
     "ascii-auth.t", "binary-get.t", "binary-sasl.t", "binary.t",
-    "bogus-commands.t", "cas.t", "chunked-items.t", "evictions.t", "flags.t",
-    "getandtouch.t", "getset.t", "idle-timeout.t", "incrdecr.t",
-    "issue_104.t", "issue_108.t", "issue_14.t", "issue_152.t", "issue_183.t",
-    "issue_192.t", "issue_29.t", "issue_3.t", "issue_41.t", "issue_68.t",
-    "issue_70.t", "line-lengths.t", "malicious-commands.t", "maxconns.t", "metaget.t",
-    "multiversioning.t", "noreply.t", "quit.t", "stats-detail.t",
+    "bogus-commands.t", "cas.t", "chunked-items.t", "daemonize.t", "dash-M.t",
+    "evictions.t", "flags.t", "getandtouch.t", "getset.t", "idle-timeout.t",
+    "incrdecr.t", "issue_104.t", "issue_108.t", "issue_14.t", "issue_152.t",
+    "issue_183.t", "issue_192.t", "issue_29.t", "issue_3.t", "issue_41.t",
+    "issue_50.t", "issue_61.t", "issue_68.t", "issue_70.t", "item_size_max.t",
+    "line-lengths.t", "malicious-commands.t", "maxconns.t", "metaget.t",
+    "multiversioning.t", "noreply.t", "quit.t", "stats.t", "stats-detail.t",
     "strtol-testing.t", "touch.t", "unixsocket.t",
 ]
 
@@ -85,9 +86,9 @@ NEVER = {
 }
 
 # Files run in own mode: they start servers with flags that change what
-# they test (-m, -I, -s, -l, -Y, -S, -M, -o idle_timeout) or with flags
-# geecached lacks (-B, -C, -F, -A, -R, -d, -e, -U, -o ...), or they start
-# several servers. The rest ask for no flag, or for memcached's tuning
+# they test (-m, -I, -s, -l, -Y, -S, -M, -B, -C, -F, -R, -d, -P, -o
+# idle_timeout) or with flags geecached lacks (-A, -b, -e, -U, -o ...), or
+# they start several servers. The rest ask for no flag, or for memcached's tuning
 # alone (-o no_modern), and run in daemon mode, where the runner also
 # checks that geecached exits with status 0.
 OWN = {
@@ -383,6 +384,22 @@ def kill_group(pgid):
                 os.unlink(f)
 
 
+def kill_daemons(tmp):
+    """Kills the servers a file started with -d that are still running: in
+    a session of their own they escape its process group, but they carry
+    the file's GC_SUITE_TMP in their environment."""
+    mark = ("GC_SUITE_TMP=%s" % tmp).encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    os.kill(int(d), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 def prove(src, name, env):
     """Runs prove on one file in a process group of its own; (status,
     output). Servers a file leaves behind get a moment to exit (and print
@@ -439,6 +456,7 @@ def run_file(src, name):
     finally:
         if srv:
             srv.kill()  # prove raised: no checks
+        kill_daemons(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     marks = [m.decode() for m in g.SANITIZER_MARKS if m.decode() in out]
     if marks:

@@ -924,6 +924,12 @@ class Stats(Servers):
             self.assertEqual(a[k], b[k], "stats %s: memcached %s, geecached %s"
                              % (k, a[k], b[k]))
 
+    LRU_THREAD_KEYS = {
+        "lru_crawler_running", "lru_crawler_starts", "lru_maintainer_juggles",
+        "evicted_active", "moves_to_cold", "moves_to_warm", "moves_within_lru",
+        "direct_reclaims", "lru_bumps_dropped",
+    }
+
     def test_names(self):
         mc = g.text_stats(self.mc_port)
         gc = g.text_stats(self.gc.port)
@@ -932,9 +938,17 @@ class Stats(Servers):
         s.sendall(b"version\r\n")
         self.assertEqual(g.recv_until(s, b"\r\n"), b"VERSION %s\r\n" % gc["version"].encode())
         s.close()
-        # every memcached key geecached emits, in memcached's order
-        common = [k for k in mc if k in gc]
-        self.assertEqual(common, [k for k in gc if k in mc])
+        # memcached's keys exactly, in its order, but those of its LRU
+        # crawler and LRU maintainer threads (geecached has neither; they
+        # are the keys memcached leaves out when started without them)
+        self.assertEqual(list(gc), [k for k in mc if k not in self.LRU_THREAD_KEYS])
+        # GeeCache's own keys are in `stats geecache`, where only these two
+        # are memcached's
+        own = g.text_stats(self.gc.port, "geecache")
+        self.assertEqual([k for k in own if k in mc or k == "idle_kicks"],
+                         ["idle_kicks", "conn_yields"])
+        for k in ("requests", "backend", "values_sent_by_ref", "workers_completed"):
+            self.assertIn(k, own)
         for k in ("accepting_conns", "total_items", "touch_hits", "cas_badval",
                   "store_too_large", "store_no_memory", "limit_maxbytes",
                   "hash_power_level", "get_flushed", "cmd_meta"):
@@ -958,12 +972,35 @@ class Stats(Servers):
         self.assertGreaterEqual(int(slabs["1:total_pages"]), 1)
         self.assertEqual(slabs["active_slabs"], "1")
 
-    def test_cachedump_lists_nothing(self):
-        # memcached dumps one LRU segment of the class, which an item is
-        # usually not in when just stored; geecached always answers END.
+    def test_cachedump_lists_class_1(self):
+        # memcached lists one LRU of a class (its cold one, which a
+        # just-stored item is not in under its segmented LRU); geecached's
+        # one class, 1, is every live item: "ITEM <key> [<bytes> b;
+        # <exptime> s]", the expiration absolute (0 never), then END.
         s = g.connect(self.gc.port, 5)
-        s.sendall(b"set cd 0 0 1\r\nx\r\nstats cachedump 1 10\r\nmn\r\n")
-        self.assertEqual(g.recv_until(s, b"MN\r\n"), b"STORED\r\nEND\r\nMN\r\n")
+        s.sendall(b"set cd 0 0 1\r\nx\r\nset cd2 0 1000 2\r\nxy\r\nset cd3 0 -1 1\r\nz\r\n"
+                  b"stats cachedump 1 0\r\nmn\r\n")
+        out = g.recv_until(s, b"MN\r\n")
+        now = time.time()
+        self.assertTrue(out.startswith(b"STORED\r\n" * 3), out)
+        lines = out[3 * len(b"STORED\r\n"):].split(b"\r\n")
+        self.assertEqual(lines[-3:], [b"END", b"MN", b""])
+        items = {}
+        for line in lines[:-3]:
+            m = re.match(rb"^ITEM (\S+) \[(\d+) b; (\d+) s\]$", line)
+            self.assertTrue(m, line)
+            items[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+        self.assertEqual(items[b"cd"], (1, 0))
+        self.assertEqual(items[b"cd2"][0], 2)
+        self.assertLess(abs(items[b"cd2"][1] - (now + 1000)), 5)
+        self.assertNotIn(b"cd3", items)  # expired at once
+        # a limit; other classes are empty; memcached's argument errors
+        s.sendall(b"stats cachedump 1 1\r\nstats cachedump 2 0\r\nstats cachedump 1\r\n"
+                  b"stats cachedump 64 1\r\nmn\r\n")
+        out = g.recv_until(s, b"MN\r\n")
+        self.assertRegex(out, rb"^ITEM \S+ \[\d+ b; \d+ s\]\r\nEND\r\nEND\r\n"
+                              rb"CLIENT_ERROR bad command line\r\n"
+                              rb"CLIENT_ERROR Illegal slab id\r\nMN\r\n$")
         s.close()
 
 

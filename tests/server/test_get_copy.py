@@ -13,7 +13,7 @@ SIZES = (1, 32, 1023, 1024, 5000)
 
 
 def stat_ints(srv, *names):
-    st = srv.stats()
+    st = srv.stats("geecache")
     return [int(st[n]) for n in names]
 
 

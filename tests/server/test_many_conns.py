@@ -124,7 +124,7 @@ class ManyConnections(g.ServerTest):
         per = (rss1 - rss0) / N
         print("%s: %d connections opened in %.2f s, set+get on all in %.2f s; "
               "RSS %.1f MiB -> %.1f MiB: %.0f bytes per idle connection%s"
-              % (st["backend"], N, t1 - t0, t2 - t1, rss0 / 2**20, rss1 / 2**20, per,
+              % (srv.stats("geecache")["backend"], N, t1 - t0, t2 - t1, rss0 / 2**20, rss1 / 2**20, per,
                  " (sanitizer build)" if g.SANITIZE else ""))
         self.assertLess(per, BOUND, "bytes per idle connection")
 

@@ -132,23 +132,23 @@ class Metrics(g.ServerTest):
     def test_backend_mode_in_stats(self):
         # io_uring says which ring set-up it got; GEECACHE_URING_SETUP
         # moves it to a fallback. epoll has none to report.
-        st = self.server("-t", "1", "--backend", "epoll").stats()
+        st = self.server("-t", "1", "--backend", "epoll").stats("geecache")
         self.assertEqual(st["backend"], "epoll")
         self.assertNotIn("backend_mode", st)
         try:  # a forced backend that cannot run stops geecached at start
-            st = self.server("-t", "1", "--backend", "io_uring").stats()
+            st = self.server("-t", "1", "--backend", "io_uring").stats("geecache")
         except AssertionError as e:
             self.skipTest("io_uring unavailable here: %s" % e)
         self.assertIn(st["backend_mode"], ("defer_taskrun", "coop_taskrun", "plain"))
         # A value it does not know: said on stderr, and the default order kept.
         srv = self.server("-t", "1", "--backend", "io_uring",
                           env={"GEECACHE_URING_SETUP": "bogus"})
-        self.assertEqual(srv.stats()["backend_mode"], st["backend_mode"])
+        self.assertEqual(srv.stats("geecache")["backend_mode"], st["backend_mode"])
         self.assertIn("GEECACHE_URING_SETUP=bogus is not defer, coop or plain", srv.stderr())
         for env, mode in (("coop", "coop_taskrun"), ("plain", "plain")):
             srv = self.server("-t", "1", "--backend", "io_uring",
                               env={"GEECACHE_URING_SETUP": env})
-            self.assertEqual(srv.stats()["backend_mode"], mode)
+            self.assertEqual(srv.stats("geecache")["backend_mode"], mode)
             with g.connect(srv.port) as c:  # and it serves
                 self.assertEqual(g.text_cmd(c, b"set k 0 0 2\r\nhi\r\n"), b"STORED\r\n")
                 self.assertEqual(g.text_cmd(c, b"get k\r\n", b"END\r\n"),
@@ -191,17 +191,22 @@ class Metrics(g.ServerTest):
     def test_sweep_runs_on_the_worker_pool(self):
         # The store's sweep leaves loop 0 for the worker pool (low lane):
         # its runs are counted in stats and on /metrics, and it frees what
-        # expired.
+        # expired (memcached's crawler counters, as it never read them:
+        # expired_unfetched).
         srv = self.server("-t", "1", metrics=True)
         with g.connect(srv.port) as s:
             for i in range(200):
                 g.text_cmd(s, b"set e%d 0 1 100\r\n%s\r\n" % (i, b"x" * 100))
-        g.wait_for(lambda: int(srv.stats()["workers_completed"]) >= 3,
+        g.wait_for(lambda: int(srv.stats("geecache")["workers_completed"]) >= 3,
                    "three sweeps on the worker pool", 15)
-        g.wait_for(lambda: int(srv.stats()["reclaimed"]) > 0 or
-                   int(srv.stats().get("expired_unfetched", 0)) > 0,
+        g.wait_for(lambda: int(srv.stats()["crawler_reclaimed"]) == 200,
                    "the sweep frees the expired items", 15)
         st = srv.stats()
+        self.assertGreaterEqual(int(st["crawler_items_checked"]), 200)
+        self.assertEqual(int(st["reclaimed"]), 200)
+        self.assertEqual(int(st["expired_unfetched"]), 200)
+        self.assertEqual(int(st["curr_items"]), 0)
+        st = srv.stats("geecache")
         self.assertEqual(st["workers_threads"], "1")
         self.assertEqual(st["workers_refused"], "0")
         samples, types = self.scrape(srv)

@@ -26,7 +26,7 @@ MiB = 1 << 20
 
 
 def ints(srv, *names):
-    st = srv.stats()
+    st = srv.stats("geecache")
     return [int(st[n]) for n in names]
 
 
@@ -280,7 +280,7 @@ class OutputMemory(g.ServerTest):
                     e[1] = e[1][n:]
             peak = max(peak, srv.rss())
             time.sleep(0.01)
-        st = srv.stats()
+        st = srv.stats("geecache")
         r_term = 8 * 3 * 3000 * 80
         grew = peak - rss0
         sys.stderr.write("%s: +%d KiB at peak; bound %d KiB (+R %d KiB); pinned peak "

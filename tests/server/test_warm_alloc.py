@@ -22,7 +22,7 @@ def bin_get(key, opaque=0):
 
 class WarmAlloc(g.ServerTest):
     def allocs(self, srv):
-        return int(srv.stats()["allocator_calls"])
+        return int(srv.stats("geecache")["allocator_calls"])
 
     def pipeline(self, s, reqs, n_replies):
         s.sendall(b"".join(reqs))
