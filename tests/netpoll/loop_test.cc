@@ -601,7 +601,10 @@ TEST_P(NetpollTest, YieldAfterLongBatchesOnly)
 		}
 		np_stats st = stats();
 		if (us == 1) {
-			EXPECT_GE(st.yields, 20u); // at least one batch per round trip
+			// most round trips end in a batch of 1 us or more; on
+			// io_uring a batch can take less (16 of 20 yielded once in
+			// a CI run), and then it rightly does not yield
+			EXPECT_GE(st.yields, 10u);
 			EXPECT_GE(st.syscalls, st.yields + st.wait_calls);
 		} else {
 			EXPECT_EQ(st.yields, 0u);
