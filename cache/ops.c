@@ -179,13 +179,26 @@ static inline bool key_ok(const void *key, size_t klen)
 	return key && klen > 0 && klen <= CACHE_KEY_MAX;
 }
 
-static struct shard *lock_w(struct cache *c, const struct hk *k, int64_t *now)
+/* The time, a due flush run, and k's shard locked: exclusive for writers
+ * (lock_w), shared for readers (lock_r). */
+static struct shard *lock_k(struct cache *c, const struct hk *k, int64_t *now,
+                            bool write)
 {
 	*now = clock_now(c);
 	flush_check(c, *now);
 	struct shard *sh = shard_of(c, k);
-	shard_wrlock(sh);
+	shard_lock(sh, write);
 	return sh;
+}
+
+static struct shard *lock_w(struct cache *c, const struct hk *k, int64_t *now)
+{
+	return lock_k(c, k, now, true);
+}
+
+static struct shard *lock_r(struct cache *c, const struct hk *k, int64_t *now)
+{
+	return lock_k(c, k, now, false);
 }
 
 static const int mode_ctr[] = {
@@ -548,10 +561,8 @@ int cache_exptime(struct cache *c, const void *key, size_t klen,
 		return -EINVAL;
 	struct hk k;
 	hk_make(&k, key, klen);
-	int64_t now = clock_now(c);
-	flush_check(c, now);
-	struct shard *sh = shard_of(c, &k);
-	shard_rdlock(sh);
+	int64_t now;
+	struct shard *sh = lock_r(c, &k, &now);
 	struct loc l;
 	int rc = -ENOENT;
 	if (cache__lookup(c, sh, &k, key, klen, &l) && !item_dead(c, l.seg, &l.it, now)) {
@@ -632,10 +643,8 @@ int cache_get(struct cache *c, const void *key, size_t klen,
 		return -EINVAL;
 	struct hk k;
 	hk_make(&k, key, klen);
-	int64_t now = clock_now(c);
-	flush_check(c, now);
-	struct shard *sh = shard_of(c, &k);
-	shard_rdlock(sh);
+	int64_t now;
+	struct shard *sh = lock_r(c, &k, &now);
 	ctr_add(sh, CX_cmd_get, 1);
 	struct loc l;
 	int rc = -ENOENT;
@@ -762,10 +771,8 @@ int cache_mget(struct cache *c, const void *key, size_t klen,
 		return mget_write(c, key, klen, o, out, m);
 	struct hk k;
 	hk_make(&k, key, klen);
-	int64_t now = clock_now(c);
-	flush_check(c, now);
-	struct shard *sh = shard_of(c, &k);
-	shard_rdlock(sh);
+	int64_t now;
+	struct shard *sh = lock_r(c, &k, &now);
 	struct loc l;
 	int rc = -ENOENT;
 	if (cache__lookup(c, sh, &k, key, klen, &l)) {

@@ -115,15 +115,9 @@ protected:
 	void start(np_handler h, const char *fault = nullptr)
 	{
 		np_opts o{};
-		o.backend = GetParam();
 		o.udata = &counts;
 		o.nloops = 1;
-		g = np_group_create(&o, &h);
-		if (!g && errno == ENOSYS)
-			GTEST_SKIP() << np_backend_name(GetParam()) << " not available here";
-		ASSERT_NE(g, nullptr) << strerror(errno);
-		port = np_group_listen(g, "127.0.0.1", 0);
-		ASSERT_GT(port, 0);
+		NP_TEST_GROUP(g, port, o, &h);
 		if (fault) {
 			ASSERT_EQ(bp_fault_set(fault), 0);
 		}

@@ -85,3 +85,20 @@ inline std::string read_n(int fd, size_t n)
 }
 
 } // namespace nptest
+
+// In a test (or a fixture function returning void): creates group g with
+// opts o and handler h for the fixture's backend (GetParam()), skipping
+// the test where that backend is not available, then listens on a free
+// loopback port (into port). Starting is the caller's (some set faults
+// first).
+#define NP_TEST_GROUP(g, port, o, h)                                         \
+	do {                                                                 \
+		(o).backend = GetParam();                                    \
+		(g) = np_group_create(&(o), (h));                            \
+		if (!(g) && errno == ENOSYS)                                 \
+			GTEST_SKIP() << np_backend_name(GetParam())          \
+			             << " not available here";               \
+		ASSERT_NE((g), nullptr) << strerror(errno);                  \
+		(port) = np_group_listen((g), "127.0.0.1", 0);               \
+		ASSERT_GT((port), 0);                                        \
+	} while (0)

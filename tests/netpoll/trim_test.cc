@@ -47,15 +47,9 @@ protected:
 	void start(int32_t idle_trim_ms)
 	{
 		np_opts o{};
-		o.backend = GetParam();
 		o.nloops = 1;
 		o.idle_trim_ms = idle_trim_ms;
-		g = np_group_create(&o, &h);
-		if (!g && errno == ENOSYS)
-			GTEST_SKIP() << np_backend_name(GetParam()) << " not available here";
-		ASSERT_NE(g, nullptr) << strerror(errno);
-		port = np_group_listen(g, "127.0.0.1", 0);
-		ASSERT_GT(port, 0);
+		NP_TEST_GROUP(g, port, o, &h);
 		ASSERT_EQ(np_group_start(g), 0);
 	}
 	void TearDown() override { np_group_destroy(&g); }
