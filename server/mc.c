@@ -1063,18 +1063,15 @@ static ssize_t mc_data(struct np_conn *c, struct bp_chain *in)
 			if (d == 1)
 				return -ECONNRESET; /* quit: close once the replies are out */
 		}
-		if (np_conn_out_full(c)) {
-			/* The client is not reading: run nothing more until it
-			 * has (netpoll calls again with the rest of the input),
-			 * so that what it sent costs us at most out_high plus
-			 * one reply, not a reply per request it sent. */
+		/* Stop, and let netpoll call again with the rest of the input:
+		 * when the client is not reading (run nothing more until it
+		 * has, so that what it sent costs us at most out_high plus one
+		 * reply, not a reply per request), or at -R's budget (the rest
+		 * at the loop's next turn). */
+		size_t left = n >= budget ? bp_chain_len(in) : 0;
+		if (np_conn_out_full(c) || (left && left < SRV_YIELD_IN_MAX)) {
 			np_conn_yield(c);
 			np_conn_set_tag(c, (uint8_t)(np_conn_tag(c) | SRV_TAG_YIELDED));
-			return parser_keep(s, c, p) < 0 ? -ENOMEM : 0;
-		}
-		size_t left = n >= budget ? bp_chain_len(in) : 0;
-		if (left && left < SRV_YIELD_IN_MAX) {
-			np_conn_yield(c); /* -R: the rest at the next turn */
 			return parser_keep(s, c, p) < 0 ? -ENOMEM : 0;
 		}
 	}
