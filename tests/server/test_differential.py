@@ -637,7 +637,12 @@ META = {
 
 
 # Scripts not also run with 1-byte writes, and why.
-NO_SPLIT = set()
+#  - arith_pad: memcached pads a shortened number in place only when no
+#    reply still holds the item; with 1-byte writes whether the previous
+#    `get` reply has been released when the incr arrives is timing, and
+#    memcached answered "10" once where it answers "10 " otherwise (a
+#    fresh-clone CI run under load). The whole-buffer run still compares.
+NO_SPLIT = {("text", "arith_pad")}
 
 
 def make_script_tests(cls, proto, table):
