@@ -324,10 +324,10 @@ int cache_expire(struct cache *c);
  * ---------------------------------------------------------------------- */
 
 /* What cache_dump passes for each item: its key (klen bytes, valid only
- * during the call), value length and expiration (absolute unix time, 0
- * never). Returns 0 to go on; anything else stops the walk. */
+ * during the call), flags, value length and expiration (absolute unix
+ * time, 0 never). Returns 0 to go on; anything else stops the walk. */
 typedef int (*cache_dump_fn)(void *arg, const char *key, size_t klen,
-                             uint32_t vlen, uint32_t exptime);
+                             uint32_t flags, uint32_t vlen, uint32_t exptime);
 
 /* Calls fn for the live items (not expired, not flushed) of the store, up
  * to limit of them (0: no limit), shard by shard in hash-table order (no
@@ -436,6 +436,50 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(large_items, GAUGE, "items over a quarter of a segment, each in a block of its own") \
 	X(loads, COUNTER, "loader runs started by get_or_load")                  \
 	X(load_joins, COUNTER, "get_or_load misses that joined a load in flight")
+
+
+/* ------------------------------------------------------------------------
+ * Size classes (reporting only)
+ *
+ * The store has no slab classes: items of every size share segments. So
+ * that tools written for memcached's `stats items` and `stats slabs` read
+ * the same grouping, items are also counted by the class memcached 1.6
+ * would store them in: chunk sizes from 96 bytes growing by 1.25 (its -n
+ * 48 and -f 1.25, rounded up to 8) up to 512 KiB, and an item's size as
+ * memcached reckons it (48-byte header, key + 1, value + 2 for its
+ * "\r\n", 8 for the CAS, 4 for non-zero flags). Larger items count in
+ * the last class. docs/cache.md, "Size classes".
+ * ---------------------------------------------------------------------- */
+
+#define CACHE_NCLASSES 64 /* class ids 1..CACHE_NCLASSES-1, as memcached's */
+
+#define CACHE_CLASS_COUNTERS(X)                                                 \
+	X(number, GAUGE, "items stored in the class")                            \
+	X(mem_requested, GAUGE, "the class's items' sizes as memcached reckons them") \
+	X(evicted, COUNTER, "live items evicted for memory")                     \
+	X(evicted_unfetched, COUNTER, "live items evicted that were never read") \
+	X(outofmemory, COUNTER, "writes of the class's size refused for memory") \
+	X(reclaimed, COUNTER, "expired or flushed items reclaimed")              \
+	X(expired_unfetched, COUNTER, "expired or flushed items reclaimed that were never read") \
+	X(crawler_reclaimed, COUNTER, "of those, the ones the TTL sweep reclaimed")
+
+struct cache_class_stats {
+#define CACHE_X_FIELD(name, kind, help) uint64_t name;
+	CACHE_CLASS_COUNTERS(CACHE_X_FIELD)
+#undef CACHE_X_FIELD
+};
+
+/* The highest class id; chunk size of class id (1..cache_class_max()). */
+unsigned cache_class_max(void);
+size_t cache_class_size(unsigned id);
+/* memcached's size of an item, and the class it falls in. */
+size_t cache_class_item_size(size_t klen, size_t vlen, uint32_t flags);
+unsigned cache_class_of(size_t item_size);
+
+/* Sums the shards' class counters into out[0..CACHE_NCLASSES-1]
+ * (out[0] unused). */
+void cache_class_stats_get(struct cache *c,
+                           struct cache_class_stats out[CACHE_NCLASSES]);
 
 enum cache_counter_kind { CACHE_COUNTER, CACHE_GAUGE };
 

@@ -13,6 +13,7 @@
  *   ops.c      every memcached operation
  *   cache.c    create, destroy, stats
  *   group.c    get-or-load with singleflight
+ *   classes.c  memcached's size classes, for per-class counters
  *
  * Locking: a shard's rwlock protects its table, its segments and their
  * bytes; readers take it shared and only bump slot frequencies (atomic
@@ -41,6 +42,14 @@ enum {
 	CACHE_COUNTERS(CACHE_X_ENUM)
 #undef CACHE_X_ENUM
 	CX__COUNT
+};
+
+/* Size-class counter indexes, one per CACHE_CLASS_COUNTERS entry. */
+enum {
+#define CACHE_X_ENUM(name, kind, help) CC_##name,
+	CACHE_CLASS_COUNTERS(CACHE_X_ENUM)
+#undef CACHE_X_ENUM
+	CC__COUNT
 };
 
 #define NQ 2        /* queues: small (S) and main (M) */
@@ -109,6 +118,7 @@ struct shard {
 	uint64_t held;              /* bytes of those segments' item areas */
 	int32_t open[NQ][NTTL];
 	_Atomic uint64_t ctr[CX__COUNT];
+	_Atomic uint64_t cls[CACHE_NCLASSES][CC__COUNT]; /* by size class */
 	char _pad[64];
 };
 
@@ -152,6 +162,25 @@ static inline void ctr_add(struct shard *sh, int i, uint64_t n)
 static inline void ctr_sub(struct shard *sh, int i, uint64_t n)
 {
 	atomic_fetch_sub_explicit(&sh->ctr[i], n, memory_order_relaxed);
+}
+
+/* The size class of an item (cache.h, "Size classes"). */
+static inline unsigned itm_class(const struct itm *it)
+{
+	return cache_class_of(cache_class_item_size(it->klen, it->vlen, it->flags));
+}
+
+static inline void cls_add(struct shard *sh, unsigned cls, int i, uint64_t n)
+{
+	atomic_fetch_add_explicit(&sh->cls[cls][i], n, memory_order_relaxed);
+}
+
+/* Counts an item that left the store in both tables: the whole-store
+ * counter cx and its size class's cc. */
+static inline void ctr_item(struct shard *sh, const struct itm *it, int cx, int cc)
+{
+	ctr_add(sh, cx, 1);
+	cls_add(sh, itm_class(it), cc, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -545,6 +574,7 @@ enum evict_flags {
 	EVICT_KEEP_LARGE = 1u << 3, /* cache__evict_one: a large item the
 	                             * policy keeps is queued again (no copy)
 	                             * instead of evicted */
+	EVICT_SWEEP = 1u << 4,      /* a TTL sweep: counts crawler_reclaimed */
 };
 
 /* Picks and evicts one sealed segment of sh the S3-FIFO (or FIFO) way;

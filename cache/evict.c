@@ -85,9 +85,11 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 		if (flushed || (it.exp != 0 && (int64_t)it.exp <= now)) {
 			atomic_store_explicit(sp, 0, memory_order_relaxed);
 			cache__unaccount(sh, s, &it);
-			ctr_add(sh, CX_expired_reclaimed, 1);
+			ctr_item(sh, &it, CX_expired_reclaimed, CC_reclaimed);
 			if (!(it.meta & F_FETCHED))
-				ctr_add(sh, CX_expired_unfetched, 1);
+				ctr_item(sh, &it, CX_expired_unfetched, CC_expired_unfetched);
+			if (flags & EVICT_SWEEP)
+				cls_add(sh, itm_class(&it), CC_crawler_reclaimed, 1);
 			continue;
 		}
 		unsigned f = slot_freq(v);
@@ -102,9 +104,9 @@ static void seg_evict(struct cache *c, struct shard *sh, int32_t id,
 		}
 		atomic_store_explicit(sp, 0, memory_order_relaxed);
 		cache__unaccount(sh, s, &it);
-		ctr_add(sh, CX_evictions, 1);
+		ctr_item(sh, &it, CX_evictions, CC_evicted);
 		if (!(it.meta & F_FETCHED))
-			ctr_add(sh, CX_evicted_unfetched, 1);
+			ctr_item(sh, &it, CX_evicted_unfetched, CC_evicted_unfetched);
 		if (c->policy == CACHE_S3FIFO && s->q == Q_S) {
 			struct hk k;
 			hk_make(&k, p + it.hdr, it.klen);
@@ -306,7 +308,7 @@ static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 			if (dead) {
 				reclaimed += s->live;
 				cache__fifo_unlink(c, &sh->q[q], id);
-				seg_evict(c, sh, id, now, EVICT_KEEP_BLOCK);
+				seg_evict(c, sh, id, now, EVICT_KEEP_BLOCK | EVICT_SWEEP);
 				ctr_add(sh, CX_segs_expired, 1);
 				n++;
 			}
@@ -322,7 +324,7 @@ static unsigned shard_sweep(struct cache *c, struct shard *sh, int64_t now)
 			    (s->max_exp != NEVER && (int64_t)s->max_exp <= now)) {
 				reclaimed += s->live;
 				sh->open[q][t] = NIL;
-				seg_evict(c, sh, id, now, EVICT_KEEP_BLOCK);
+				seg_evict(c, sh, id, now, EVICT_KEEP_BLOCK | EVICT_SWEEP);
 				n++;
 			}
 		}

@@ -72,6 +72,10 @@ void cache__unaccount(struct shard *sh, struct seg *s, const struct itm *it)
 	ctr_sub(sh, CX_curr_items, 1);
 	ctr_sub(sh, CX_bytes_payload, it->klen + it->vlen);
 	ctr_sub(sh, CX_bytes_items, it->size);
+	size_t ms = cache_class_item_size(it->klen, it->vlen, it->flags);
+	unsigned k = cache_class_of(ms);
+	atomic_fetch_sub_explicit(&sh->cls[k][CC_number], 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&sh->cls[k][CC_mem_requested], ms, memory_order_relaxed);
 }
 
 void cache__account(struct shard *sh, struct seg *s, const struct itm *it)
@@ -86,6 +90,10 @@ void cache__account(struct shard *sh, struct seg *s, const struct itm *it)
 	ctr_add(sh, CX_curr_items, 1);
 	ctr_add(sh, CX_bytes_payload, it->klen + it->vlen);
 	ctr_add(sh, CX_bytes_items, it->size);
+	size_t ms = cache_class_item_size(it->klen, it->vlen, it->flags);
+	unsigned k = cache_class_of(ms);
+	cls_add(sh, k, CC_number, 1);
+	cls_add(sh, k, CC_mem_requested, ms);
 }
 
 bool cache__lookup_live(struct cache *c, struct shard *sh, const struct hk *k,
@@ -98,9 +106,9 @@ bool cache__lookup_live(struct cache *c, struct shard *sh, const struct hk *k,
 		/* memcached counts these on every lookup, not only reads. */
 		ctr_add(sh, seg_flushed(c, l->seg) ? CX_get_flushed : CX_get_expired, 1);
 		remove_loc(sh, l);
-		ctr_add(sh, CX_expired_reclaimed, 1);
+		ctr_item(sh, &l->it, CX_expired_reclaimed, CC_reclaimed);
 		if (!(l->it.meta & F_FETCHED))
-			ctr_add(sh, CX_expired_unfetched, 1);
+			ctr_item(sh, &l->it, CX_expired_unfetched, CC_expired_unfetched);
 		return false;
 	}
 	return true;
@@ -131,7 +139,7 @@ int cache_dump(struct cache *c, unsigned limit, cache_dump_fn fn, void *arg)
 			itm_parse(p, &it);
 			if (item_dead(c, s, &it, now))
 				continue;
-			int r = fn(arg, p + it.hdr, it.klen, it.vlen, it.exp);
+			int r = fn(arg, p + it.hdr, it.klen, it.flags, it.vlen, it.exp);
 			if (r < 0) {
 				pthread_rwlock_unlock(&sh->lock);
 				return r;

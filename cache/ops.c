@@ -131,6 +131,8 @@ static int put_item(struct cache *c, struct shard *sh, const struct hk *k,
 	if (id == NIL) {
 		bp_block_unref(pin);
 		ctr_add(sh, CX_enomem, 1);
+		cls_add(sh, cache_class_of(cache_class_item_size(w->klen, w->vlen, w->flags)),
+		        CC_outofmemory, 1);
 		return -ENOMEM;
 	}
 	struct seg *s = &c->segs[id];

@@ -299,7 +299,14 @@ static void loop_listener_add(struct np_loop *l, int fd, bool tcp)
 	l->listen_fd[l->nlisten++] = fd; /* armed when the loop starts */
 }
 
-static int make_listener(const struct sockaddr_storage *ss, socklen_t len, int *out_fd)
+/* np_opts.listen_backlog */
+static int backlog(const struct np_group *g)
+{
+	return g->o.listen_backlog > 0 ? g->o.listen_backlog : 1024;
+}
+
+static int make_listener(const struct sockaddr_storage *ss, socklen_t len,
+                         int backlog, int *out_fd)
 {
 	int fd = np__stream_socket(ss->ss_family);
 	if (fd < 0)
@@ -310,7 +317,7 @@ static int make_listener(const struct sockaddr_storage *ss, socklen_t len, int *
 	/* "::" is IPv6 only, so that 0.0.0.0 can be listened on beside it. */
 	if (ss->ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 1024) < 0) {
+	if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, backlog) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -335,7 +342,7 @@ int np_group_listen(struct np_group *g, const char *host, uint16_t port)
 	int bound = port;
 	for (int i = 0; i < n; i++) {
 		int fd = -1;
-		int r = make_listener(&ss, len, &fd);
+		int r = make_listener(&ss, len, backlog(g), &fd);
 		if (r < 0)
 			return r;
 		bound = r;
@@ -406,7 +413,7 @@ int np_group_listen_unix(struct np_group *g, const char *path, unsigned mode)
 	}
 	struct stat st;
 	struct np_unix_path *u = &g->unix_paths[g->nunix];
-	if (chmod(path, (mode_t)(mode & 07777)) < 0 || listen(fd, 1024) < 0 ||
+	if (chmod(path, (mode_t)(mode & 07777)) < 0 || listen(fd, backlog(g)) < 0 ||
 	    lstat(path, &st) < 0 || !(u->path = strdup(path))) {
 		r = -errno;
 		unlink(path);

@@ -115,6 +115,7 @@ enum mc_proto {
 	X(QUIT, "quit", PLAIN)                                                \
 	X(MEMLIMIT, "cache_memlimit", PLAIN) /* text: megabytes in delta */    \
 	X(SLABS, "slabs", PLAIN)  /* text: the rest of the line in key */     \
+	X(SHUTDOWN, "shutdown", PLAIN) /* text: the rest of the line in key */ \
 	X(MG, "mg", META)         /* meta get */                              \
 	X(MS, "ms", META_STORE)   /* meta set (mode in meta.mode) */          \
 	X(MD, "md", META)         /* meta delete */                           \
@@ -267,6 +268,7 @@ const struct mc_bin_opdesc *mc_bin_lookup(uint8_t opcode);
 	X("quit", QUIT, 0, -1, quit)                                          \
 	X("cache_memlimit", MEMLIMIT, 1, 2, memlimit)                         \
 	X("slabs", SLABS, 0, -1, stats)                                       \
+	X("shutdown", SHUTDOWN, 0, -1, stats)                                 \
 	X("mg", MG, 1, -1, meta)                                              \
 	X("ms", MS, 2, -1, meta)                                              \
 	X("md", MD, 1, -1, meta)                                              \

@@ -308,7 +308,7 @@ static int text_flush(struct text_line *l, struct mc_request *req)
 	return 1;
 }
 
-/* stats [group], slabs [args]: the rest of the line, as typed (trailing
+/* stats [group], slabs [args], shutdown [mode]: the rest of the line, as typed (trailing
  * spaces dropped), in req->key. */
 static int text_stats(struct text_line *l, struct mc_request *req)
 {

@@ -166,6 +166,7 @@ static int net_start(struct srv *s)
 		.out_low = SRV_OUT_LOW,
 		.idle_timeout_ms = (uint32_t)s->o.idle_timeout * 1000,
 		.max_conns = (uint32_t)s->o.conn_limit,
+		.listen_backlog = s->o.listen_backlog,
 		/* memcached's words to a connection over its limit */
 		.reject_msg = "ERROR Too many open connections\r\n",
 		.udata = s,

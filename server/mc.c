@@ -12,8 +12,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- store result -> protocol status ---------------------------------- */
 
@@ -475,6 +477,7 @@ static int text_line(struct ctx *x, const char *lit)
 struct dump_out {
 	struct ctx *x;
 	size_t bytes;
+	uint32_t cls;          /* the size class listed */
 	uint32_t shown, limit; /* limit 0: none */
 };
 
@@ -482,10 +485,12 @@ struct dump_out {
  * limit, or when the answer reaches CACHEDUMP_MAX or the connection's
  * output bound (the listing is one reply, so it passes the bound by one
  * line at most). A key left out does not count, as in memcached. */
-static int dump_item(void *arg, const char *key, size_t klen, uint32_t vlen,
-                     uint32_t exptime)
+static int dump_item(void *arg, const char *key, size_t klen, uint32_t flags,
+                     uint32_t vlen, uint32_t exptime)
 {
 	struct dump_out *d = arg;
+	if (cache_class_of(cache_class_item_size(klen, vlen, flags)) != d->cls)
+		return 0;
 	for (size_t i = 0; i < klen; i++)
 		if ((unsigned char)key[i] <= ' ' || key[i] == 0x7f)
 			return 0; /* not a text-line key (binary protocol) */
@@ -503,8 +508,9 @@ static int dump_item(void *arg, const char *key, size_t klen, uint32_t vlen,
 }
 
 /* stats cachedump <class> <limit>: memcached's argument errors, then the
- * store's live items as class 1 (limit 0: all, up to CACHEDUMP_MAX bytes;
- * the store has no other class), END. Text only, as in memcached. */
+ * live items of that size class (cache.h, "Size classes"; limit 0: all,
+ * up to CACHEDUMP_MAX bytes), END. Text only, as in memcached. The walk
+ * goes over the whole store whatever the class. */
 static int do_cachedump(struct ctx *x, const struct mc_request *r,
                         const char *const *w, const size_t *wl, int n)
 {
@@ -517,12 +523,10 @@ static int do_cachedump(struct ctx *x, const struct mc_request *r,
 		return text_line(x, "CLIENT_ERROR bad command line format");
 	if (cls >= 64)
 		return text_line(x, "CLIENT_ERROR Illegal slab id");
-	if (cls == 1) {
-		struct dump_out d = {x, 0, 0, limit};
-		int rc = cache_dump(x->s->cache, 0, dump_item, &d);
-		if (rc < 0)
-			return rc;
-	}
+	struct dump_out d = {x, 0, cls, 0, limit};
+	int rc = cache_dump(x->s->cache, 0, dump_item, &d);
+	if (rc < 0)
+		return rc;
 	return mc_text_encode_end(x->out);
 }
 
@@ -602,6 +606,25 @@ static int do_memlimit(struct ctx *x, const struct mc_request *r)
 	if (mb > 1000000000u)
 		return text_line(x, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes");
 	return mc_encode_status(x->out, r, MC_ST_OK, 0);
+}
+
+/* shutdown [graceful], with -A: memcached's answers; the connection
+ * closes without one and the main thread stops the server, as on SIGINT
+ * (or SIGUSR1, which is also a graceful stop here). kill, not raise: every
+ * thread blocks the signals and only the main thread's sigwait takes a
+ * signal sent to the process. */
+static int do_shutdown(struct ctx *x, const struct mc_request *r)
+{
+	const char *w[2];
+	size_t wl[2];
+	int n = stats_words(r, w, wl, 2);
+	if (!x->s->o.enable_shutdown)
+		return text_line(x, "ERROR: shutdown not enabled");
+	if (n == 0 || (n == 1 && word_is(w[0], wl[0], "graceful"))) {
+		kill(getpid(), n == 0 ? SIGINT : SIGUSR1);
+		return 1; /* close */
+	}
+	return text_line(x, "CLIENT_ERROR invalid shutdown mode");
 }
 
 /* slabs automove <0|1|2>, slabs reassign <src> <dst>: memcached's answers
@@ -754,6 +777,8 @@ static int dispatch(struct ctx *x, const struct mc_request *r)
 		return do_memlimit(x, r);
 	case MC_CMD_SLABS:
 		return do_slabs(x, r);
+	case MC_CMD_SHUTDOWN:
+		return do_shutdown(x, r);
 	case MC_CMD_SASL_LIST:
 	case MC_CMD_SASL_AUTH:
 	case MC_CMD_SASL_STEP:

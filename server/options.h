@@ -39,6 +39,9 @@
 	  "container's memory limit less a reserve (docs/server.md)")          \
 	X(conn_limit, 'c', "conn-limit", INT, "1024", 1, 1048576, "maxconns",   \
 	  "max simultaneous connections")                                       \
+	X(listen_backlog, 'b', "listen-backlog", INT, "1024", 1, 1048576,       \
+	  "tcp_backlog", "listen backlog: connections the kernel queues "       \
+	  "before they are accepted")                                           \
 	X(max_item_size, 'I', "max-item-size", SIZE, "1m", 1024, 268435456,     \
 	  "item_size_max", "largest item accepted (k/m suffix; at most 256m, " \
 	  "and half of -m)")                                                   \
@@ -48,6 +51,9 @@
 	X(disable_cas, 'C', "disable-cas", FLAG, "0", 0, 1, NULL,               \
 	  "no CAS, as memcached -C: every item shows cas 0, and compares are " \
 	  "made against 0 (text cas: EXISTS)")                                 \
+	X(enable_shutdown, 'A', "enable-shutdown", FLAG, "0", 0, 1, NULL,       \
+	  "accept the text command shutdown [graceful], which stops the "      \
+	  "server as SIGINT or SIGUSR1 do")                                    \
 	X(disable_flush_all, 'F', "disable-flush-all", FLAG, "0", 0, 1, NULL,   \
 	  "refuse flush_all (CLIENT_ERROR flush_all not allowed; binary: "     \
 	  "Auth failure.)")                                                    \

@@ -87,6 +87,7 @@ struct srv_stats_base {
 	struct np_stats np;
 	struct srv_counters sv;
 	uint64_t net_enomem; /* the network pool's (malloc_fails) */
+	struct cache_class_stats cls[CACHE_NCLASSES];
 };
 
 /* -m auto's choice (memauto.c). */

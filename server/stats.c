@@ -66,6 +66,7 @@ void srv_stats_reset(struct srv *s)
 	s->base.np = t.np;
 	s->base.sv = t.sv;
 	s->base.net_enomem = t.bp_net.enomem;
+	cache_class_stats_get(s->cache, s->base.cls);
 	pthread_mutex_unlock(&s->base.mu);
 	detail_clear(s);
 }
@@ -410,14 +411,14 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	/* memcached's name for the unit it allocates items from. */
 	snprintf(buf, sizeof(buf), "%zu", s->seg_size);
 	EMIT_STR("slab_page_size", buf);
-	/* memcached's names for -M, -C and -F; no shutdown command;
-	 * authentication with -Y (both protocols). */
+	/* memcached's names for -M, -C, -F and -A; authentication with -Y
+	 * (both protocols). */
 	EMIT_STR("evictions", s->o.disable_evictions ? "off" : "on");
 	EMIT_STR("cas_enabled", s->o.disable_cas ? "no" : "yes");
 	EMIT_STR("flush_enabled", s->o.disable_flush_all ? "no" : "yes");
 	EMIT_STR("auth_enabled_sasl", s->auth ? "yes" : "no");
 	EMIT_STR("auth_enabled_ascii", s->auth ? s->o.auth_file_str : "no");
-	EMIT_STR("shutdown_command", "no");
+	EMIT_STR("shutdown_command", s->o.enable_shutdown ? "yes" : "no");
 	EMIT_STR("detail_enabled", atomic_load(&s->detail.on) ? "yes" : "no");
 	/* -m auto: where maxbytes came from, and the limit it was taken from */
 	EMIT_STR("maxbytes_source", s->mem.source ? s->mem.source : "-m");
@@ -431,25 +432,53 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 	return 0;
 }
 
-/* memcached's per-slab-class rows, with the whole store as class 1 (the
- * store has no size classes: items of any size share segments), emitted,
- * as memcached does for an empty class, only when it holds something.
- * docs/server.md says which memcached rows are left out. */
+/* The size classes' counters since the last `stats reset` (gauges are
+ * not reset). */
+static const bool cls_gauge[] = {
+#define CLS_X_GAUGE(name, kind, help) CACHE_##kind == CACHE_GAUGE,
+	CACHE_CLASS_COUNTERS(CLS_X_GAUGE)
+#undef CLS_X_GAUGE
+};
+#define CLS_N (sizeof(cls_gauge) / sizeof(cls_gauge[0]))
+
+static void classes_since_reset(struct srv *s, struct cache_class_stats *t)
+{
+	cache_class_stats_get(s->cache, t);
+	pthread_mutex_lock(&s->base.mu);
+	for (unsigned k = 1; k < CACHE_NCLASSES; k++)
+		for (size_t j = 0; j < CLS_N; j++)
+			if (!cls_gauge[j])
+				((uint64_t *)&t[k])[j] -= ((const uint64_t *)&s->base.cls[k])[j];
+	pthread_mutex_unlock(&s->base.mu);
+}
+
+#define EMIT_CLS(fmt, k, v)                                 \
+	do {                                                \
+		char name_[48];                             \
+		snprintf(name_, sizeof(name_), fmt, k);     \
+		EMIT(name_, v);                             \
+	} while (0)
+
+/* memcached's per-slab-class rows. The store has no slab classes; items
+ * are counted by the class memcached would give them (cache.h, "Size
+ * classes"), and a class is listed, as memcached lists it, only when it
+ * holds items. docs/server.md says which memcached rows are left out. */
 static int items(struct srv *s, srv_stat_fn emit, void *arg)
 {
-	struct snap t;
-	snapshot_since_reset(s, &t);
-	if (t.c.curr_items == 0)
-		return 0;
-	EMIT("items:1:number", t.c.curr_items);
-	EMIT("items:1:mem_requested", t.c.bytes_items);
-	EMIT("items:1:evicted", t.c.evictions);
-	EMIT("items:1:outofmemory", t.c.enomem);
-	EMIT("items:1:reclaimed", t.c.expired_reclaimed);
-	EMIT("items:1:expired_unfetched", t.c.expired_unfetched);
-	EMIT("items:1:evicted_unfetched", t.c.evicted_unfetched);
-	EMIT("items:1:crawler_reclaimed", t.c.sweep_reclaimed);
-	EMIT("items:1:crawler_items_checked", t.c.sweep_checked);
+	struct cache_class_stats t[CACHE_NCLASSES];
+	classes_since_reset(s, t);
+	for (unsigned k = 1; k < CACHE_NCLASSES; k++) {
+		if (t[k].number == 0)
+			continue;
+		EMIT_CLS("items:%u:number", k, t[k].number);
+		EMIT_CLS("items:%u:mem_requested", k, t[k].mem_requested);
+		EMIT_CLS("items:%u:evicted", k, t[k].evicted);
+		EMIT_CLS("items:%u:outofmemory", k, t[k].outofmemory);
+		EMIT_CLS("items:%u:reclaimed", k, t[k].reclaimed);
+		EMIT_CLS("items:%u:expired_unfetched", k, t[k].expired_unfetched);
+		EMIT_CLS("items:%u:evicted_unfetched", k, t[k].evicted_unfetched);
+		EMIT_CLS("items:%u:crawler_reclaimed", k, t[k].crawler_reclaimed);
+	}
 	return 0;
 }
 
@@ -457,22 +486,19 @@ static int slabs(struct srv *s, srv_stat_fn emit, void *arg)
 {
 	struct snap t;
 	snapshot_since_reset(s, &t);
-	if (t.c.segments) {
-		EMIT("1:chunk_size", s->seg_size);
-		EMIT("1:total_pages", t.c.segments);
-		EMIT("1:used_chunks", t.c.curr_items);
-		EMIT("1:mem_requested", t.c.bytes_items);
-		EMIT("1:get_hits", t.c.get_hits);
-		EMIT("1:cmd_set", t.c.cmd_set + t.c.cmd_add + t.c.cmd_replace +
-		                  t.c.cmd_append + t.c.cmd_cas);
-		EMIT("1:delete_hits", t.c.delete_hits);
-		EMIT("1:incr_hits", t.c.incr_hits);
-		EMIT("1:decr_hits", t.c.decr_hits);
-		EMIT("1:cas_hits", t.c.cas_hits);
-		EMIT("1:cas_badval", t.c.cas_mismatch);
-		EMIT("1:touch_hits", t.c.touch_hits);
+	struct cache_class_stats k[CACHE_NCLASSES];
+	cache_class_stats_get(s->cache, k);
+	unsigned active = 0;
+	for (unsigned i = 1; i < CACHE_NCLASSES; i++) {
+		if (k[i].number == 0)
+			continue;
+		active++;
+		size_t chunk = cache_class_size(i);
+		EMIT_CLS("%u:chunk_size", i, chunk);
+		EMIT_CLS("%u:chunks_per_page", i, (1u << 20) / chunk);
+		EMIT_CLS("%u:used_chunks", i, k[i].number);
 	}
-	EMIT("active_slabs", t.c.segments ? 1 : 0);
+	EMIT("active_slabs", active);
 	EMIT("total_malloced", t.c.bytes_held);
 	return 0;
 }

@@ -1462,8 +1462,10 @@ struct Dumped {
 	int ret = 0;
 };
 
-int dump_cb(void *arg, const char *key, size_t klen, uint32_t vlen, uint32_t exptime)
+int dump_cb(void *arg, const char *key, size_t klen, uint32_t flags, uint32_t vlen,
+            uint32_t exptime)
 {
+	(void)flags;
 	auto *d = static_cast<Dumped *>(arg);
 	d->calls++;
 	d->items[std::string(key, klen)] = {vlen, exptime};

@@ -63,14 +63,14 @@ FILE_TIMEOUT = int(os.environ.get("GC_SUITE_TIMEOUT", "60"))
 # Files that pass against geecached (docs/protocol.md, "memcached's test
 # suite", says why each other one does not).
 PASS = [
-    "ascii-auth.t", "binary-get.t", "binary-sasl.t", "binary.t",
+    "00-startup.t", "ascii-auth.t", "binary-get.t", "binary-sasl.t", "binary.t",
     "bogus-commands.t", "cas.t", "chunked-items.t", "daemonize.t", "dash-M.t",
     "evictions.t", "flags.t", "getandtouch.t", "getset.t", "idle-timeout.t",
     "incrdecr.t", "issue_104.t", "issue_108.t", "issue_14.t", "issue_152.t",
-    "issue_183.t", "issue_192.t", "issue_29.t", "issue_3.t", "issue_41.t",
-    "issue_50.t", "issue_61.t", "issue_68.t", "issue_70.t", "item_size_max.t",
+    "issue_163.t", "issue_183.t", "issue_192.t", "issue_29.t", "issue_3.t", "issue_41.t",
+    "issue_42.t", "issue_50.t", "issue_61.t", "issue_68.t", "issue_70.t", "item_size_max.t",
     "line-lengths.t", "malicious-commands.t", "maxconns.t", "metaget.t",
-    "multiversioning.t", "noreply.t", "quit.t", "stats.t", "stats-detail.t",
+    "multiversioning.t", "noreply.t", "quit.t", "shutdown.t", "stats.t", "stats-detail.t",
     "strtol-testing.t", "touch.t", "unixsocket.t",
 ]
 

@@ -963,7 +963,9 @@ class Stats(Servers):
                      ("cas_enabled", "yes"), ("flush_enabled", "yes")):
             self.assertEqual(settings.get(k), v, k)
 
-    def test_items_and_slabs_class_1(self):
+    def test_items_and_slabs_by_class(self):
+        # rows per size class (test_size_classes compares them with
+        # memcached's): a 3-byte value is in class 1, of 96-byte chunks
         s = g.connect(self.gc.port, 5)
         s.sendall(b"set cls 0 0 3\r\nabc\r\nmn\r\n")
         g.recv_until(s, b"MN\r\n")
@@ -974,21 +976,22 @@ class Stats(Servers):
         for k in ("items:1:evicted", "items:1:reclaimed", "items:1:outofmemory"):
             self.assertIn(k, items)
         self.assertGreaterEqual(int(slabs["1:used_chunks"]), 1)
-        self.assertGreaterEqual(int(slabs["1:total_pages"]), 1)
-        self.assertEqual(slabs["active_slabs"], "1")
+        self.assertEqual((slabs["1:chunk_size"], slabs["1:chunks_per_page"]), ("96", "10922"))
+        self.assertGreaterEqual(int(slabs["active_slabs"]), 1)
 
-    def test_cachedump_lists_class_1(self):
+    def test_cachedump_lists_a_class(self):
         # memcached lists one LRU of a class (its cold one, which a
-        # just-stored item is not in under its segmented LRU); geecached's
-        # one class, 1, is every live item: "ITEM <key> [<bytes> b;
+        # just-stored item is not in under its segmented LRU); geecached
+        # lists every live item of the size class: "ITEM <key> [<bytes> b;
         # <exptime> s]", the expiration absolute (0 never), then END.
         s = g.connect(self.gc.port, 5)
         s.sendall(b"set cd 0 0 1\r\nx\r\nset cd2 0 1000 2\r\nxy\r\nset cd3 0 -1 1\r\nz\r\n"
+                  b"set cd4 0 0 1000\r\n" + b"v" * 1000 + b"\r\n"
                   b"stats cachedump 1 0\r\nmn\r\n")
         out = g.recv_until(s, b"MN\r\n")
         now = time.time()
-        self.assertTrue(out.startswith(b"STORED\r\n" * 3), out)
-        lines = out[3 * len(b"STORED\r\n"):].split(b"\r\n")
+        self.assertTrue(out.startswith(b"STORED\r\n" * 4), out)
+        lines = out[4 * len(b"STORED\r\n"):].split(b"\r\n")
         self.assertEqual(lines[-3:], [b"END", b"MN", b""])
         items = {}
         for line in lines[:-3]:
@@ -999,8 +1002,11 @@ class Stats(Servers):
         self.assertEqual(items[b"cd2"][0], 2)
         self.assertLess(abs(items[b"cd2"][1] - (now + 1000)), 5)
         self.assertNotIn(b"cd3", items)  # expired at once
-        # a limit; other classes are empty; memcached's argument errors
-        s.sendall(b"stats cachedump 1 1\r\nstats cachedump 2 0\r\nstats cachedump 1\r\n"
+        self.assertNotIn(b"cd4", items)  # 1,061 bytes: class 12
+        s.sendall(b"stats cachedump 12 0\r\nmn\r\n")
+        self.assertIn(b"ITEM cd4 [1000 b; 0 s]\r\n", g.recv_until(s, b"MN\r\n"))
+        # a limit; an empty class; memcached's argument errors
+        s.sendall(b"stats cachedump 1 1\r\nstats cachedump 38 0\r\nstats cachedump 1\r\n"
                   b"stats cachedump 64 1\r\nmn\r\n")
         out = g.recv_until(s, b"MN\r\n")
         self.assertRegex(out, rb"^ITEM \S+ \[\d+ b; \d+ s\]\r\nEND\r\nEND\r\n"

@@ -14,6 +14,9 @@ the same requests to a memcached started with the same flag.
 - -t: auto (one loop per CPU) is the default; 0 is refused, as memcached.
 - -d, -P: the command returns once the server listens; the pid file holds
   the server's pid and a clean stop removes it.
+- -A: the text command `shutdown [graceful]` stops the server (exit 0);
+  without -A it is refused in memcached's words, as is a bad mode.
+- -b: the listen backlog, shown as tcp_backlog.
 """
 import os
 import signal
@@ -427,6 +430,49 @@ class Flags(g.ServerTest):
         self.assertGreaterEqual(int(srv.stats("settings")["num_threads"]), 1)
         p = subprocess.run([g.GEECACHED, "--help-markdown"], capture_output=True, text=True)
         self.assertIn("| `-t`, `--threads` | auto | 1..256 |", p.stdout)
+
+
+class Shutdown(WithMemcached):
+    def test_refused_as_memcached(self):
+        # without -A, and with a mode that is not one (memcached's answers)
+        self.same((), "text", [b"shutdown\r\nshutdown graceful\r\n"])
+        run = self.same(("-A",), "text", [b"shutdown foo\r\nshutdown a b\r\n"])
+        self.assertEqual(run.out[0], ["CLIENT_ERROR invalid shutdown mode"] * 2 + ["MN"])
+        srv = self._servers[0]
+        with g.connect(srv.port) as s:
+            self.assertEqual(g.text_cmd(s, b"shutdown\r\n"),
+                             b"ERROR: shutdown not enabled\r\n")
+        self.assertEqual(srv.stats("settings")["shutdown_command"], "no")
+
+    def test_stops_the_server(self):
+        for mode in (b"", b" graceful"):
+            with self.subTest(mode=mode):
+                srv = self.server("-A")
+                self.assertEqual(srv.stats("settings")["shutdown_command"], "yes")
+                with g.connect(srv.port) as s:
+                    s.sendall(b"set k 0 0 1\r\nv\r\nshutdown%s\r\n" % mode)
+                    got, closed = recv_all(s)
+                    self.assertEqual((got, closed), (b"STORED\r\n", True))
+                # exits by itself, with status 0 and a clean stderr
+                rc = srv.proc.wait(20 * g.SLOW)
+                self.assertEqual(rc, 0, srv.stderr())
+                srv.signalled = True
+                srv.stop()
+
+
+class Backlog(g.ServerTest):
+    def test_tcp_backlog(self):
+        self.assertEqual(self.server().stats("settings")["tcp_backlog"], "1024")
+        self.assertEqual(self.server("-b", "8675").stats("settings")["tcp_backlog"], "8675")
+        # the listeners' backlog is what -b asked (ss: the Send-Q of a
+        # LISTEN socket is its backlog; the kernel caps it at somaxconn)
+        srv = self.server("-b", "77")
+        ss = subprocess.run(["ss", "-ltnH", "sport = :%d" % srv.port],
+                            capture_output=True, text=True)
+        if ss.returncode != 0:
+            self.skipTest("ss: %s" % ss.stderr.strip())
+        rows = ss.stdout.strip().splitlines()
+        self.assertTrue(rows and all(r.split()[2] == "77" for r in rows), ss.stdout)
 
 
 def pid_alive(pid):
