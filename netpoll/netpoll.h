@@ -117,8 +117,6 @@ struct np_opts {
 	uint32_t max_timers;      /* per loop; 0: 4096 */
 	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
 	int listen_backlog;       /* listen()'s backlog per listener; 0: 1024 */
-	int32_t uring_min_wait_us; /* io_uring: ur_wait's min_wait (Linux 6.12+);
-	                           * 0: 50; < 0: off (one completion ends a wait) */
 	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never */
 	int32_t idle_trim_ms;     /* quiet time after which a loop gives memory
 	                           * back; 0: 2000; < 0: never (see below) */

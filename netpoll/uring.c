@@ -41,13 +41,11 @@
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -61,14 +59,6 @@
 #define RECV_ROOM_MAX (BUF_CAP / 4)   /* ... and no more tail room is left behind */
 #define RETRY_MIN_US 1000u           /* refill back-off (bufs_retry) */
 #define RETRY_MAX_US 64000u
-/* ur_wait's one enter per wake-up (see there): a send of at most this much
- * that carries a connection's whole output is expected to complete within
- * its submission, and the wait asks for one completion more. */
-#define SEND_INLINE_MAX (64u * 1024)
-#define MIN_WAIT_US_DEFAULT 50u
-#ifndef IORING_FEAT_MIN_TIMEOUT
-#define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* Linux 6.12 */
-#endif
 
 enum op { OP_RECV = 1, OP_SEND, OP_SENDMSG, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
 
@@ -96,8 +86,6 @@ struct ur {
 	uint32_t inflight;            /* operations whose completion we await */
 	bool defer;                   /* IORING_SETUP_DEFER_TASKRUN */
 	bool closing;                 /* deinit: re-arm nothing */
-	uint32_t min_wait_us;         /* 0: every wait returns at 1 completion */
-	uint32_t sends_queued;        /* whole-output sends since the last enter */
 };
 
 static inline uint64_t ud(void *p, enum op op)
@@ -393,10 +381,6 @@ static int ur_init(struct np_loop *l)
 	np__gauge(&l->st.ring_empty_slots, u->nempty);
 	arm_wake(l);
 	u->defer = i == 0;
-	if (u->ring.features & IORING_FEAT_MIN_TIMEOUT)
-		u->min_wait_us = l->g->o.uring_min_wait_us < 0 ? 0
-		                 : l->g->o.uring_min_wait_us ? (uint32_t)l->g->o.uring_min_wait_us
-		                 : MIN_WAIT_US_DEFAULT;
 	atomic_store(&l->be_mode, modes[i]);
 	return 0;
 }
@@ -550,16 +534,6 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 	np_conn_ref(c);
 	u->inflight++;
 	np__ctr(&l->st.write_calls, 1);
-	/* The whole output, and small: its completion will be in the CQ when
-	 * the enter that submits it returns (ur_wait). */
-	size_t n = 0;
-	if (single)
-		n = one[0].iov_len;
-	else
-		for (size_t i = 0; i < sm->msg.msg_iovlen; i++)
-			n += sm->iov[i].iov_len;
-	if (n == bp_chain_len(&c->out) && n <= SEND_INLINE_MAX)
-		u->sends_queued++;
 	return 0;
 }
 
@@ -762,42 +736,6 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 	}
 }
 
-/* liburing 2.3 has no min_wait_usec (Linux 6.12): its submit-and-wait
- * with the field set, as io_uring_submit_and_wait_timeout does it (the SQ
- * tail published, one io_uring_enter with EXT_ARG). timeout_us < 0 waits
- * an hour at most: without a timeout the kernel would end the wait at
- * min_wait even with nothing to return. */
-static int enter_min_wait(struct ur *u, unsigned wait_nr, int64_t timeout_us)
-{
-	struct io_uring_sq *sq = &u->ring.sq;
-	if (sq->sqe_head != sq->sqe_tail) {
-		sq->sqe_head = sq->sqe_tail;
-		__atomic_store_n(sq->ktail, sq->sqe_tail, __ATOMIC_RELEASE);
-	}
-	unsigned to_submit = sq->sqe_tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
-	if (timeout_us < 0)
-		timeout_us = 3600ll * 1000000;
-	struct __kernel_timespec ts = {.tv_sec = timeout_us / 1000000,
-	                               .tv_nsec = (long long)(timeout_us % 1000000) * 1000};
-	struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8,
-	                                     .pad = u->min_wait_us,
-	                                     .ts = (uint64_t)(uintptr_t)&ts};
-	long r = syscall(__NR_io_uring_enter, u->ring.ring_fd, to_submit, wait_nr,
-	                 IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
-	return r < 0 ? -errno : (int)r;
-}
-
-/* One io_uring_enter per wake-up. Replies queued this turn are submitted
- * by the enter that waits; a small send of a whole output completes
- * inside it (loopback and a socket with room), so a wait for one
- * completion would return at once with just those, and the next turn
- * would enter again to wait for a request: two enters per request. So the
- * wait asks for those completions plus one, and min_wait_us bounds what
- * that costs when the one does not come (an idle client, a send that
- * went to the socket's poll instead): after it, any completion ends the
- * wait. Linux 6.12+ (IORING_FEAT_MIN_TIMEOUT); elsewhere, or with
- * min_wait_us 0, the wait is for one completion. docs/netpoll.md,
- * "io_uring" (One enter per wake-up). */
 static int ur_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct ur *u = l->be;
@@ -809,17 +747,7 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 		recv_unpark_all(l);
 	struct io_uring_cqe *cqe;
 	int r;
-	unsigned sent = u->sends_queued;
-	u->sends_queued = 0;
-	r = -EINVAL;
-	if (timeout_us != 0 && sent && u->min_wait_us) {
-		r = enter_min_wait(u, sent + 1, timeout_us);
-		if (r == -EINVAL) /* refused before submitting: not on this kernel */
-			u->min_wait_us = 0;
-	}
-	if (r != -EINVAL) {
-		/* waited */
-	} else if (timeout_us == 0) {
+	if (timeout_us == 0) {
 		r = io_uring_submit_and_get_events(&u->ring);
 	} else {
 		struct __kernel_timespec ts = {

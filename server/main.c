@@ -160,7 +160,6 @@ static int net_start(struct srv *s)
 		.accept_mode = strcmp(s->o.accept_str, "reuseport") == 0
 		                       ? NP_ACCEPT_REUSEPORT : NP_ACCEPT_HANDOFF,
 		.yield_us = (uint32_t)s->o.yield_us,
-		.uring_min_wait_us = s->o.uring_min_wait_us ? (int32_t)s->o.uring_min_wait_us : -1,
 		.pool = s->pool,
 		.in_max = (size_t)s->o.max_item_size + SRV_IN_ROOM,
 		.out_high = SRV_OUT_HIGH,

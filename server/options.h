@@ -76,10 +76,6 @@
 	X(yield_us, 0, "yield-us", INT, "50", 0, 1000000, "yield_us",          \
 	  "a loop that ran this many microseconds on one batch of events "     \
 	  "yields the CPU (sched_yield) before waiting again (0: never)")      \
-	X(uring_min_wait_us, 0, "uring-min-wait-us", INT, "50", 0, 1000000,    \
-	  "uring_min_wait_us", "io_uring on Linux 6.12+: a wait that follows "  \
-	  "replies it submits asks for one completion more than the sends, "   \
-	  "giving up on it after this many microseconds (0: off)")            \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(metrics_listen, 0, "metrics-listen", STR, "", 0, 0, "metrics_interface", \
