@@ -10,7 +10,7 @@
 # /proc/PID/stat around the measured run: the steadier figure when client
 # and servers share the cores). With bench/alloccount preloaded into both
 # servers: allocator calls per 1000 requests counted from outside (a
-# SIGUSR2 snapshot before and after the measured run), next to geecached's
+# report signal before and after the measured run), next to geecached's
 # own allocator_calls, syscalls and bytes_copied stats.
 #
 # Both servers are started here on free loopback ports and stopped on exit.
@@ -254,6 +254,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ac_signal=RTMIN+2
 
 # with_preload LIB CMD...: runs CMD with LIB preloaded (unless 'none'),
 # counting into LIB's report file $ac_out.
@@ -263,7 +264,8 @@ with_preload() {
 	if [[ $lib == none ]]; then
 		exec "$@"
 	else
-		LD_PRELOAD=$lib${LD_PRELOAD:+:$LD_PRELOAD} ALLOCCOUNT_OUT=$ac_out exec "$@"
+		LD_PRELOAD=$lib${LD_PRELOAD:+:$LD_PRELOAD} ALLOCCOUNT_OUT=$ac_out \
+			ALLOCCOUNT_SIGNAL=$(kill -l "$ac_signal") exec "$@"
 	fi
 }
 
@@ -314,13 +316,15 @@ start_memcached() {
 
 # cpu_ticks, rss_kb: bench/lib.sh
 
-# alloc_snapshot PID FILE: asks PID's alloccount for a report (SIGUSR2)
-# and prints it once it has landed in FILE; fails after 2 s without one.
+# alloc_snapshot PID FILE: asks PID's alloccount for a report (signal
+# $ac_signal: a real-time one, since geecached takes SIGUSR2, alloccount's
+# default, for itself) and prints it once it has landed in FILE; fails
+# after 2 s without one.
 alloc_snapshot() {
 	local pid=$1 file=$2 n0 n
 	lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 	n0=$(lines "$file")
-	kill -USR2 "$pid"
+	kill -s "$ac_signal" "$pid"
 	for _ in $(seq 200); do
 		n=$(lines "$file")
 		if ((n > n0)); then
