@@ -235,6 +235,8 @@ struct np_group *np_group_create(const struct np_opts *opts,
 	if (!ops)
 		goto fail;
 	g->o.backend = b;
+	if (g->o.yield_us == NP_YIELD_BACKEND)
+		g->o.yield_us = b == NP_BACKEND_URING ? 0 : 50;
 	err = ENOMEM;
 	g->pool = g->o.pool;
 	if (!g->pool) {
@@ -327,6 +329,8 @@ struct np_loop *np_group_loop(struct np_group *g, int i) { return &g->loops[i]; 
 void *np_group_udata(const struct np_group *g) { return g->o.udata; }
 struct bp_pool *np_group_pool(const struct np_group *g) { return g->pool; }
 enum np_backend np_group_backend(const struct np_group *g) { return g->o.backend; }
+
+uint32_t np_group_yield_us(const struct np_group *g) { return g->o.yield_us; }
 uint64_t np_loop_now(const struct np_loop *l) { return l->now; }
 enum np_backend np_loop_backend(const struct np_loop *l) { return l->backend; }
 const char *np_loop_backend_mode(const struct np_loop *l) { return atomic_load(&l->be_mode); }

@@ -117,7 +117,8 @@ struct np_opts {
 	uint32_t max_timers;      /* per loop; 0: 4096 */
 	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
 	int listen_backlog;       /* listen()'s backlog per listener; 0: 1024 */
-	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never */
+	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never;
+	                           * NP_YIELD_BACKEND: the backend's default */
 	int32_t idle_trim_ms;     /* quiet time after which a loop gives memory
 	                           * back; 0: 2000; < 0: never (see below) */
 	void *udata;              /* for the handler: np_group_udata() */
@@ -130,7 +131,12 @@ struct np_opts {
  * scheduler's tick ends the loop's slice (4 ms at HZ=250 on a
  * non-preemptible kernel). Short batches (a lightly loaded loop) never
  * yield: giving up the core there only delays the next wake-up. Counted in
- * `yields` and in `syscalls`. docs/netpoll.md has the measurements. */
+ * `yields` and in `syscalls`. NP_YIELD_BACKEND picks by backend: 50 us on
+ * epoll and kqueue, where it measured faster with a client on the same
+ * cores, and never on io_uring, where it measured no faster and its paced
+ * p99 was worse (np_group_yield_us() says which). docs/netpoll.md has the
+ * measurements. */
+#define NP_YIELD_BACKEND UINT32_MAX
 
 /* np_opts.idle_trim_ms: a loop that has done no I/O (no read, write,
  * accept or post) for this long gives memory back, on its own thread: it
@@ -190,6 +196,8 @@ struct np_loop *np_group_loop(struct np_group *g, int i);
 void *np_group_udata(const struct np_group *g);
 struct bp_pool *np_group_pool(const struct np_group *g);
 enum np_backend np_group_backend(const struct np_group *g);
+/* yield_us in effect (NP_YIELD_BACKEND resolved). */
+uint32_t np_group_yield_us(const struct np_group *g);
 
 /* Counters, summed over loops on demand. Declared once. */
 #define NP_COUNTERS(X)                                                      \

@@ -73,9 +73,10 @@
 	X(accept, 0, "accept", ACCEPT, "reuseport", 0, 0, "accept_mode",        \
 	  "how connections reach loops: reuseport (the kernel's hash) or "     \
 	  "handoff (one acceptor, to the loop with fewest)")                   \
-	X(yield_us, 0, "yield-us", INT, "50", 0, 1000000, "yield_us",          \
+	X(yield_us, 0, "yield-us", INT, "auto", 0, 1000000, "yield_us",        \
 	  "a loop that ran this many microseconds on one batch of events "     \
-	  "yields the CPU (sched_yield) before waiting again (0: never)")      \
+	  "yields the CPU (sched_yield) before waiting again (0: never; "      \
+	  "auto: 50 on epoll and kqueue, 0 on io_uring)")                      \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(metrics_listen, 0, "metrics-listen", STR, "", 0, 0, "metrics_interface", \

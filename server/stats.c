@@ -400,6 +400,8 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 			         *s->o.unix_socket_str ? s->o.unix_socket_str : "NULL");
 		else if (strcmp(f, "metrics_port") == 0)
 			snprintf(buf, sizeof(buf), "%d", s->metrics ? s->metrics_port : 0);
+		else if (strcmp(f, "yield_us") == 0)
+			snprintf(buf, sizeof(buf), "%u", np_group_yield_us(s->group));
 		else if (strcmp(f, "verbose") == 0)
 			snprintf(buf, sizeof(buf), "%d", atomic_load(&s->verbosity));
 		else

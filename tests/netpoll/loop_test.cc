@@ -614,6 +614,21 @@ TEST_P(NetpollTest, YieldAfterLongBatchesOnly)
 	}
 }
 
+// NP_YIELD_BACKEND resolves by backend: 50 us on epoll and kqueue, never
+// on io_uring; an explicit value is kept whatever the backend.
+TEST_P(NetpollTest, YieldBackendDefault)
+{
+	np_opts o{};
+	o.nloops = 1;
+	o.yield_us = NP_YIELD_BACKEND;
+	START(o);
+	EXPECT_EQ(np_group_yield_us(g), GetParam() == NP_BACKEND_URING ? 0u : 50u);
+	np_group_destroy(&g);
+	o.yield_us = 7;
+	START(o);
+	EXPECT_EQ(np_group_yield_us(g), 7u);
+}
+
 TEST_P(NetpollTest, PeerCloseMidMessageAndReset)
 {
 	START();
