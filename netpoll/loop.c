@@ -24,13 +24,18 @@ const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
 /* np_opts.yield_us: a batch of events that kept the loop busy for at least
  * yield_us microseconds (from the wait's return, stamped by np__woke — the
  * backends run the handlers inside their wait — to the end of its flushes)
- * is followed by one sched_yield(). A lightly loaded loop's batches are
+ * is followed by one sched_yield(), after the batch's queued sends are
+ * submitted (io_uring). A lightly loaded loop's batches are
  * short and never yield. */
 static void yield_check(struct np_loop *l)
 {
 	uint32_t after = l->g->o.yield_us;
 	if (!after || np__mono_us() - l->woke_us < after)
 		return;
+	/* The batch's replies go out before the core is given away: on
+	 * io_uring they are still queued and would wait out the yield. */
+	if (l->ops->submit)
+		l->ops->submit(l);
 	sched_yield();
 	np__ctr(&l->st.yields, 1);
 	np__ctr(&l->st.syscalls, 1);

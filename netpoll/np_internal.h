@@ -205,6 +205,10 @@ struct np_backend_ops {
 	/* Waits up to timeout_us microseconds (-1: forever) and dispatches
 	 * events. */
 	int (*wait)(struct np_loop *l, int64_t timeout_us);
+	/* Hands the operations queued since the last wait (the sends
+	 * conn_flush queued) to the kernel now, before the loop gives up its
+	 * core (yield_check); NULL where conn_flush already sent them. */
+	void (*submit)(struct np_loop *l);
 	/* The wake-up behind np_loop_post and np_group_stop, for a backend
 	 * that has its own; NULL for both: the backend watches post.c's
 	 * eventfd (Linux). wake_open runs at create time on the creating

@@ -766,6 +766,15 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 	return 0;
 }
 
+static void ur_submit(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	if (!io_uring_sq_ready(&u->ring))
+		return;
+	io_uring_submit(&u->ring);
+	np__ctr(&l->st.syscalls, 1);
+}
+
 const struct np_backend_ops np__uring_ops = {
 	.init = ur_init,
 	.deinit = ur_deinit,
@@ -776,4 +785,5 @@ const struct np_backend_ops np__uring_ops = {
 	.conn_flush = ur_conn_flush,
 	.conn_del = ur_conn_del,
 	.wait = ur_wait,
+	.submit = ur_submit,
 };

@@ -606,6 +606,14 @@ TEST_P(NetpollTest, YieldAfterLongBatchesOnly)
 			// a CI run), and then it rightly does not yield
 			EXPECT_GE(st.yields, 10u);
 			EXPECT_GE(st.syscalls, st.yields + st.wait_calls);
+			// io_uring: the echo's send is still queued when the loop
+			// yields after the receive's batch; it is submitted first
+			// (one io_uring_enter more), not left to wait out the
+			// yield. The send-completion batches queue nothing: about
+			// half the yields submit (21 of 34 here; none without)
+			if (GetParam() == NP_BACKEND_URING) {
+				EXPECT_GE(st.syscalls, st.yields + st.wait_calls + st.yields / 4);
+			}
 		} else {
 			EXPECT_EQ(st.yields, 0u);
 		}
