@@ -483,9 +483,21 @@ def main():
                        if f.endswith(".t") and f not in NEVER)
     else:
         files = args or PASS
-    failed, skipped = [], []
+    failed, skipped, flaky = [], [], []
     for name in files:
         res, out = run_file(src, name)
+        if res == "FAIL":
+            # Once more: some of the suite's checks race the server's
+            # one-second clock exactly as they race memcached's (binary.t
+            # sets a TTL of 1 and touches the key; a tick between the two
+            # expires it: 12 of 600 tries with 20 ms between them, for
+            # memcached and geecached alike). A file that passes the second
+            # time is reported as flaky, with the first run's output.
+            print(out)
+            print("%-28s %-6s FAIL, running it once more" % (name, mode(name)), flush=True)
+            res, out = run_file(src, name)
+            if res == "ok":
+                flaky.append(name)
         if res == "FAIL":
             failed.append(name)
         elif res == "skipped":
@@ -496,6 +508,8 @@ def main():
     print("%d of %d files passed" % (len(files) - len(failed) - len(skipped), len(files)))
     if skipped:
         print("skipped (tested nothing): " + " ".join(skipped))
+    if flaky:
+        print("flaky (failed, then passed; output above): " + " ".join(flaky))
     if failed:
         print("failed: " + " ".join(failed))
     sys.exit(1 if failed else 0)
