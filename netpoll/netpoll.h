@@ -118,7 +118,9 @@ struct np_opts {
 	enum np_accept_mode accept_mode; /* REUSEPORT (default) or HANDOFF */
 	int listen_backlog;       /* listen()'s backlog per listener; 0: 1024 */
 	uint32_t yield_us;        /* sched_yield() after a batch this long; 0: never;
-	                           * NP_YIELD_BACKEND: the backend's default */
+	                           * NP_YIELD_SATURATED: after every batch while
+	                           * the loop is saturated; NP_YIELD_BACKEND: the
+	                           * backend's default */
 	int32_t idle_trim_ms;     /* quiet time after which a loop gives memory
 	                           * back; 0: 2000; < 0: never (see below) */
 	void *udata;              /* for the handler: np_group_udata() */
@@ -131,11 +133,24 @@ struct np_opts {
  * scheduler's tick ends the loop's slice (4 ms at HZ=250 on a
  * non-preemptible kernel). Short batches (a lightly loaded loop) never
  * yield: giving up the core there only delays the next wake-up. Counted in
- * `yields` and in `syscalls`. NP_YIELD_BACKEND picks by backend: 50 us on
- * epoll and kqueue, where it measured faster with a client on the same
- * cores, and never on io_uring, where it measured no faster and its paced
- * p99 was worse (np_group_yield_us() says which). docs/netpoll.md has the
+ * `yields` and in `syscalls`.
+ *
+ * NP_YIELD_SATURATED: yield after every batch, but only while the loop is
+ * saturated — in the last period (20 ms) it slept in its wait for less than
+ * a tenth of the time, the rest running or queued for a CPU (its thread CPU
+ * clock and the run-queue wait in /proc/thread-self/schedstat, read once a
+ * period). A saturated loop gives its core to the client it just answered,
+ * which refills it, so its next wait finds a batch instead of sleeping; a
+ * loop with time to sleep (a paced load) does not yield, because yielding
+ * while another thread is runnable pushes its own next turn back a slice.
+ * Without schedstat (not Linux) it never yields. `loops_saturated` counts
+ * the loops in that state.
+ *
+ * NP_YIELD_BACKEND picks by backend: 50 us on epoll and kqueue, where it
+ * measured faster with a client on the same cores, and NP_YIELD_SATURATED
+ * on io_uring (np_group_yield_us() says which). docs/netpoll.md has the
  * measurements. */
+#define NP_YIELD_SATURATED (UINT32_MAX - 1)
 #define NP_YIELD_BACKEND UINT32_MAX
 
 /* np_opts.idle_trim_ms: a loop that has done no I/O (no read, write,
@@ -221,7 +236,8 @@ uint32_t np_group_yield_us(const struct np_group *g);
 	X(posts, COUNTER, "cross-thread posts run")                          \
 	X(syscalls, COUNTER, "system calls made by the loops' data path")    \
 	X(handoffs, COUNTER, "connections handed from the acceptor to a loop") \
-	X(yields, COUNTER, "sched_yield calls after long event batches (yield_us)")
+	X(yields, COUNTER, "sched_yield calls after long event batches (yield_us)") \
+	X(loops_saturated, GAUGE, "loops yielding after every batch: saturated (NP_YIELD_SATURATED)")
 
 struct np_stats {
 #define NP_X_FIELD(name, kind, help) uint64_t name;

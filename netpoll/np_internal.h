@@ -124,6 +124,12 @@ struct np_loop {
 	uint64_t now;     /* ms, CLOCK_MONOTONIC, read once per loop turn */
 	uint64_t now_us;  /* the same reading in microseconds (timers) */
 	uint64_t woke_us; /* when the backend's wait last returned (np__woke) */
+	/* NP_YIELD_SATURATED (loop.c, saturation_check) */
+	int sched_fd;          /* /proc/thread-self/schedstat; -1: none */
+	uint64_t sat_at_us;    /* when the period began (l->now_us) */
+	uint64_t sat_runnable; /* ns runnable (on a CPU or queued) by then */
+	uint64_t sat_yield_ns; /* ns inside sched_yield since then */
+	bool saturated;        /* the last period: yield after every batch */
 	bool send_now;    /* a small readiness batch (NP_SEND_NOW_MAX) */
 	/* connections by slot */
 	struct np_conn **slots;
@@ -249,12 +255,21 @@ const struct np_backend_ops *np__backend_pick(enum np_backend *b);
 /* Backends: the wait returned and nready readiness events follow (-1 when
  * the backend is not readiness-based). */
 void np__woke(struct np_loop *l, int nready);
+/* NP_YIELD_SATURATED's rule: a period of wall_ns in which the thread was
+ * runnable (running or waiting for a CPU) runnable_ns is saturated when it
+ * slept (blocked in its wait) less than a tenth of it. */
+bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns);
 
-static inline uint64_t np__mono_us(void)
+static inline uint64_t np__mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t np__mono_us(void)
+{
+	return np__mono_ns() / 1000u;
 }
 
 /* ---- conn.c ----------------------------------------------------------- */

@@ -159,8 +159,9 @@ static int net_start(struct srv *s)
 		.backend = be,
 		.accept_mode = strcmp(s->o.accept_str, "reuseport") == 0
 		                       ? NP_ACCEPT_REUSEPORT : NP_ACCEPT_HANDOFF,
-		.yield_us = strcmp(s->o.yield_us_str, "auto") == 0 ? NP_YIELD_BACKEND
-		                                                  : (uint32_t)s->o.yield_us,
+		.yield_us = strcmp(s->o.yield_us_str, "auto") == 0        ? NP_YIELD_BACKEND
+		            : strcmp(s->o.yield_us_str, "saturated") == 0 ? NP_YIELD_SATURATED
+		                                                          : (uint32_t)s->o.yield_us,
 		.pool = s->pool,
 		.in_max = (size_t)s->o.max_item_size + SRV_IN_ROOM,
 		.out_high = SRV_OUT_HIGH,

@@ -56,6 +56,10 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	default:
 		break;
 	}
+	if (strcmp(d->field, "yield_us") == 0 && strcmp(v, "saturated") == 0) {
+		*num(o, d) = 0; /* the word stays in yield_us_str (server/main.c) */
+		return 0;
+	}
 	if (strcmp(v, "auto") == 0 && (d->type == SRV_MIB || strcmp(d->def, "auto") == 0)) {
 		*num(o, d) = 0; /* resolved at start (-m: srv_memory_auto) */
 		return 0;

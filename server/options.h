@@ -76,7 +76,8 @@
 	X(yield_us, 0, "yield-us", INT, "auto", 0, 1000000, "yield_us",        \
 	  "a loop that ran this many microseconds on one batch of events "     \
 	  "yields the CPU (sched_yield) before waiting again (0: never; "      \
-	  "auto: 50 on epoll and kqueue, 0 on io_uring)")                      \
+	  "saturated: after every batch while the loop sleeps under 10% of "   \
+	  "the time; auto: 50 on epoll and kqueue, saturated on io_uring)")   \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(metrics_listen, 0, "metrics-listen", STR, "", 0, 0, "metrics_interface", \

@@ -344,6 +344,7 @@ static int own(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("syscalls", t.np.syscalls);
 	EMIT("conns_handed_off", t.np.handoffs);
 	EMIT("yields", t.np.yields);
+	EMIT("loops_saturated", t.np.loops_saturated);
 	EMIT("requests", t.sv.requests);
 	EMIT("values_sent_by_ref", t.sv.get_refs);
 	EMIT("values_copied_small", t.sv.get_small);
@@ -400,6 +401,8 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 			         *s->o.unix_socket_str ? s->o.unix_socket_str : "NULL");
 		else if (strcmp(f, "metrics_port") == 0)
 			snprintf(buf, sizeof(buf), "%d", s->metrics ? s->metrics_port : 0);
+		else if (strcmp(f, "yield_us") == 0 && np_group_yield_us(s->group) == NP_YIELD_SATURATED)
+			snprintf(buf, sizeof(buf), "saturated");
 		else if (strcmp(f, "yield_us") == 0)
 			snprintf(buf, sizeof(buf), "%u", np_group_yield_us(s->group));
 		else if (strcmp(f, "verbose") == 0)

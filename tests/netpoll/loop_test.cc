@@ -622,15 +622,79 @@ TEST_P(NetpollTest, YieldAfterLongBatchesOnly)
 	}
 }
 
-// NP_YIELD_BACKEND resolves by backend: 50 us on epoll and kqueue, never
-// on io_uring; an explicit value is kept whatever the backend.
+// NP_YIELD_SATURATED: yields after every batch only while the loop slept
+// under a tenth of the last period. Round trips 5 ms apart leave it asleep
+// nearly all the time: no yield. A handler that runs 60 ms on one message
+// (the loop never sleeps), twice, makes it saturated: it yields after that
+// batch,
+// and the gauge says so. A round trip after 100 ms of quiet measures a
+// period of sleep: saturated no more, and that batch does not yield.
+ssize_t burn_echo(np_conn *c, bp_chain *in)
+{
+	char first;
+	if (bp_chain_copy_out(in, 0, &first, 1) == 0 && first == 'B') {
+		auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(60);
+		while (std::chrono::steady_clock::now() < until) {
+		}
+	}
+	return echo_data(c, in);
+}
+
+TEST_P(NetpollTest, YieldWhileSaturatedOnly)
+{
+	h.on_data = burn_echo;
+	np_opts o{};
+	o.nloops = 1;
+	o.yield_us = NP_YIELD_SATURATED;
+	START(o);
+	int fd = connect_to(port);
+	for (int i = 0; i < 20; i++) {
+		ASSERT_TRUE(write_all(fd, "ping", 4));
+		ASSERT_EQ(read_n(fd, 4), "ping");
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	EXPECT_EQ(stats().yields, 0u) << counters();
+	EXPECT_EQ(stats().loops_saturated, 0u);
+	// the first burn's period may have begun in the quiet before it
+	for (int i = 0; i < 2; i++) {
+		ASSERT_TRUE(write_all(fd, "Burn", 4));
+		ASSERT_EQ(read_n(fd, 4), "Burn");
+	}
+	// the reply can be read before the loop's check after its batch
+	EXPECT_TRUE(wait_for([&] { return stats().yields >= 1; })) << counters();
+	EXPECT_EQ(stats().loops_saturated, 1u);
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	uint64_t before = stats().yields;
+	ASSERT_TRUE(write_all(fd, "ping", 4));
+	ASSERT_EQ(read_n(fd, 4), "ping");
+	ASSERT_TRUE(wait_for([&] { return stats().loops_saturated == 0; }));
+	EXPECT_EQ(stats().yields, before) << counters();
+	close(fd);
+}
+
+// The rule itself (netpoll/loop.c): saturated when asleep under a tenth
+// of the period.
+extern "C" bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns);
+
+TEST(NetpollSaturation, SleepUnderATenth)
+{
+	EXPECT_TRUE(np__saturated(20000000, 20000000));
+	EXPECT_TRUE(np__saturated(20000000, 18000000));
+	EXPECT_FALSE(np__saturated(20000000, 17999999));
+	EXPECT_FALSE(np__saturated(20000000, 0));
+	EXPECT_FALSE(np__saturated(0, 0));
+}
+
+// NP_YIELD_BACKEND resolves by backend: 50 us on epoll and kqueue,
+// NP_YIELD_SATURATED on io_uring; an explicit value is kept whatever the
+// backend.
 TEST_P(NetpollTest, YieldBackendDefault)
 {
 	np_opts o{};
 	o.nloops = 1;
 	o.yield_us = NP_YIELD_BACKEND;
 	START(o);
-	EXPECT_EQ(np_group_yield_us(g), GetParam() == NP_BACKEND_URING ? 0u : 50u);
+	EXPECT_EQ(np_group_yield_us(g), GetParam() == NP_BACKEND_URING ? NP_YIELD_SATURATED : 50u);
 	np_group_destroy(&g);
 	o.yield_us = 7;
 	START(o);
