@@ -26,16 +26,20 @@ const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
  * its wait) + runnable (on a CPU, or queued for one). The thread CPU clock
  * gives the first part of runnable exactly (schedstat's own figure lags by
  * up to a tick for a running thread), schedstat's second field the queued
- * part. Measured figures (docs/netpoll.md): a closed loop saturating the
- * cores sleeps 2-6% of the time, a paced one 17-66%. */
-#define SAT_PERIOD_US 20000u
+ * part; the wall clock is read with them. A period ends at the first batch
+ * at least SAT_PERIOD_US after it began (longer after a quiet spell), and
+ * the state it decides holds until the next one ends. Measured figures
+ * (docs/netpoll.md): a closed loop saturating the cores sleeps 2-6% of the
+ * time, a paced one 10-70%. */
+#define SAT_PERIOD_NS 20000000u
 
 bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns)
 {
-	return wall_ns && runnable_ns >= wall_ns - wall_ns / 10;
+	return wall_ns && (runnable_ns >= wall_ns || wall_ns - runnable_ns < wall_ns / 10);
 }
 
-static bool runnable_ns(struct np_loop *l, uint64_t *out)
+/* Reads now (wall, ns) and the thread's runnable ns so far. */
+static bool runnable_ns(struct np_loop *l, uint64_t *now, uint64_t *out)
 {
 	char buf[96];
 	ssize_t n = pread(l->sched_fd, buf, sizeof(buf) - 1, 0);
@@ -47,8 +51,25 @@ static bool runnable_ns(struct np_loop *l, uint64_t *out)
 	strtoull(buf, &end, 10); /* schedstat: run ns, queued ns, slices */
 	uint64_t queued = strtoull(end, NULL, 10);
 	*out = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec + queued;
+	*now = np__mono_ns();
 	np__ctr(&l->st.syscalls, 2);
 	return true;
+}
+
+static void saturation_set(struct np_loop *l, bool sat)
+{
+	if (sat != l->saturated) {
+		l->saturated = sat;
+		np__gauge(&l->st.loops_saturated, sat);
+	}
+}
+
+static void saturation_close(struct np_loop *l)
+{
+	if (l->sched_fd >= 0)
+		close(l->sched_fd);
+	l->sched_fd = -1;
+	saturation_set(l, false);
 }
 
 static void saturation_open(struct np_loop *l)
@@ -57,30 +78,28 @@ static void saturation_open(struct np_loop *l)
 	if (l->g->o.yield_us != NP_YIELD_SATURATED)
 		return;
 	l->sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-	l->sat_at_us = l->now_us;
-	if (l->sched_fd >= 0 && !runnable_ns(l, &l->sat_runnable)) {
-		close(l->sched_fd);
-		l->sched_fd = -1;
-	}
+	if (l->sched_fd >= 0 && !runnable_ns(l, &l->sat_at_ns, &l->sat_runnable))
+		saturation_close(l);
 }
 
 static void saturation_check(struct np_loop *l)
 {
-	uint64_t r;
-	if (l->sched_fd < 0 || l->now_us - l->sat_at_us < SAT_PERIOD_US || !runnable_ns(l, &r))
+	uint64_t now, r;
+	if (l->sched_fd < 0 || l->now_us * 1000u < l->sat_at_ns + SAT_PERIOD_NS)
 		return;
+	if (!runnable_ns(l, &now, &r)) {
+		saturation_close(l); /* never yields from here on */
+		return;
+	}
 	/* Time inside sched_yield is runnable time the rule itself made: it
 	 * is left out, so that yielding does not keep the loop saturated. */
-	uint64_t wall = (l->now_us - l->sat_at_us) * 1000u, yielded = l->sat_yield_ns;
+	uint64_t wall = now - l->sat_at_ns, yielded = l->sat_yield_ns;
 	uint64_t run = r - l->sat_runnable;
-	bool sat = yielded < wall && yielded < run && np__saturated(wall - yielded, run - yielded);
-	l->sat_at_us = l->now_us;
+	saturation_set(l, yielded < wall && yielded < run &&
+	                          np__saturated(wall - yielded, run - yielded));
+	l->sat_at_ns = now;
 	l->sat_runnable = r;
 	l->sat_yield_ns = 0;
-	if (sat != l->saturated) {
-		l->saturated = sat;
-		np__gauge(&l->st.loops_saturated, sat);
-	}
 }
 
 /* np_opts.yield_us: a batch of events that kept the loop busy for at least
@@ -234,8 +253,7 @@ static void *loop_main(void *arg)
 		l->ops->deinit(l); /* waits for the kernel to let go of buffers */
 	np__timers_clear(l);
 	bp_pool_thread_flush(l->g->pool);
-	if (l->sched_fd >= 0)
-		close(l->sched_fd);
+	saturation_close(l);
 	return NULL;
 }
 

@@ -136,15 +136,17 @@ struct np_opts {
  * `yields` and in `syscalls`.
  *
  * NP_YIELD_SATURATED: yield after every batch, but only while the loop is
- * saturated — in the last period (20 ms) it slept in its wait for less than
- * a tenth of the time, the rest running or queued for a CPU (its thread CPU
- * clock and the run-queue wait in /proc/thread-self/schedstat, read once a
- * period). A saturated loop gives its core to the client it just answered,
- * which refills it, so its next wait finds a batch instead of sleeping; a
- * loop with time to sleep (a paced load) does not yield, because yielding
- * while another thread is runnable pushes its own next turn back a slice.
- * Without schedstat (not Linux) it never yields. `loops_saturated` counts
- * the loops in that state.
+ * saturated — in the last period (20 ms or more, ending at a batch) it
+ * slept in its wait for less than a tenth of the time, the rest running or
+ * queued for a CPU (its thread CPU clock and the run-queue wait in
+ * /proc/thread-self/schedstat, read once a period; time inside its own
+ * yields left out). A saturated loop gives its core to the client it just
+ * answered, which refills it, so its next wait finds a batch instead of
+ * sleeping; a loop with time to sleep (a paced load) does not yield,
+ * because yielding while another thread is runnable pushes its own next
+ * turn back a slice. Where schedstat cannot be read (not Linux, no /proc, a
+ * kernel without CONFIG_SCHED_INFO) it never yields. `loops_saturated`
+ * counts the loops in that state.
  *
  * NP_YIELD_BACKEND picks by backend: 50 us on epoll and kqueue, where it
  * measured faster with a client on the same cores, and NP_YIELD_SATURATED

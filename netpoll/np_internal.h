@@ -126,7 +126,7 @@ struct np_loop {
 	uint64_t woke_us; /* when the backend's wait last returned (np__woke) */
 	/* NP_YIELD_SATURATED (loop.c, saturation_check) */
 	int sched_fd;          /* /proc/thread-self/schedstat; -1: none */
-	uint64_t sat_at_us;    /* when the period began (l->now_us) */
+	uint64_t sat_at_ns;    /* when the period began (np__mono_ns) */
 	uint64_t sat_runnable; /* ns runnable (on a CPU or queued) by then */
 	uint64_t sat_yield_ns; /* ns inside sched_yield since then */
 	bool saturated;        /* the last period: yield after every batch */
@@ -257,7 +257,8 @@ const struct np_backend_ops *np__backend_pick(enum np_backend *b);
 void np__woke(struct np_loop *l, int nready);
 /* NP_YIELD_SATURATED's rule: a period of wall_ns in which the thread was
  * runnable (running or waiting for a CPU) runnable_ns is saturated when it
- * slept (blocked in its wait) less than a tenth of it. */
+ * slept (blocked in its wait) less than a tenth of it. Runnable time over
+ * the wall time (clocks read at different instants) counts as no sleep. */
 bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns);
 
 static inline uint64_t np__mono_ns(void)
