@@ -38,6 +38,7 @@ bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns)
 	return wall_ns && (runnable_ns >= wall_ns || wall_ns - runnable_ns < wall_ns / 10);
 }
 
+#ifdef __linux__
 /* Reads now (wall, ns) and the thread's runnable ns so far. */
 static bool runnable_ns(struct np_loop *l, uint64_t *now, uint64_t *out)
 {
@@ -55,6 +56,21 @@ static bool runnable_ns(struct np_loop *l, uint64_t *now, uint64_t *out)
 	np__ctr(&l->st.syscalls, 2);
 	return true;
 }
+
+static int sched_open(void)
+{
+	return open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+}
+#else
+/* schedstat is Linux's: elsewhere NP_YIELD_SATURATED never yields. */
+static bool runnable_ns(struct np_loop *l, uint64_t *now, uint64_t *out)
+{
+	(void)l, (void)now, (void)out;
+	return false;
+}
+
+static int sched_open(void) { return -1; }
+#endif
 
 static void saturation_set(struct np_loop *l, bool sat)
 {
@@ -77,7 +93,7 @@ static void saturation_open(struct np_loop *l)
 	l->sched_fd = -1;
 	if (l->g->o.yield_us != NP_YIELD_SATURATED)
 		return;
-	l->sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	l->sched_fd = sched_open();
 	if (l->sched_fd >= 0 && !runnable_ns(l, &l->sat_at_ns, &l->sat_runnable))
 		saturation_close(l);
 }
