@@ -33,6 +33,14 @@ const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
  * time, a paced one 10-70%. */
 #define SAT_PERIOD_NS 20000000u
 
+/* NP_YIELD_BACKEND: the saturation rule where schedstat says how long a
+ * thread slept, else 50 us batches (netpoll.h). */
+#ifdef __linux__
+#define NP_YIELD_DEFAULT NP_YIELD_SATURATED
+#else
+#define NP_YIELD_DEFAULT 50u
+#endif
+
 bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns)
 {
 	return wall_ns && (runnable_ns >= wall_ns || wall_ns - runnable_ns < wall_ns / 10);
@@ -348,7 +356,7 @@ struct np_group *np_group_create(const struct np_opts *opts,
 		goto fail;
 	g->o.backend = b;
 	if (g->o.yield_us == NP_YIELD_BACKEND)
-		g->o.yield_us = b == NP_BACKEND_URING ? NP_YIELD_SATURATED : 50;
+		g->o.yield_us = NP_YIELD_DEFAULT;
 	err = ENOMEM;
 	g->pool = g->o.pool;
 	if (!g->pool) {

@@ -690,16 +690,15 @@ TEST(NetpollSaturation, SleepUnderATenth)
 	EXPECT_FALSE(np__saturated(0, 0));
 }
 
-// NP_YIELD_BACKEND resolves by backend: 50 us on epoll and kqueue,
-// NP_YIELD_SATURATED on io_uring; an explicit value is kept whatever the
-// backend.
+// NP_YIELD_BACKEND resolves to NP_YIELD_SATURATED on Linux, whatever the
+// backend; an explicit value is kept.
 TEST_P(NetpollTest, YieldBackendDefault)
 {
 	np_opts o{};
 	o.nloops = 1;
 	o.yield_us = NP_YIELD_BACKEND;
 	START(o);
-	EXPECT_EQ(np_group_yield_us(g), GetParam() == NP_BACKEND_URING ? NP_YIELD_SATURATED : 50u);
+	EXPECT_EQ(np_group_yield_us(g), NP_YIELD_SATURATED);
 	np_group_destroy(&g);
 	o.yield_us = 7;
 	START(o);
