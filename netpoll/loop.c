@@ -27,7 +27,7 @@ const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
  * gives the first part of runnable exactly (schedstat's own figure lags by
  * up to a tick for a running thread), schedstat's second field the queued
  * part; the wall clock is read with them. A period ends at the first batch
- * at least SAT_PERIOD_US after it began (longer after a quiet spell), and
+ * at least SAT_PERIOD_NS after it began (longer after a quiet spell), and
  * the state it decides holds until the next one ends. Measured figures
  * (docs/netpoll.md): a closed loop saturating the cores sleeps 2-6% of the
  * time, a paced one 10-70%. */
