@@ -59,6 +59,7 @@
 #define RECV_ROOM_MAX (BUF_CAP / 4)   /* ... and no more tail room is left behind */
 #define RETRY_MIN_US 1000u           /* refill back-off (bufs_retry) */
 #define RETRY_MAX_US 64000u
+#define SEND_WAIT_MAX_US 10000u      /* send_wait: the longest wait it asks */
 
 enum op { OP_RECV = 1, OP_SEND, OP_SENDMSG, OP_ACCEPT, OP_WAKE, OP_POLL, OP_IGNORE };
 
@@ -84,6 +85,9 @@ struct ur {
 	bool wake_armed;
 	bool accept_armed[NP_MAX_LISTEN];
 	uint32_t inflight;            /* operations whose completion we await */
+	uint32_t sends_due;           /* sends queued since the last wait whose
+	                               * completions the kernel posts as it
+	                               * takes them (send_wait) */
 	bool defer;                   /* IORING_SETUP_DEFER_TASKRUN */
 	bool closing;                 /* deinit: re-arm nothing */
 };
@@ -97,6 +101,7 @@ static inline uint64_t ud(void *p, enum op op)
 static void submit_now(struct np_loop *l)
 {
 	struct ur *u = l->be;
+	u->sends_due = 0; /* their completions may be reaped before the wait */
 	io_uring_submit(&u->ring);
 	np__ctr(&l->st.wait_calls, 1);
 	np__ctr(&l->st.syscalls, 1);
@@ -492,7 +497,11 @@ static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 	}
 }
 
-static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
+/* Queues the connection's output as one send. fresh: the first send since
+ * the connection's output was last all sent (not the rest of a short
+ * send, which meets a full socket and waits for room), so the kernel
+ * completes it as it takes it: counted in sends_due. */
+static int send_arm(struct np_loop *l, struct np_conn *c, bool fresh)
 {
 	struct ur *u = l->be;
 	if ((c->flags & NP_C_SEND_ARMED) || !bp_chain_len(&c->out))
@@ -533,8 +542,14 @@ static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
 	c->flags |= NP_C_SEND_ARMED;
 	np_conn_ref(c);
 	u->inflight++;
+	u->sends_due += fresh;
 	np__ctr(&l->st.write_calls, 1);
 	return 0;
+}
+
+static int ur_conn_flush(struct np_loop *l, struct np_conn *c)
+{
+	return send_arm(l, c, true);
 }
 
 static void ur_conn_del(struct np_loop *l, struct np_conn *c)
@@ -665,7 +680,7 @@ static void on_send(struct np_loop *l, struct np_conn *c, struct bp_block *b, in
 	} else {
 		np__conn_sent(c, (size_t)res);
 		if (!(c->flags & NP_C_CLOSED) && bp_chain_len(&c->out)) {
-			int r = ur_conn_flush(l, c);
+			int r = send_arm(l, c, false);
 			if (r < 0)
 				np__conn_error(c, r);
 		}
@@ -736,6 +751,25 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
 	}
 }
 
+/* How many completions the wait asks for. The sends it submits complete
+ * as the kernel takes them (a socket with room), so waiting for one
+ * completion would return at once with only theirs, and the loop would
+ * enter again to sleep: about two enters per request at a paced load.
+ * It waits instead for one completion past those. A fresh send can still
+ * meet a full socket (a reader that stopped), and its completion then
+ * counts towards the one past them: such a wait is kept under
+ * SEND_WAIT_MAX_US, so a send is never held back longer. */
+static unsigned send_wait(struct ur *u, int64_t *timeout_us)
+{
+	uint32_t due = u->sends_due;
+	u->sends_due = 0;
+	if (!due || *timeout_us == 0 || due >= CQ_ENTRIES / 2)
+		return 1;
+	if (*timeout_us < 0 || *timeout_us > SEND_WAIT_MAX_US)
+		*timeout_us = SEND_WAIT_MAX_US;
+	return due + 1;
+}
+
 static int ur_wait(struct np_loop *l, int64_t timeout_us)
 {
 	struct ur *u = l->be;
@@ -747,13 +781,14 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 		recv_unpark_all(l);
 	struct io_uring_cqe *cqe;
 	int r;
+	unsigned want = send_wait(u, &timeout_us);
 	if (timeout_us == 0) {
 		r = io_uring_submit_and_get_events(&u->ring);
 	} else {
 		struct __kernel_timespec ts = {
 			.tv_sec = timeout_us / 1000000,
 			.tv_nsec = (long long)(timeout_us % 1000000) * 1000};
-		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
+		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, want,
 		                                     timeout_us < 0 ? NULL : &ts, NULL);
 	}
 	np__woke(l, -1); /* completions are not a readiness batch */

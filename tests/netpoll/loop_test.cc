@@ -676,6 +676,38 @@ TEST_P(NetpollTest, YieldWhileSaturatedOnly)
 	close(fd);
 }
 
+// A request at a time, a few ms apart (a paced client): io_uring submits
+// the reply in the enter that also sleeps until the next request, so each
+// request costs one enter. Waiting for one completion, the loop used to
+// be woken at once by the send's own, and entered again to sleep: two.
+TEST_P(NetpollTest, PacedRequestsOneWaitEach)
+{
+	if (GetParam() != NP_BACKEND_URING)
+		GTEST_SKIP() << "readiness backends read, write and wait: no enter to share";
+	np_opts o{};
+	o.nloops = 1;
+	o.yield_us = 0;
+	START(o);
+	int fd = connect_to(port);
+	ASSERT_TRUE(write_all(fd, "ping", 4));
+	ASSERT_EQ(read_n(fd, 4), "ping");
+	std::this_thread::sleep_for(std::chrono::milliseconds(20)); // settled
+	np_stats s0 = stats();
+	const int n = 40;
+	for (int i = 0; i < n; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(2));
+		ASSERT_TRUE(write_all(fd, "ping", 4));
+		ASSERT_EQ(read_n(fd, 4), "ping");
+	}
+	std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	np_stats s1 = stats();
+	EXPECT_EQ(s1.write_calls - s0.write_calls, (uint64_t)n);
+	// n sleeping enters, and a few for timers (the loop's own ticks)
+	EXPECT_LE(s1.wait_calls - s0.wait_calls, (uint64_t)n + n / 4) << counters();
+	EXPECT_GE(s1.wait_calls - s0.wait_calls, (uint64_t)n);
+	close(fd);
+}
+
 // The rule itself (netpoll/loop.c): saturated when asleep under a tenth
 // of the period.
 extern "C" bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns);
