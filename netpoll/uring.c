@@ -758,12 +758,16 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
  * It waits instead for one completion past those. A fresh send can still
  * meet a full socket (a reader that stopped), and its completion then
  * counts towards the one past them: such a wait is kept under
- * SEND_WAIT_MAX_US, so a send is never held back longer. */
-static unsigned send_wait(struct ur *u, int64_t *timeout_us)
+ * SEND_WAIT_MAX_US, so such a completion is reaped at most that late.
+ * A saturated loop (NP_YIELD_SATURATED) keeps waiting for one: slept
+ * through instead, its quick returns were what kept it yielding, and
+ * with one client thread it fell back to waking per batch (throughput
+ * x0.79; docs/netpoll.md, "io_uring"). */
+static unsigned send_wait(struct ur *u, bool saturated, int64_t *timeout_us)
 {
 	uint32_t due = u->sends_due;
 	u->sends_due = 0;
-	if (!due || *timeout_us == 0 || due >= CQ_ENTRIES / 2)
+	if (!due || saturated || *timeout_us == 0 || due >= CQ_ENTRIES / 2)
 		return 1;
 	if (*timeout_us < 0 || *timeout_us > SEND_WAIT_MAX_US)
 		*timeout_us = SEND_WAIT_MAX_US;
@@ -781,7 +785,7 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 		recv_unpark_all(l);
 	struct io_uring_cqe *cqe;
 	int r;
-	unsigned want = send_wait(u, &timeout_us);
+	unsigned want = send_wait(u, l->saturated, &timeout_us);
 	if (timeout_us == 0) {
 		r = io_uring_submit_and_get_events(&u->ring);
 	} else {
