@@ -59,7 +59,7 @@
 #define RECV_ROOM_MAX (BUF_CAP / 4)   /* ... and no more tail room is left behind */
 #define RETRY_MIN_US 1000u           /* refill back-off (bufs_retry) */
 #define RETRY_MAX_US 64000u
-#define SEND_WAIT_MAX_US 10000u      /* send_wait: the longest wait it asks, */
+#define SEND_WAIT_MAX_US 10000u      /* send_wait: the longest wait past sends */
 #define QUICK_MISSES 4u              /* quick returns in vain before waiting past */
 #define QUICK_EVERY 8u               /* then one wait in so many returns quickly */
 
@@ -504,10 +504,10 @@ static void ur_conn_set_read(struct np_loop *l, struct np_conn *c, bool on)
 	}
 }
 
-/* Queues the connection's output as one send. fresh: the first send since
- * the connection's output was last all sent (not the rest of a short
- * send, which meets a full socket and waits for room), so the kernel
- * completes it as it takes it: counted in sends_due. */
+/* Queues the connection's output as one send. fresh: not issued from a
+ * send's completion (what follows a short send meets a full socket and
+ * waits for room), so the kernel most likely completes it as it takes
+ * it: counted in sends_due. */
 static int send_arm(struct np_loop *l, struct np_conn *c, bool fresh)
 {
 	struct ur *u = l->be;
@@ -768,7 +768,7 @@ static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe)
  *   return finds it without sleeping (and a saturated loop keeps
  *   returning and yielding: slept through, it fell back to waking per
  *   batch with one client thread, throughput x0.79). Waiting past the
- *   sends cost 4 KiB pipelines 3-5%.
+ *   sends cost 4 KiB pipelines 2-5%.
  * - A paced load's has not: the second enter is a syscall in vain.
  * So the wait returns quickly while quick returns find work (a saturated
  * loop always does), and waits past the sends after QUICK_MISSES in a
