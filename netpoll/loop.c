@@ -121,9 +121,160 @@ static void saturation_check(struct np_loop *l)
 	uint64_t run = r - l->sat_runnable;
 	saturation_set(l, yielded < wall && yielded < run &&
 	                          np__saturated(wall - yielded, run - yielded));
+	if (yielded < wall && yielded <= run) { /* for loop 0's np_satctl */
+		uint64_t span = wall - yielded, busy = run - yielded;
+		uint64_t pm = busy >= span ? 0 : (span - busy) * 1000 / span;
+		atomic_store_explicit(&l->sat_sleep_pm, (uint32_t)pm, memory_order_relaxed);
+	}
 	l->sat_at_ns = now;
 	l->sat_runnable = r;
 	l->sat_yield_ns = 0;
+}
+
+/* The group's test (np_satctl). A loop that sleeps while its client
+ * waits on it is as unsaturated as a loop under a paced load, and which
+ * of the two it is decides whether yielding pays: with one client thread
+ * yielding raised the rate by ×1.4-1.5 (geecache-bench -t 1, memaslap
+ * -T 1, 50 ms windows of each mode alternating), under a paced load by
+ * ×1.00, where it only adds to the latency. Loop 0 measures it: once no
+ * loop is saturated while they sleep between a tenth and 60% of the time,
+ * a trial alternates SC_WIN_NS windows without and with yielding on every
+ * loop, up to three pairs. A first pair under SC_FIRST stops it (a paced
+ * load loses one window); a median over the three of SC_GAIN or more
+ * holds every loop yielding, re-tried after SC_RECHECK_MIN_NS doubling to
+ * SC_RECHECK_MAX_NS, and at once when the rate moves by half or double
+ * (a new load). A trial without a gain backs the next off from
+ * SC_BACKOFF_MIN_NS doubling to SC_BACKOFF_MAX_NS, and a hold ends when
+ * the server goes idle; the next load after an idle spell is tried at
+ * once if the last trial found a gain. Measured: docs/netpoll.md,
+ * "Yielding only while saturated". */
+#define SC_WIN_NS 25000000u
+#define SC_FIRST 110u /* per cent */
+#define SC_GAIN 115u
+#define SC_SLEEP_MIN_PM 100u
+#define SC_SLEEP_MAX_PM 600u
+#define SC_IDLE_BYTES 4096u /* per window */
+#define SC_BACKOFF_MIN_NS 4000000000ull
+#define SC_BACKOFF_MAX_NS 64000000000ull
+#define SC_RECHECK_MIN_NS 1000000000ull
+#define SC_RECHECK_MAX_NS 8000000000ull
+enum { SC_OFF, SC_TRIAL, SC_HOLD };
+
+static uint64_t median3(uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
+	return c < lo ? lo : c > hi ? hi : c;
+}
+
+static enum np_sat_force sc_trial_end(struct np_satctl *s, uint64_t now, bool gain)
+{
+	s->state = gain ? SC_HOLD : SC_OFF;
+	s->last_ok = gain;
+	if (gain) {
+		s->recheck_ns = !s->recheck ? SC_RECHECK_MIN_NS
+		                : s->recheck_ns * 2 > SC_RECHECK_MAX_NS ? SC_RECHECK_MAX_NS
+		                                                        : s->recheck_ns * 2;
+		s->recheck_at = now + s->recheck_ns;
+		s->hold_bytes = median3(s->gain[0], s->gain[1], s->gain[2]);
+		s->backoff_ns = SC_BACKOFF_MIN_NS;
+		return NP_SAT_YIELD;
+	}
+	s->backoff_ns = s->recheck || !s->backoff_ns ? SC_BACKOFF_MIN_NS
+	                : s->backoff_ns * 2 > SC_BACKOFF_MAX_NS ? SC_BACKOFF_MAX_NS
+	                                                         : s->backoff_ns * 2;
+	s->next_trial = now + s->backoff_ns;
+	return NP_SAT_FREE;
+}
+
+/* One window has ended, having moved bytes (the group's bytes_read);
+ * returns the mode of the next. sleep_pm: the loops' mean sleep over their
+ * last periods; any_saturated: a loop yields by its own rule. */
+enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t bytes,
+                                    uint32_t sleep_pm, bool any_saturated)
+{
+	bool was_idle = s->idle;
+	s->idle = bytes < SC_IDLE_BYTES;
+	switch (s->state) {
+	case SC_HOLD:
+		if (s->idle) {
+			s->state = SC_OFF;
+			return NP_SAT_FREE;
+		}
+		if (now < s->recheck_at && bytes < 2 * s->hold_bytes && 2 * bytes > s->hold_bytes)
+			return NP_SAT_YIELD;
+		s->trials++;
+		s->state = SC_TRIAL; /* a re-check: a window without yielding first */
+		s->recheck = true;
+		s->pairs = 0;
+		s->on = false;
+		return NP_SAT_NOYIELD;
+	case SC_TRIAL:
+		if (!s->on) {
+			s->off[s->pairs] = bytes;
+			s->on = true;
+			return NP_SAT_YIELD;
+		}
+		s->gain[s->pairs] = bytes;
+		s->on = false;
+		if (s->pairs == 0 && !s->recheck && bytes * 100 < s->off[0] * SC_FIRST)
+			return sc_trial_end(s, now, false);
+		if (++s->pairs < 3)
+			return NP_SAT_NOYIELD;
+		uint64_t r[3];
+		for (int i = 0; i < 3; i++)
+			r[i] = s->off[i] ? s->gain[i] * 100 / s->off[i] : (s->gain[i] ? UINT32_MAX : 0);
+		return sc_trial_end(s, now, median3(r[0], r[1], r[2]) >= SC_GAIN);
+	default:
+		if (was_idle && !s->idle && s->last_ok)
+			s->next_trial = now; /* a new load after an idle spell */
+		if (s->idle || any_saturated || now < s->next_trial ||
+		    sleep_pm < SC_SLEEP_MIN_PM || sleep_pm > SC_SLEEP_MAX_PM)
+			return NP_SAT_FREE;
+		s->trials++;
+		s->state = SC_TRIAL; /* the window that ended is the first without */
+		s->recheck = false;
+		s->pairs = 0;
+		s->off[0] = bytes;
+		s->on = true;
+		return NP_SAT_YIELD;
+	}
+}
+
+/* For the tests (tests/netpoll/loop_test.cc): the state is opaque there. */
+size_t np__satctl_size(void) { return sizeof(struct np_satctl); }
+int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm, bool any)
+{
+	return (int)np__satctl_window(s, now, bytes, sleep_pm, any);
+}
+
+/* Loop 0, after every batch: ends the group's window when it is due. */
+static void satctl_tick(struct np_loop *l)
+{
+	struct np_group *g = l->g;
+	struct np_satctl *s = &g->satctl;
+	uint64_t now = np__mono_ns();
+	if (now < s->win_end)
+		return;
+	uint64_t bytes = 0, sleep = 0;
+	bool any = false;
+	for (int i = 0; i < g->nloops; i++) {
+		struct np_loop *o = &g->loops[i];
+		bytes += __atomic_load_n(&o->st.bytes_read, __ATOMIC_RELAXED);
+		sleep += atomic_load_explicit(&o->sat_sleep_pm, memory_order_relaxed);
+		any |= __atomic_load_n(&o->st.loops_saturated, __ATOMIC_RELAXED) != 0;
+	}
+	enum np_sat_force f = NP_SAT_FREE;
+	if (s->win_end) { /* the first call only starts a window */
+		/* a window ends at a batch: bytes per SC_WIN_NS of it */
+		uint64_t span = now - (s->win_end - SC_WIN_NS);
+		uint64_t moved = (uint64_t)((double)(bytes - s->win_bytes) * SC_WIN_NS / (double)span);
+		f = np__satctl_window(s, now, moved, (uint32_t)(sleep / (uint64_t)g->nloops), any);
+	}
+	s->win_end = now + SC_WIN_NS;
+	s->win_bytes = bytes;
+	atomic_store_explicit(&g->sat_force, (int)f, memory_order_relaxed);
+	np__ctr(&l->st.yield_trials, s->trials - l->st.yield_trials);
+	np__gauge(&l->st.yield_held, s->state == SC_HOLD);
 }
 
 /* np_opts.yield_us: a batch of events that kept the loop busy for at least
@@ -131,14 +282,23 @@ static void saturation_check(struct np_loop *l)
  * backends run the handlers inside their wait — to the end of its flushes),
  * or any batch of a saturated loop (NP_YIELD_SATURATED), is followed by one
  * sched_yield(), after the batch's queued sends are submitted (io_uring). A
- * lightly loaded loop's batches are short and never yield. */
+ * lightly loaded loop's batches are short and never yield. Under
+ * NP_YIELD_SATURATED the group's test may make every loop yield, or none,
+ * whatever its own rule says (np__satctl_window). */
 static void yield_check(struct np_loop *l)
 {
 	uint32_t after = l->g->o.yield_us;
+	bool timed = false;
 	if (after == NP_YIELD_SATURATED) {
 		saturation_check(l);
-		if (!l->saturated)
+		if (l->sched_fd < 0)
 			return;
+		if (l->index == 0)
+			satctl_tick(l);
+		int f = atomic_load_explicit(&l->g->sat_force, memory_order_relaxed);
+		if (f == NP_SAT_NOYIELD || (f == NP_SAT_FREE && !l->saturated))
+			return;
+		timed = true;
 	} else if (!after || np__mono_us() - l->woke_us < after) {
 		return;
 	}
@@ -146,9 +306,9 @@ static void yield_check(struct np_loop *l)
 	 * io_uring they are still queued and would wait out the yield. */
 	if (l->ops->submit)
 		l->ops->submit(l);
-	uint64_t t0 = l->saturated ? np__mono_ns() : 0;
+	uint64_t t0 = timed ? np__mono_ns() : 0;
 	sched_yield();
-	if (l->saturated)
+	if (timed)
 		l->sat_yield_ns += np__mono_ns() - t0;
 	np__ctr(&l->st.yields, 1);
 	np__ctr(&l->st.syscalls, 1);

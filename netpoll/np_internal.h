@@ -130,6 +130,8 @@ struct np_loop {
 	uint64_t sat_runnable; /* ns runnable (on a CPU or queued) by then */
 	uint64_t sat_yield_ns; /* ns inside sched_yield since then */
 	bool saturated;        /* the last period: yield after every batch */
+	_Atomic uint32_t sat_sleep_pm; /* the last period's sleep, per mille,
+	                                * read by loop 0's np_satctl */
 	bool send_now;    /* a small readiness batch (NP_SEND_NOW_MAX) */
 	/* connections by slot */
 	struct np_conn **slots;
@@ -170,6 +172,31 @@ struct np_loop {
 	struct np_stats st; /* written by the loop thread only (see stats) */
 };
 
+/* NP_YIELD_SATURATED, the group's part (loop.c, np__satctl_window): when
+ * no loop is saturated, whether yielding after every batch raises the
+ * whole server's rate, tested in windows of alternating modes. Run by
+ * loop 0; the other loops read only np_group.sat_force. */
+enum np_sat_force { NP_SAT_FREE, NP_SAT_YIELD, NP_SAT_NOYIELD };
+struct np_satctl {
+	int state;              /* SC_OFF, SC_TRIAL, SC_HOLD (loop.c) */
+	int pairs;              /* trial: (no yield, yield) windows done */
+	bool on;                /* trial: the window now running yields */
+	bool recheck;           /* trial: begun in a hold */
+	bool idle;              /* the last window moved almost nothing */
+	bool last_ok;           /* the last trial found a gain */
+	uint64_t off[3], gain[3]; /* trial: bytes per window */
+	uint64_t next_trial;    /* ns: none before this */
+	uint64_t backoff_ns;    /* after a trial without a gain */
+	uint64_t recheck_at, recheck_ns; /* hold: the next trial */
+	uint64_t hold_bytes;    /* hold: bytes per window when it began */
+	uint64_t win_end, win_bytes; /* the running window (loop 0) */
+	uint64_t trials;        /* trials begun (np_stats.yield_trials) */
+};
+enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now_ns, uint64_t bytes,
+                                    uint32_t sleep_pm, bool any_saturated);
+size_t np__satctl_size(void);
+int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm, bool any);
+
 struct np_group {
 	struct np_opts o;
 	struct np_handler h;
@@ -181,6 +208,8 @@ struct np_group {
 	_Atomic uint32_t nconns;
 	_Atomic int stopped;
 	_Atomic uint32_t drain_ms; /* set by np_group_stop, read by the loops */
+	_Atomic int sat_force;     /* enum np_sat_force, set by loop 0 */
+	struct np_satctl satctl;   /* loop 0's only */
 	pthread_mutex_t stats_lock;
 	/* np_group_listen_unix's socket files, removed when the group stops
 	 * (if still the file it made) */

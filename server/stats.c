@@ -345,6 +345,8 @@ static int own(struct srv *s, srv_stat_fn emit, void *arg)
 	EMIT("conns_handed_off", t.np.handoffs);
 	EMIT("yields", t.np.yields);
 	EMIT("loops_saturated", t.np.loops_saturated);
+	EMIT("yield_trials", t.np.yield_trials);
+	EMIT("yield_held", t.np.yield_held);
 	EMIT("requests", t.sv.requests);
 	EMIT("values_sent_by_ref", t.sv.get_refs);
 	EMIT("values_copied_small", t.sv.get_small);

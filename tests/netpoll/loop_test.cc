@@ -724,6 +724,105 @@ TEST(NetpollSaturation, SleepUnderATenth)
 	EXPECT_FALSE(np__saturated(0, 0));
 }
 
+// The group's test (loop.c, np__satctl_window), in simulated 25 ms
+// windows: each window's bytes depend on whether the window yielded, as
+// the mode returned at its start says.
+extern "C" size_t np__satctl_size(void);
+extern "C" int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm,
+                                      bool any);
+namespace {
+enum { FREE = 0, YIELD = 1, NOYIELD = 2 }; // enum np_sat_force
+struct SatSim {
+	std::vector<unsigned char> st = std::vector<unsigned char>(np__satctl_size(), 0);
+	uint64_t now = 0;
+	int mode = FREE;
+	uint32_t sleep_pm = 300;
+	bool any = false;
+	// Runs n windows; bytes(mode) for each; returns how many yielded.
+	template <class F> int run(int n, F bytes)
+	{
+		int yielded = 0;
+		for (int i = 0; i < n; i++) {
+			now += 25000000;
+			yielded += mode == YIELD;
+			mode = np__satctl_test_window(st.data(), now, bytes(mode), sleep_pm, any);
+		}
+		return yielded;
+	}
+};
+uint64_t paced(int) { return 100000; }
+uint64_t client_bound(int m) { return m == YIELD ? 145000 : 100000; }
+} // namespace
+
+// A paced load: yielding moves nothing. A trial costs one yielding window
+// and backs off from 4 s doubling: 4 trials in the first minute.
+TEST(NetpollSatctl, PacedLoadIsTriedRarely)
+{
+	SatSim s;
+	int y = s.run(2400, paced); // 60 s
+	EXPECT_GE(y, 3);
+	EXPECT_LE(y, 5);
+	EXPECT_EQ(s.run(2400, paced), 1); // the next minute: one (64 s)
+}
+
+// One client thread: yielding raises the rate by x1.45. Every loop is
+// held yielding, but for the re-checks' windows without.
+TEST(NetpollSatctl, ClientBoundLoadIsHeldYielding)
+{
+	SatSim s;
+	int y = s.run(800, client_bound); // 20 s
+	EXPECT_GE(y, 770);
+	EXPECT_EQ(s.mode, YIELD);
+	// The gain goes (the same rate either way): the next re-check (8 s at
+	// most) lets the loops go, and no trial follows for 4 s.
+	int again = s.run(400, paced);
+	EXPECT_EQ(s.mode, FREE);
+	EXPECT_LE(again, 330);
+	EXPECT_EQ(s.run(150, paced), 0);
+}
+
+// A held server whose rate moves by more than double or half re-checks
+// at once: the next window does not yield.
+TEST(NetpollSatctl, NewRateRechecksAtOnce)
+{
+	SatSim s;
+	s.run(40, client_bound);
+	ASSERT_EQ(s.mode, YIELD);
+	s.run(1, [](int) { return uint64_t{400000}; });
+	EXPECT_EQ(s.mode, NOYIELD);
+}
+
+// Idle ends a hold; a load after the idle spell is tried at once when the
+// last trial found a gain, and not when it found none.
+TEST(NetpollSatctl, IdleEndsAHold)
+{
+	SatSim s;
+	s.run(40, client_bound);
+	ASSERT_EQ(s.mode, YIELD);
+	s.run(1, [](int) { return uint64_t{0}; });
+	EXPECT_EQ(s.mode, FREE);
+	s.run(10, [](int) { return uint64_t{0}; });
+	s.run(1, client_bound);
+	EXPECT_EQ(s.mode, YIELD); // a trial's first window
+	SatSim p;
+	p.run(10, paced); // a failed trial
+	p.run(10, [](int) { return uint64_t{0}; });
+	p.run(1, paced);
+	EXPECT_EQ(p.mode, FREE);
+}
+
+// No trial while a loop is saturated by its own rule, nor while the loops
+// sleep under a tenth or over 60% of the time.
+TEST(NetpollSatctl, TriedOnlyInTheBand)
+{
+	for (int c = 0; c < 3; c++) {
+		SatSim s;
+		s.any = c == 0;
+		s.sleep_pm = c == 1 ? 50 : c == 2 ? 700 : 300;
+		EXPECT_EQ(s.run(400, client_bound), 0) << c;
+	}
+}
+
 // NP_YIELD_BACKEND resolves to NP_YIELD_SATURATED on Linux, whatever the
 // backend; an explicit value is kept.
 TEST_P(NetpollTest, YieldBackendDefault)
