@@ -99,7 +99,7 @@ static void saturation_close(struct np_loop *l)
 static void saturation_open(struct np_loop *l)
 {
 	l->sched_fd = -1;
-	if (l->g->o.yield_us != NP_YIELD_SATURATED)
+	if (l->g->o.yield_us != NP_YIELD_SATURATED && l->g->o.yield_us != NP_YIELD_ADAPTIVE)
 		return;
 	l->sched_fd = sched_open();
 	if (l->sched_fd >= 0 && !runnable_ns(l, &l->sat_at_ns, &l->sat_runnable))
@@ -131,7 +131,7 @@ static void saturation_check(struct np_loop *l)
 	l->sat_yield_ns = 0;
 }
 
-/* The group's test (np_satctl). A loop that sleeps while its client
+/* NP_YIELD_ADAPTIVE: the group's test (np_satctl). A loop that sleeps while its client
  * waits on it is as unsaturated as a loop under a paced load, and which
  * of the two it is decides whether yielding pays: with one client thread
  * yielding raised the rate by ×1.4-1.5 (geecache-bench -t 1, memaslap
@@ -283,19 +283,22 @@ static void satctl_tick(struct np_loop *l)
  * or any batch of a saturated loop (NP_YIELD_SATURATED), is followed by one
  * sched_yield(), after the batch's queued sends are submitted (io_uring). A
  * lightly loaded loop's batches are short and never yield. Under
- * NP_YIELD_SATURATED the group's test may make every loop yield, or none,
+ * NP_YIELD_ADAPTIVE the group's test may make every loop yield, or none,
  * whatever its own rule says (np__satctl_window). */
 static void yield_check(struct np_loop *l)
 {
 	uint32_t after = l->g->o.yield_us;
 	bool timed = false;
-	if (after == NP_YIELD_SATURATED) {
+	if (after == NP_YIELD_SATURATED || after == NP_YIELD_ADAPTIVE) {
 		saturation_check(l);
 		if (l->sched_fd < 0)
 			return;
-		if (l->index == 0)
-			satctl_tick(l);
-		int f = atomic_load_explicit(&l->g->sat_force, memory_order_relaxed);
+		int f = NP_SAT_FREE;
+		if (after == NP_YIELD_ADAPTIVE) {
+			if (l->index == 0)
+				satctl_tick(l);
+			f = atomic_load_explicit(&l->g->sat_force, memory_order_relaxed);
+		}
 		if (f == NP_SAT_NOYIELD || (f == NP_SAT_FREE && !l->saturated))
 			return;
 		timed = true;

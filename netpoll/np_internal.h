@@ -172,7 +172,7 @@ struct np_loop {
 	struct np_stats st; /* written by the loop thread only (see stats) */
 };
 
-/* NP_YIELD_SATURATED, the group's part (loop.c, np__satctl_window): when
+/* NP_YIELD_ADAPTIVE, the group's part (loop.c, np__satctl_window): when
  * no loop is saturated, whether yielding after every batch raises the
  * whole server's rate, tested in windows of alternating modes. Run by
  * loop 0; the other loops read only np_group.sat_force. */

@@ -161,6 +161,7 @@ static int net_start(struct srv *s)
 		                       ? NP_ACCEPT_REUSEPORT : NP_ACCEPT_HANDOFF,
 		.yield_us = strcmp(s->o.yield_us_str, "auto") == 0        ? NP_YIELD_BACKEND
 		            : strcmp(s->o.yield_us_str, "saturated") == 0 ? NP_YIELD_SATURATED
+		            : strcmp(s->o.yield_us_str, "adaptive") == 0  ? NP_YIELD_ADAPTIVE
 		                                                          : (uint32_t)s->o.yield_us,
 		.pool = s->pool,
 		.in_max = (size_t)s->o.max_item_size + SRV_IN_ROOM,

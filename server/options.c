@@ -56,7 +56,8 @@ static int set_value(struct srv_options *o, const struct srv_opt_desc *d,
 	default:
 		break;
 	}
-	if (strcmp(d->field, "yield_us") == 0 && strcmp(v, "saturated") == 0) {
+	if (strcmp(d->field, "yield_us") == 0 &&
+	    (strcmp(v, "saturated") == 0 || strcmp(v, "adaptive") == 0)) {
 		*num(o, d) = 0; /* the word stays in yield_us_str (server/main.c) */
 		return 0;
 	}

@@ -405,6 +405,8 @@ static int settings(struct srv *s, srv_stat_fn emit, void *arg)
 			snprintf(buf, sizeof(buf), "%d", s->metrics ? s->metrics_port : 0);
 		else if (strcmp(f, "yield_us") == 0 && np_group_yield_us(s->group) == NP_YIELD_SATURATED)
 			snprintf(buf, sizeof(buf), "saturated");
+		else if (strcmp(f, "yield_us") == 0 && np_group_yield_us(s->group) == NP_YIELD_ADAPTIVE)
+			snprintf(buf, sizeof(buf), "adaptive");
 		else if (strcmp(f, "yield_us") == 0)
 			snprintf(buf, sizeof(buf), "%u", np_group_yield_us(s->group));
 		else if (strcmp(f, "verbose") == 0)

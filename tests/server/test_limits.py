@@ -42,6 +42,7 @@ BAD_ARGS = [
     ["-m", "0"], ["--help=yes"], ["-l", ""], ["--accept", "both"],
     ["--copy-below", "70000"], ["--copy-below", "-1"], ["--yield-us", "-1"],
     ["--yield-us", "saturate"],
+    ["--yield-us", "adaptiv"],
 ]
 
 
@@ -270,6 +271,12 @@ class Limits(g.ServerTest):
                 srv.stop()
         srv = self.server("-t", "1", "--backend", "epoll", "--yield-us", "50")
         self.assertEqual(srv.stats("settings")["yield_us"], "50")
+        srv.stop()
+        # the group's test is asked for by name, and idle it tests nothing
+        srv = self.server("-t", "2", "--yield-us", "adaptive")
+        self.assertEqual(srv.stats("settings")["yield_us"], "adaptive")
+        g = srv.stats("geecache")
+        self.assertEqual((int(g["yield_trials"]), int(g["yield_held"])), (0, 0))
         srv.stop()
 
     def test_segment_size_follows_m_and_I(self):
