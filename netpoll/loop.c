@@ -134,8 +134,8 @@ static void saturation_check(struct np_loop *l)
 /* NP_YIELD_ADAPTIVE: the group's test (np_satctl). A loop that sleeps while its client
  * waits on it is as unsaturated as a loop under a paced load, and which
  * of the two it is decides whether yielding pays: with one client thread
- * yielding raised the rate by ×1.4-1.5 (geecache-bench -t 1, memaslap
- * -T 1, 50 ms windows of each mode alternating), under a paced load by
+ * yielding raised the rate by ×1.2-1.5 (geecache-bench -t 1, memaslap
+ * -T 1, 20-100 ms windows of each mode alternating), under a paced load by
  * ×1.00, where it only adds to the latency. Loop 0 measures it: once no
  * loop is saturated while they sleep between a tenth and 60% of the time,
  * a trial alternates SC_WIN_NS windows without and with yielding on every
@@ -147,7 +147,7 @@ static void saturation_check(struct np_loop *l)
  * SC_BACKOFF_MIN_NS doubling to SC_BACKOFF_MAX_NS, and a hold ends when
  * the server goes idle; the next load after an idle spell is tried at
  * once if the last trial found a gain. Measured: docs/netpoll.md,
- * "Yielding only while saturated". */
+ * "The group's test". */
 #define SC_WIN_NS 25000000u
 #define SC_FIRST 110u /* per cent */
 #define SC_GAIN 115u

@@ -155,11 +155,11 @@ struct np_opts {
  * time, whether yielding raises the whole server's rate: loop 0
  * alternates 25 ms windows without and with every loop yielding, and
  * holds them all yielding while the rate is a seventh higher with it
- * (one client thread: x1.4-1.5; a paced load: x1.00, and the trial stops
+ * (one client thread: x1.2-1.5; a paced load: x1.00, and the trial stops
  * after one window, backing off from 4 s to 64 s). `yield_trials` counts
  * the tests, `yield_held` is 1 while the group holds. Each test costs a
  * paced load one window of yielding, which in a 3 s run of 30 000
- * requests/s raised the p99 to 1-8 ms: that is why it is not the default.
+ * requests/s raised the p99 to 0.9-8.4 ms: that is why it is not the default.
  *
  * NP_YIELD_BACKEND (the name is older than the rule) picks
  * NP_YIELD_SATURATED on Linux, whatever the backend, and 50 us elsewhere,
