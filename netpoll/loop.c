@@ -33,13 +33,18 @@ const size_t np_ncounters = sizeof(np_counters) / sizeof(np_counters[0]);
  * time, a paced one 10-70%. */
 #define SAT_PERIOD_NS 20000000u
 
-/* NP_YIELD_BACKEND: the saturation rule where schedstat says how long a
- * thread slept, else 50 us batches (netpoll.h). */
+/* NP_YIELD_BACKEND (netpoll.h): where schedstat says how long a thread
+ * slept, the group's test on io_uring and the saturation rule on the
+ * others; elsewhere 50 us batches. */
+static uint32_t yield_default(enum np_backend b)
+{
 #ifdef __linux__
-#define NP_YIELD_DEFAULT NP_YIELD_SATURATED
+	return b == NP_BACKEND_URING ? NP_YIELD_ADAPTIVE : NP_YIELD_SATURATED;
 #else
-#define NP_YIELD_DEFAULT 50u
+	(void)b;
+	return 50u;
 #endif
+}
 
 bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns)
 {
@@ -131,28 +136,32 @@ static void saturation_check(struct np_loop *l)
 	l->sat_yield_ns = 0;
 }
 
-/* NP_YIELD_ADAPTIVE: the group's test (np_satctl). A loop that sleeps while its client
- * waits on it is as unsaturated as a loop under a paced load, and which
- * of the two it is decides whether yielding pays: with one client thread
- * yielding raised the rate by ×1.2-1.5 (geecache-bench -t 1, memaslap
- * -T 1, 20-100 ms windows of each mode alternating), under a paced load by
- * ×1.00, where it only adds to the latency. Loop 0 measures it: once no
- * loop is saturated while they sleep between a tenth and 60% of the time,
- * a trial alternates SC_WIN_NS windows without and with yielding on every
+/* NP_YIELD_ADAPTIVE (io_uring's default): the group's test (np_satctl).
+ * A loop that sleeps while its client waits on it is as unsaturated as a
+ * loop under a paced load, and which of the two it is decides whether
+ * yielding pays: with one client thread yielding raised the rate by
+ * ×1.2-1.5 (geecache-bench -t 1, memaslap -T 1, 20-100 ms windows of each
+ * mode alternating), under a paced load by ×1.00, where it only adds to
+ * the latency. Loop 0 measures it: once no loop is saturated while they
+ * sleep between a tenth and 60% of the time and a window's requests came
+ * in bursts (SC_BURST_MIN_PC receives per wait: a paced load's come one
+ * per wait, and a window of yielding costs it milliseconds of p99), a
+ * trial alternates SC_WIN_NS windows without and with yielding on every
  * loop, up to three pairs. A first pair under SC_FIRST stops it (a paced
- * load loses one window); a median over the three of SC_GAIN or more
- * holds every loop yielding, re-tried after SC_RECHECK_MIN_NS doubling to
- * SC_RECHECK_MAX_NS, and at once when the rate moves by half or double
- * (a new load). A trial without a gain backs the next off from
- * SC_BACKOFF_MIN_NS doubling to SC_BACKOFF_MAX_NS, and a hold ends when
- * the server goes idle; the next load after an idle spell is tried at
- * once if the last trial found a gain. Measured: docs/netpoll.md,
- * "The group's test". */
+ * load that reached it loses one window); a median over the three of
+ * SC_GAIN or more holds every loop yielding, re-tried after
+ * SC_RECHECK_MIN_NS doubling to SC_RECHECK_MAX_NS, and at once when the
+ * rate moves by half or double (a new load). A trial without a gain backs
+ * the next off from SC_BACKOFF_MIN_NS doubling to SC_BACKOFF_MAX_NS, and a
+ * hold ends when the server goes idle; the next load after an idle spell
+ * is tried at once if the last trial found a gain (and its requests come
+ * in bursts). Measured: docs/netpoll.md, "The group's test". */
 #define SC_WIN_NS 25000000u
 #define SC_FIRST 110u /* per cent */
 #define SC_GAIN 115u
 #define SC_SLEEP_MIN_PM 100u
 #define SC_SLEEP_MAX_PM 600u
+#define SC_BURST_MIN_PC 170u /* receives per wait, per cent */
 #define SC_IDLE_BYTES 4096u /* per window */
 #define SC_BACKOFF_MIN_NS 4000000000ull
 #define SC_BACKOFF_MAX_NS 64000000000ull
@@ -188,9 +197,10 @@ static enum np_sat_force sc_trial_end(struct np_satctl *s, uint64_t now, bool ga
 
 /* One window has ended, having moved bytes (the group's bytes_read);
  * returns the mode of the next. sleep_pm: the loops' mean sleep over their
- * last periods; any_saturated: a loop yields by its own rule. */
+ * last periods; burst_pc: the group's receives per wait in the window, per
+ * cent; any_saturated: a loop yields by its own rule. */
 enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t bytes,
-                                    uint32_t sleep_pm, bool any_saturated)
+                                    uint32_t sleep_pm, uint32_t burst_pc, bool any_saturated)
 {
 	bool was_idle = s->idle;
 	s->idle = bytes < SC_IDLE_BYTES;
@@ -202,6 +212,10 @@ enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t 
 		}
 		if (now < s->recheck_at && bytes < 2 * s->hold_bytes && 2 * bytes > s->hold_bytes)
 			return NP_SAT_YIELD;
+		if (burst_pc < SC_BURST_MIN_PC) { /* a new load, and not a bursty one */
+			s->state = SC_OFF;
+			return NP_SAT_FREE;
+		}
 		s->trials++;
 		s->state = SC_TRIAL; /* a re-check: a window without yielding first */
 		s->recheck = true;
@@ -228,7 +242,8 @@ enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t 
 		if (was_idle && !s->idle && s->last_ok)
 			s->next_trial = now; /* a new load after an idle spell */
 		if (s->idle || any_saturated || now < s->next_trial ||
-		    sleep_pm < SC_SLEEP_MIN_PM || sleep_pm > SC_SLEEP_MAX_PM)
+		    sleep_pm < SC_SLEEP_MIN_PM || sleep_pm > SC_SLEEP_MAX_PM ||
+		    burst_pc < SC_BURST_MIN_PC)
 			return NP_SAT_FREE;
 		s->trials++;
 		s->state = SC_TRIAL; /* the window that ended is the first without */
@@ -242,9 +257,10 @@ enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t 
 
 /* For the tests (tests/netpoll/loop_test.cc): the state is opaque there. */
 size_t np__satctl_size(void) { return sizeof(struct np_satctl); }
-int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm, bool any)
+int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm,
+                           uint32_t burst_pc, bool any)
 {
-	return (int)np__satctl_window(s, now, bytes, sleep_pm, any);
+	return (int)np__satctl_window(s, now, bytes, sleep_pm, burst_pc, any);
 }
 
 /* Loop 0, after every batch: ends the group's window when it is due. */
@@ -255,11 +271,13 @@ static void satctl_tick(struct np_loop *l)
 	uint64_t now = np__mono_ns();
 	if (now < s->win_end)
 		return;
-	uint64_t bytes = 0, sleep = 0;
+	uint64_t bytes = 0, sleep = 0, reads = 0, waits = 0;
 	bool any = false;
 	for (int i = 0; i < g->nloops; i++) {
 		struct np_loop *o = &g->loops[i];
 		bytes += __atomic_load_n(&o->st.bytes_read, __ATOMIC_RELAXED);
+		reads += __atomic_load_n(&o->st.read_calls, __ATOMIC_RELAXED);
+		waits += __atomic_load_n(&o->st.wait_calls, __ATOMIC_RELAXED);
 		sleep += atomic_load_explicit(&o->sat_sleep_pm, memory_order_relaxed);
 		any |= __atomic_load_n(&o->st.loops_saturated, __ATOMIC_RELAXED) != 0;
 	}
@@ -268,10 +286,14 @@ static void satctl_tick(struct np_loop *l)
 		/* a window ends at a batch: bytes per SC_WIN_NS of it */
 		uint64_t span = now - (s->win_end - SC_WIN_NS);
 		uint64_t moved = (uint64_t)((double)(bytes - s->win_bytes) * SC_WIN_NS / (double)span);
-		f = np__satctl_window(s, now, moved, (uint32_t)(sleep / (uint64_t)g->nloops), any);
+		uint64_t w = waits - s->win_waits, burst = w ? (reads - s->win_reads) * 100 / w : 0;
+		f = np__satctl_window(s, now, moved, (uint32_t)(sleep / (uint64_t)g->nloops),
+		                      burst > UINT32_MAX ? UINT32_MAX : (uint32_t)burst, any);
 	}
 	s->win_end = now + SC_WIN_NS;
 	s->win_bytes = bytes;
+	s->win_reads = reads;
+	s->win_waits = waits;
 	atomic_store_explicit(&g->sat_force, (int)f, memory_order_relaxed);
 	np__ctr(&l->st.yield_trials, s->trials - l->st.yield_trials);
 	np__gauge(&l->st.yield_held, s->state == SC_HOLD);
@@ -519,7 +541,7 @@ struct np_group *np_group_create(const struct np_opts *opts,
 		goto fail;
 	g->o.backend = b;
 	if (g->o.yield_us == NP_YIELD_BACKEND)
-		g->o.yield_us = NP_YIELD_DEFAULT;
+		g->o.yield_us = yield_default(b);
 	err = ENOMEM;
 	g->pool = g->o.pool;
 	if (!g->pool) {

@@ -149,25 +149,30 @@ struct np_opts {
  * kernel without CONFIG_SCHED_INFO) it never yields. `loops_saturated`
  * counts the loops in that state.
  *
- * NP_YIELD_ADAPTIVE (not a default): NP_YIELD_SATURATED, and since a
- * loop whose client waits on it sleeps as a paced loop does, the group
- * also tests, while no loop is saturated and they sleep 10-60% of the
- * time, whether yielding raises the whole server's rate: loop 0
- * alternates 25 ms windows without and with every loop yielding, and
- * holds them all yielding while the rate is a seventh higher with it
+ * NP_YIELD_ADAPTIVE (io_uring's default): NP_YIELD_SATURATED, and since
+ * a loop whose client waits on it sleeps as a paced loop does, the group
+ * also tests, while no loop is saturated, they sleep 10-60% of the time
+ * and their requests come in bursts (1.7 receives per wait or more: one
+ * client thread in a closed loop 1.9-2.7, paced loads of 30 000-90 000
+ * requests/s 0.8-1.5), whether yielding raises the whole server's rate:
+ * loop 0 alternates 25 ms windows without and with every loop yielding,
+ * and holds them all yielding while the rate is a seventh higher with it
  * (one client thread: x1.2-1.5; a paced load: x1.00, and the trial stops
  * after one window, backing off from 4 s to 64 s). `yield_trials` counts
- * the tests, `yield_held` is 1 while the group holds. Each test costs a
- * paced load one window of yielding, which in a 3 s run of 30 000
- * requests/s raised the p99 to 0.9-8.4 ms: that is why it is not the default.
+ * the tests, `yield_held` is 1 while the group holds. A test costs a
+ * paced load that reaches it one window of yielding, which in a 3 s run
+ * of 50 000 requests/s raised the p99 to 1.2-2.5 ms: the burst bar keeps
+ * paced loads out of it.
  *
  * NP_YIELD_BACKEND (the name is older than the rule) picks
- * NP_YIELD_SATURATED on Linux, whatever the backend, and 50 us elsewhere,
- * where schedstat is missing (np_group_yield_us() says which). It was 50
- * on epoll and kqueue and 0, then NP_YIELD_SATURATED, on io_uring; against
- * 50 on epoll the saturation rule measured p99 x0.15-0.35 at a paced load
- * and x0.92 requests/s in a closed loop with one client thread.
- * docs/netpoll.md has the measurements. */
+ * NP_YIELD_ADAPTIVE on io_uring and NP_YIELD_SATURATED on the other
+ * backends on Linux (on epoll a paced load of 70 000 requests/s comes
+ * 2.3 receives per wait, as bursty as one client thread's), and 50 us
+ * elsewhere, where schedstat is missing (np_group_yield_us() says which).
+ * It was 50 on epoll and kqueue and 0, then NP_YIELD_SATURATED, on
+ * io_uring; against 50 on epoll the saturation rule measured p99
+ * x0.15-0.35 at a paced load and x0.92 requests/s in a closed loop with
+ * one client thread. docs/netpoll.md has the measurements. */
 #define NP_YIELD_SATURATED (UINT32_MAX - 1)
 #define NP_YIELD_ADAPTIVE (UINT32_MAX - 2)
 #define NP_YIELD_BACKEND UINT32_MAX

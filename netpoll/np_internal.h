@@ -190,12 +190,14 @@ struct np_satctl {
 	uint64_t recheck_at, recheck_ns; /* hold: the next trial */
 	uint64_t hold_bytes;    /* hold: bytes per window when it began */
 	uint64_t win_end, win_bytes; /* the running window (loop 0) */
+	uint64_t win_reads, win_waits; /* its receives and waits so far */
 	uint64_t trials;        /* trials begun (np_stats.yield_trials) */
 };
 enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now_ns, uint64_t bytes,
-                                    uint32_t sleep_pm, bool any_saturated);
+                                    uint32_t sleep_pm, uint32_t burst_pc, bool any_saturated);
 size_t np__satctl_size(void);
-int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm, bool any);
+int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm,
+                           uint32_t burst_pc, bool any);
 
 struct np_group {
 	struct np_opts o;

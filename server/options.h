@@ -78,7 +78,8 @@
 	  "yields the CPU (sched_yield) before waiting again (0: never; "      \
 	  "saturated: after every batch while the loop sleeps under 10% of "   \
 	  "the time; adaptive: that, or while yielding raises the server's "   \
-	  "rate; auto: saturated on Linux, 50 elsewhere)")                     \
+	  "rate; auto: adaptive on io_uring, saturated on the other Linux "    \
+	  "backends, 50 elsewhere)")                                           \
 	X(metrics_port, 0, "metrics-port", INT, "0", 0, 65535, "metrics_port",  \
 	  "HTTP port for Prometheus /metrics on the listen address (0: off)")   \
 	X(metrics_listen, 0, "metrics-listen", STR, "", 0, 0, "metrics_interface", \
