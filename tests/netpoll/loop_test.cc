@@ -794,6 +794,16 @@ TEST(NetpollSatctl, SpreadArrivalsAreNotTried)
 	r.burst_pc = 120;
 	EXPECT_EQ(r.run(400, [](int) { return uint64_t{50000}; }), 1); // the one under way
 	EXPECT_EQ(r.mode, FREE);
+	// A hold whose loops turn saturated by their own rule (two client
+	// threads after one) is let go at its re-check rather than re-checked
+	// with windows that would stop them yielding; none follow.
+	SatSim t;
+	t.run(40, client_bound);
+	ASSERT_EQ(t.mode, YIELD);
+	t.any = true;
+	t.run(400, client_bound);
+	EXPECT_EQ(t.mode, FREE);
+	EXPECT_EQ(t.run(400, client_bound), 0);
 	SatSim c;
 	int y = 0;
 	for (int i = 0; i < 40; i++) {
