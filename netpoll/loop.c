@@ -198,9 +198,10 @@ static enum np_sat_force sc_trial_end(struct np_satctl *s, uint64_t now, bool ga
 /* One window has ended, having moved bytes (the group's bytes_read);
  * returns the mode of the next. sleep_pm: the loops' mean sleep over their
  * last periods; burst_pc: the group's receives per wait in the window, per
- * cent; any_saturated: a loop yields by its own rule. */
+ * cent; saturated: how many loops yield by their own rule, 0, some (1)
+ * or all (2). */
 enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t bytes,
-                                    uint32_t sleep_pm, uint32_t burst_pc, bool any_saturated)
+                                    uint32_t sleep_pm, uint32_t burst_pc, int saturated)
 {
 	bool was_idle = s->idle;
 	s->idle = bytes < SC_IDLE_BYTES;
@@ -213,11 +214,12 @@ enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t 
 		if (now < s->recheck_at && bytes < 2 * s->hold_bytes && 2 * bytes > s->hold_bytes)
 			return NP_SAT_YIELD;
 		/* A re-check is due. Not for a load whose requests come spread (a
-		 * new load, not a bursty one), nor while a loop is saturated: it
-		 * yields by its own rule, and a re-check's windows without
-		 * yielding would cost it (geecache-bench -t 2 -d 16: x0.70-0.79
-		 * in the rounds after a held prefill). */
-		if (any_saturated || burst_pc < SC_BURST_MIN_PC) {
+		 * new load, not a bursty one), nor while every loop is saturated:
+		 * they yield by their own rule, and a re-check's windows without
+		 * yielding would cost them (geecache-bench -t 2 -d 16: x0.70-0.79
+		 * in the rounds after a held prefill). With only some saturated
+		 * the hold stays: let go, the others would stop yielding. */
+		if (saturated == 2 || burst_pc < SC_BURST_MIN_PC) {
 			s->state = SC_OFF;
 			return NP_SAT_FREE;
 		}
@@ -246,7 +248,7 @@ enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t 
 	default:
 		if (was_idle && !s->idle && s->last_ok)
 			s->next_trial = now; /* a new load after an idle spell */
-		if (s->idle || any_saturated || now < s->next_trial ||
+		if (s->idle || saturated || now < s->next_trial ||
 		    sleep_pm < SC_SLEEP_MIN_PM || sleep_pm > SC_SLEEP_MAX_PM ||
 		    burst_pc < SC_BURST_MIN_PC)
 			return NP_SAT_FREE;
@@ -263,9 +265,9 @@ enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now, uint64_t 
 /* For the tests (tests/netpoll/loop_test.cc): the state is opaque there. */
 size_t np__satctl_size(void) { return sizeof(struct np_satctl); }
 int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm,
-                           uint32_t burst_pc, bool any)
+                           uint32_t burst_pc, int saturated)
 {
-	return (int)np__satctl_window(s, now, bytes, sleep_pm, burst_pc, any);
+	return (int)np__satctl_window(s, now, bytes, sleep_pm, burst_pc, saturated);
 }
 
 /* Loop 0, after every batch: ends the group's window when it is due. */
@@ -277,14 +279,14 @@ static void satctl_tick(struct np_loop *l)
 	if (now < s->win_end)
 		return;
 	uint64_t bytes = 0, sleep = 0, reads = 0, waits = 0;
-	bool any = false;
+	int sat = 0;
 	for (int i = 0; i < g->nloops; i++) {
 		struct np_loop *o = &g->loops[i];
 		bytes += __atomic_load_n(&o->st.bytes_read, __ATOMIC_RELAXED);
 		reads += __atomic_load_n(&o->st.read_calls, __ATOMIC_RELAXED);
 		waits += __atomic_load_n(&o->st.wait_calls, __ATOMIC_RELAXED);
 		sleep += atomic_load_explicit(&o->sat_sleep_pm, memory_order_relaxed);
-		any |= __atomic_load_n(&o->st.loops_saturated, __ATOMIC_RELAXED) != 0;
+		sat += __atomic_load_n(&o->st.loops_saturated, __ATOMIC_RELAXED) != 0;
 	}
 	enum np_sat_force f = NP_SAT_FREE;
 	if (s->win_end) { /* the first call only starts a window */
@@ -293,7 +295,8 @@ static void satctl_tick(struct np_loop *l)
 		uint64_t moved = (uint64_t)((double)(bytes - s->win_bytes) * SC_WIN_NS / (double)span);
 		uint64_t w = waits - s->win_waits, burst = w ? (reads - s->win_reads) * 100 / w : 0;
 		f = np__satctl_window(s, now, moved, (uint32_t)(sleep / (uint64_t)g->nloops),
-		                      burst > UINT32_MAX ? UINT32_MAX : (uint32_t)burst, any);
+		                      burst > UINT32_MAX ? UINT32_MAX : (uint32_t)burst,
+		                      sat == 0 ? 0 : sat < g->nloops ? 1 : 2);
 	}
 	s->win_end = now + SC_WIN_NS;
 	s->win_bytes = bytes;

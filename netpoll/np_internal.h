@@ -194,10 +194,10 @@ struct np_satctl {
 	uint64_t trials;        /* trials begun (np_stats.yield_trials) */
 };
 enum np_sat_force np__satctl_window(struct np_satctl *s, uint64_t now_ns, uint64_t bytes,
-                                    uint32_t sleep_pm, uint32_t burst_pc, bool any_saturated);
+                                    uint32_t sleep_pm, uint32_t burst_pc, int saturated);
 size_t np__satctl_size(void);
 int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm,
-                           uint32_t burst_pc, bool any);
+                           uint32_t burst_pc, int saturated);
 
 struct np_group {
 	struct np_opts o;

@@ -729,7 +729,7 @@ TEST(NetpollSaturation, SleepUnderATenth)
 // the mode returned at its start says.
 extern "C" size_t np__satctl_size(void);
 extern "C" int np__satctl_test_window(void *s, uint64_t now, uint64_t bytes, uint32_t sleep_pm,
-                                      uint32_t burst_pc, bool any);
+                                      uint32_t burst_pc, int saturated);
 namespace {
 enum { FREE = 0, YIELD = 1, NOYIELD = 2 }; // enum np_sat_force
 struct SatSim {
@@ -738,7 +738,7 @@ struct SatSim {
 	int mode = FREE;
 	uint32_t sleep_pm = 300;
 	uint32_t burst_pc = 200; // receives per wait, per cent
-	bool any = false;
+	int sat = 0; // loops saturated by their own rule: none, some (1), all (2)
 	// Runs n windows; bytes(mode) for each; returns how many yielded.
 	template <class F> int run(int n, F bytes)
 	{
@@ -747,7 +747,7 @@ struct SatSim {
 			now += 25000000;
 			yielded += mode == YIELD;
 			mode = np__satctl_test_window(st.data(), now, bytes(mode), sleep_pm, burst_pc,
-			                              any);
+			                              sat);
 		}
 		return yielded;
 	}
@@ -794,16 +794,21 @@ TEST(NetpollSatctl, SpreadArrivalsAreNotTried)
 	r.burst_pc = 120;
 	EXPECT_EQ(r.run(400, [](int) { return uint64_t{50000}; }), 1); // the one under way
 	EXPECT_EQ(r.mode, FREE);
-	// A hold whose loops turn saturated by their own rule (two client
+	// A hold whose loops all turn saturated by their own rule (two client
 	// threads after one) is let go at its re-check rather than re-checked
-	// with windows that would stop them yielding; none follow.
+	// with windows that would stop them yielding; none follow. With only
+	// some saturated the hold stays (let go, the others would stop).
 	SatSim t;
 	t.run(40, client_bound);
 	ASSERT_EQ(t.mode, YIELD);
-	t.any = true;
+	t.sat = 2;
 	t.run(400, client_bound);
 	EXPECT_EQ(t.mode, FREE);
 	EXPECT_EQ(t.run(400, client_bound), 0);
+	SatSim u;
+	u.run(40, client_bound);
+	u.sat = 1;
+	EXPECT_GE(u.run(400, client_bound), 370);
 	SatSim c;
 	int y = 0;
 	for (int i = 0; i < 40; i++) {
@@ -865,7 +870,7 @@ TEST(NetpollSatctl, TriedOnlyInTheBand)
 {
 	for (int c = 0; c < 3; c++) {
 		SatSim s;
-		s.any = c == 0;
+		s.sat = c == 0;
 		s.sleep_pm = c == 1 ? 50 : c == 2 ? 700 : 300;
 		EXPECT_EQ(s.run(400, client_bound), 0) << c;
 	}
