@@ -161,7 +161,7 @@ struct np_opts {
  * after one window, backing off from 4 s to 64 s). `yield_trials` counts
  * the tests, `yield_held` is 1 while the group holds. A test costs a
  * paced load that reaches it one window of yielding, which in a 3 s run
- * of 50 000 requests/s raised the p99 to 1.2-2.5 ms: the burst bar keeps
+ * of 50 000 requests/s raised the p99 to 1.2-2.6 ms: the burst bar keeps
  * paced loads out of it.
  *
  * NP_YIELD_BACKEND (the name is older than the rule) picks

@@ -754,6 +754,14 @@ struct SatSim {
 };
 uint64_t paced(int) { return 100000; }
 uint64_t client_bound(int m) { return m == YIELD ? 145000 : 100000; }
+// A group that a client-bound load has brought to a hold (a trial of six
+// windows, then yielding until the re-check after 1 s).
+SatSim held()
+{
+	SatSim s;
+	s.run(40, client_bound);
+	return s;
+}
 } // namespace
 
 // A paced load whose requests come in bursts (two receives per wait, as
@@ -770,45 +778,23 @@ TEST(NetpollSatctl, PacedLoadIsTriedRarely)
 
 // A paced load's requests come one per wait (io_uring, 30 000-90 000
 // requests/s: 0.8-1.5 receives per wait; one client thread in a closed
-// loop: 1.9-2.7): no trial, so no window of yielding, even right after a
-// closed-loop burst that was held (compare.sh's prefill, then its paced
-// rounds). A client-bound load that passes the bar in one window in
-// four is tried.
+// loop: 1.9-2.7): no trial, so no window of yielding, even after an idle
+// spell that ended a hold (which tries the next load at once).
 TEST(NetpollSatctl, SpreadArrivalsAreNotTried)
 {
 	SatSim s;
 	s.burst_pc = 120;
 	EXPECT_EQ(s.run(2400, client_bound), 0);
-	SatSim h;
-	h.run(40, client_bound);
+	SatSim h = held();
 	ASSERT_EQ(h.mode, YIELD);
 	h.run(1, [](int) { return uint64_t{0}; }); // idle: the hold ends
 	h.burst_pc = 120;
 	EXPECT_EQ(h.run(400, paced), 0);
-	// Held for a closed loop, then a paced load at under half its rate
-	// (compare.sh's prefill, then a paced round): let go at once, with no
-	// re-check's windows of yielding.
-	SatSim r;
-	r.run(40, client_bound);
-	ASSERT_EQ(r.mode, YIELD);
-	r.burst_pc = 120;
-	EXPECT_EQ(r.run(400, [](int) { return uint64_t{50000}; }), 1); // the one under way
-	EXPECT_EQ(r.mode, FREE);
-	// A hold whose loops all turn saturated by their own rule (two client
-	// threads after one) is let go at its re-check rather than re-checked
-	// with windows that would stop them yielding; none follow. With only
-	// some saturated the hold stays (let go, the others would stop).
-	SatSim t;
-	t.run(40, client_bound);
-	ASSERT_EQ(t.mode, YIELD);
-	t.sat = 2;
-	t.run(400, client_bound);
-	EXPECT_EQ(t.mode, FREE);
-	EXPECT_EQ(t.run(400, client_bound), 0);
-	SatSim u;
-	u.run(40, client_bound);
-	u.sat = 1;
-	EXPECT_GE(u.run(400, client_bound), 370);
+}
+
+// A load over the bar in one window of four is tried, and held.
+TEST(NetpollSatctl, BurstsNowAndThenAreTried)
+{
 	SatSim c;
 	int y = 0;
 	for (int i = 0; i < 40; i++) {
@@ -816,6 +802,35 @@ TEST(NetpollSatctl, SpreadArrivalsAreNotTried)
 		y += c.run(1, client_bound);
 	}
 	EXPECT_GE(y, 30);
+}
+
+// Held for a closed loop, then a paced load at under half its rate
+// (compare.sh's prefill, then a paced round): let go at once, with no
+// re-check's windows of yielding.
+TEST(NetpollSatctl, SpreadLoadEndsAHold)
+{
+	SatSim r = held();
+	ASSERT_EQ(r.mode, YIELD);
+	r.burst_pc = 120;
+	EXPECT_EQ(r.run(400, [](int) { return uint64_t{50000}; }), 1); // the one under way
+	EXPECT_EQ(r.mode, FREE);
+}
+
+// A hold whose loops all turn saturated by their own rule (two client
+// threads after one) is let go at its re-check rather than re-checked
+// with windows that would stop them yielding; none follow. With only
+// some saturated the hold stays (let go, the others would stop).
+TEST(NetpollSatctl, EveryLoopSaturatedEndsAHold)
+{
+	SatSim t = held();
+	ASSERT_EQ(t.mode, YIELD);
+	t.sat = 2;
+	t.run(400, client_bound);
+	EXPECT_EQ(t.mode, FREE);
+	EXPECT_EQ(t.run(400, client_bound), 0);
+	SatSim u = held();
+	u.sat = 1;
+	EXPECT_GE(u.run(400, client_bound), 370);
 }
 
 // One client thread: yielding raises the rate by x1.45. Every loop is
@@ -838,8 +853,7 @@ TEST(NetpollSatctl, ClientBoundLoadIsHeldYielding)
 // at once: the next window does not yield.
 TEST(NetpollSatctl, NewRateRechecksAtOnce)
 {
-	SatSim s;
-	s.run(40, client_bound);
+	SatSim s = held();
 	ASSERT_EQ(s.mode, YIELD);
 	s.run(1, [](int) { return uint64_t{400000}; });
 	EXPECT_EQ(s.mode, NOYIELD);
@@ -849,8 +863,7 @@ TEST(NetpollSatctl, NewRateRechecksAtOnce)
 // last trial found a gain, and not when it found none.
 TEST(NetpollSatctl, IdleEndsAHold)
 {
-	SatSim s;
-	s.run(40, client_bound);
+	SatSim s = held();
 	ASSERT_EQ(s.mode, YIELD);
 	s.run(1, [](int) { return uint64_t{0}; });
 	EXPECT_EQ(s.mode, FREE);
