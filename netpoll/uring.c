@@ -828,6 +828,10 @@ static int ur_wait(struct np_loop *l, int64_t timeout_us)
 	return 0;
 }
 
+/* Before a yield. Unlike submit_now, sends_due stays: nothing reaps
+ * between this and the wait that follows, so the sends' completions are
+ * still in the ring (or the deferred task work) when the wait counts what
+ * it wants, and waiting past them is still one completion past them. */
 static void ur_submit(struct np_loop *l)
 {
 	struct ur *u = l->be;

@@ -710,6 +710,51 @@ TEST_P(NetpollTest, PacedRequestsOneWaitEach)
 	close(fd);
 }
 
+// Echo, except that a "G" asks for 4 MiB (big_reply, below).
+ssize_t big_reply(np_conn *c, bp_chain *in);
+ssize_t echo_or_big(np_conn *c, bp_chain *in)
+{
+	char first = 0;
+	bp_chain_copy_out(in, 0, &first, 1);
+	return first == 'G' ? big_reply(c, in) : echo_data(c, in);
+}
+
+// A paced load makes the wait sleep past its sends (send_wait). A reply
+// of more than one sendmsg (SEND_IOV pieces) whose first send the socket
+// cannot take whole completes late: that completion is then the only one
+// coming, and the wait sleeps for one more until SEND_WAIT_MAX_US (10 ms)
+// ends it. Without that bound the rest of the reply waited for the loop's
+// next timer (here 30 s away: idle_trim_ms 60 s), past the 3 s the client
+// gives each read: with the bound raised to 100 s this failed 5 runs of 5.
+TEST_P(NetpollTest, BigReplyAfterPacedLoadIsNotHeldBack)
+{
+	if (GetParam() != NP_BACKEND_URING)
+		GTEST_SKIP() << "the readiness backends do not wait past their sends";
+	h.on_data = echo_or_big;
+	np_opts o{};
+	o.nloops = 1;
+	o.yield_us = 0;
+	o.idle_trim_ms = 60000;
+	o.out_high = 64u << 20;
+	START(o);
+	int fd = connect_to(port);
+	timeval tv{3, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	// Three rounds: one wait in QUICK_EVERY (8) returns quickly anyway.
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 12; i++) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+			ASSERT_TRUE(write_all(fd, "ping", 4));
+			ASSERT_EQ(read_n(fd, 4), "ping");
+		}
+		ASSERT_TRUE(write_all(fd, "G", 1));
+		std::string got = read_n(fd, 4u << 20);
+		ASSERT_EQ(got.size(), 4u << 20) << "round " << round << ": " << counters();
+		EXPECT_EQ(got.substr(0, 1 << 20), pattern(1 << 20, 5));
+	}
+	close(fd);
+}
+
 // The rule itself (netpoll/loop.c): saturated when asleep under a tenth
 // of the period.
 extern "C" bool np__saturated(uint64_t wall_ns, uint64_t runnable_ns);
