@@ -254,6 +254,43 @@ struct bp_block *cache__table_alloc(struct cache *c, uint32_t nb,
 	return b;
 }
 
+/* Moves the old table's slots into sh's new one. Every slot costs two
+ * cache misses, its item (for the key, to hash) and its new buckets;
+ * taken one slot at a time they are paid one after the other, and they
+ * were most of a store's fill time (BM_FillGrowing). So the slots go in
+ * batches: the batch's items are prefetched, then hashed while their
+ * buckets are prefetched, then placed — the misses of a batch overlap. */
+#define REHASH_BATCH 16
+
+static void rehash(struct cache *c, struct shard *sh, _Atomic uint64_t *old,
+                   size_t nslots)
+{
+	uint64_t v[REHASH_BATCH];
+	struct hk k[REHASH_BATCH];
+	size_t i = 0;
+	while (i < nslots) {
+		unsigned n = 0;
+		for (; i < nslots && n < REHASH_BATCH; i++) {
+			uint64_t x = atomic_load_explicit(&old[i], memory_order_relaxed);
+			if (!x)
+				continue;
+			v[n++] = x;
+			__builtin_prefetch(c->segs[slot_seg(x)].data + slot_off(x));
+		}
+		for (unsigned j = 0; j < n; j++) {
+			const char *p = c->segs[slot_seg(v[j])].data + slot_off(v[j]);
+			struct itm it;
+			itm_parse(p, &it);
+			hk_make(&k[j], p + it.hdr, it.klen);
+			__builtin_prefetch(bucket_at(sh, bucket1(sh, &k[j])));
+			__builtin_prefetch(bucket_at(sh, bucket2(sh, &k[j])));
+		}
+		for (unsigned j = 0; j < n; j++)
+			if (!cache__place(sh, &k[j], v[j]))
+				cache__place_hard(c, sh, &k[j], v[j]);
+	}
+}
+
 /* The new table comes from the pool; when the pool is full and segments
  * are huge blocks (whose release returns their charge), free and then
  * evicted segments are released to make room. Failing that the table
@@ -291,19 +328,7 @@ void cache__table_grow(struct cache *c, struct shard *sh, int64_t now)
 	__atomic_store_n(&sh->nb, nb, __ATOMIC_RELAXED);
 	sh->nghost = nb * 2;
 	sh->tblk = blk;
-	for (size_t i = 0; i < (size_t)onb * SLOTS_PER_BUCKET; i++) {
-		uint64_t v = atomic_load_explicit(&old[i], memory_order_relaxed);
-		if (!v)
-			continue;
-		struct seg *s = &c->segs[slot_seg(v)];
-		const char *p = s->data + slot_off(v);
-		struct itm it;
-		itm_parse(p, &it);
-		struct hk k;
-		hk_make(&k, p + it.hdr, it.klen);
-		if (!cache__place(sh, &k, v))
-			cache__place_hard(c, sh, &k, v);
-	}
+	rehash(c, sh, old, (size_t)onb * SLOTS_PER_BUCKET);
 	bp_block_unref(oblk);
 	ctr_add(sh, CX_hash_slots, ((uint64_t)nb - onb) * SLOTS_PER_BUCKET);
 	ctr_add(sh, CX_table_grows, 1);

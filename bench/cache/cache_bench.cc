@@ -13,6 +13,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -173,6 +174,49 @@ void BM_SetOverwrite(benchmark::State &st)
 	st.SetItemsProcessed(st.iterations());
 }
 BENCHMARK(BM_SetOverwrite)->Threads(1)->Threads(2)->UseRealTime();
+
+// ---- table growth ------------------------------------------------------
+
+// A store filling with new keys (memaslap's stream of fresh keys; any
+// cold start): the hash tables grow by half each time they pass 90 %
+// load, rehashing every item of the shard under its lock. Reports ns per
+// insert (growth amortised), the longest single SET (µs: the stall a
+// growth is for every request on that shard) and the growths.
+void BM_FillGrowing(benchmark::State &st)
+{
+	const uint64_t n = static_cast<uint64_t>(st.range(0));
+	char k[16], v[32];
+	memset(v, 'v', sizeof(v));
+	double max_us = 0, total_ns = 0;
+	uint64_t grows = 0;
+	for (auto _ : st) {
+		struct cache_opts o = {};
+		o.limit = 256u << 20;
+		struct cache *c = cache_create(&o);
+		auto fill0 = std::chrono::steady_clock::now();
+		for (uint64_t i = 0; i < n; i++) {
+			key_of(k, i);
+			auto t0 = std::chrono::steady_clock::now();
+			cache_set(c, k, 12, v, sizeof(v), 0, 0);
+			double us = std::chrono::duration<double, std::micro>(
+				std::chrono::steady_clock::now() - t0).count();
+			max_us = std::max(max_us, us);
+		}
+		total_ns += std::chrono::duration<double, std::nano>(
+			std::chrono::steady_clock::now() - fill0).count();
+		struct cache_stats cs;
+		cache_stats_get(c, &cs);
+		grows = cs.table_grows;
+		st.PauseTiming();
+		cache_destroy(&c);
+		st.ResumeTiming();
+	}
+	st.counters["ns_per_insert"] = total_ns / double(st.iterations() * n);
+	st.counters["max_set_us"] = max_us;
+	st.counters["table_grows"] = double(grows);
+	st.SetItemsProcessed(int64_t(st.iterations() * n));
+}
+BENCHMARK(BM_FillGrowing)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---- bytes per item ----------------------------------------------------
 
