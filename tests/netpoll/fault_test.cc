@@ -56,11 +56,12 @@ ssize_t collect_data(np_conn *c, bp_chain *in)
 void count_close(np_conn *c, int err)
 {
 	Counts *k = counts_of(c);
-	k->closes++;
+	// The error first: a test that waits for `closes` then reads it.
 	if (err) {
-		k->close_errs++;
 		k->last_err = err;
+		k->close_errs++;
 	}
+	k->closes++;
 }
 
 std::string pattern(size_t n, unsigned seed)

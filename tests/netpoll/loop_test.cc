@@ -53,11 +53,12 @@ int count_open(np_conn *c)
 void count_close(np_conn *c, int err)
 {
 	auto *k = static_cast<Counts *>(np_group_udata(np_loop_group(np_conn_loop(c))));
-	k->closes++;
+	// The error first: a test that waits for `closes` then reads it.
 	if (err) {
-		k->close_errs++;
 		k->last_err = err;
+		k->close_errs++;
 	}
+	k->closes++;
 }
 
 std::string pattern(size_t n, unsigned seed)
