@@ -1537,7 +1537,8 @@ TEST_F(CacheTest, DumpListsLiveItemsOnce)
 // once; the move ends and the old table's slots leave hash_slots.
 TEST_F(CacheTest, TableGrowthMovesItemsAFewAtATime)
 {
-	make(32u << 20, 64 * 1024, 1, CACHE_S3FIFO, 64);
+	// 1024 slots: 128 buckets, more than one SET moves (TABLE_MOVE_STEP).
+	make(32u << 20, 64 * 1024, 1, CACHE_S3FIFO, 1024);
 	std::map<std::string, std::string> want;
 	uint64_t grows = 0;
 	int checked_moving = 0;
@@ -1550,7 +1551,7 @@ TEST_F(CacheTest, TableGrowthMovesItemsAFewAtATime)
 			grows = s.table_grows;
 			ASSERT_EQ(s.tables_moving, 1u) << "grew at once at item " << i;
 		}
-		if (s.tables_moving == 0 || i % 97 != 0)
+		if (s.tables_moving == 0 || i % 31 != 0)
 			continue;
 		checked_moving++;
 		// Mid-move: an old key rewritten, another deleted, every key found.
@@ -1571,8 +1572,10 @@ TEST_F(CacheTest, TableGrowthMovesItemsAFewAtATime)
 	EXPECT_GE(grows, 5u);
 	EXPECT_GE(checked_moving, 10);
 	// Enough SETs finish the last move.
-	for (int i = 0; stats(c).tables_moving != 0 && i < 100000; i++)
+	int i = 0;
+	do
 		ASSERT_EQ(set(c, "m0", "last"), 0);
+	while (stats(c).tables_moving != 0 && ++i < 100000);
 	want["m0"] = "last";
 	struct cache_stats s = stats(c);
 	EXPECT_EQ(s.tables_moving, 0u);
