@@ -90,10 +90,7 @@ struct bp_pool_opts {
 	                   * that are only reserved. */
 	bool direct;      /* every block is its own mapping, as huge blocks
 	                   * are: its memory and charge return at its last
-	                   * unref (a store whose blocks live long). Such a
-	                   * block (and any huge block) is a fresh anonymous
-	                   * mapping: its bytes read zero until written, and
-	                   * its pages are faulted in at first touch */
+	                   * unref (a store whose blocks live long) */
 	size_t detach_limit; /* bytes bp_block_detach may move out of the
 	                   * limit (held by detached blocks at once) */
 };

@@ -182,7 +182,6 @@ void cache_destroy(struct cache **cp)
 		bp_block_unref(c->segs[i].blk);
 	for (unsigned i = 0; i < c->nshards; i++) {
 		bp_block_unref(c->shards[i].tblk);
-		bp_block_unref(c->shards[i].otblk); /* a growth still moving */
 		pthread_rwlock_destroy(&c->shards[i].lock);
 	}
 	pthread_mutex_destroy(&c->free_lock);

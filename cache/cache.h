@@ -406,7 +406,6 @@ int cache_get_or_load(struct cache *c, const void *key, size_t klen,
 	X(segs_cleaned, COUNTER, "segments evicted by the cleaner, every item kept") \
 	X(table_evictions, COUNTER, "items evicted because both buckets were full") \
 	X(table_grows, COUNTER, "hash table resizes")                            \
-	X(tables_moving, GAUGE, "shards whose table is still being moved into a grown one") \
 	X(cmd_get, COUNTER, "get calls (a gat counts as a touch, as in memcached)") \
 	X(cmd_set, COUNTER, "set calls")                                         \
 	X(cmd_add, COUNTER, "add calls")                                         \

@@ -110,12 +110,6 @@ struct shard {
 	_Atomic uint64_t *slots;    /* nb buckets of 8 slots */
 	uint32_t *ghost;            /* direct-mapped ghost fingerprints */
 	uint32_t nb, nghost;
-	/* A growth under way (index.c, cache__table_grow): the table being
-	 * moved out (NULL when none), its buckets, and the first of them not
-	 * yet moved. Its buckets from ocursor on still hold items. */
-	struct bp_block *otblk;
-	_Atomic uint64_t *oslots;
-	uint32_t onb, ocursor;
 	uint64_t items;             /* live slots */
 	uint64_t grow_retry;        /* don't retry a failed grow below this */
 	uint64_t reloc_budget;      /* bytes evictions may still relocate */
@@ -356,28 +350,6 @@ static inline _Atomic uint64_t *bucket_at(struct shard *sh, uint32_t b)
 	return sh->slots + (size_t)b * SLOTS_PER_BUCKET;
 }
 
-/* The buckets k may be in: its two in the table, and while a growth is
- * under way its two in the old table that are not moved yet. Returns how
- * many (1 to 4) are in out. */
-static inline unsigned key_buckets(struct shard *sh, const struct hk *k,
-                                   _Atomic uint64_t *out[4])
-{
-	uint32_t b1 = bucket1(sh, k), b2 = bucket2(sh, k);
-	unsigned n = 0;
-	out[n++] = bucket_at(sh, b1);
-	if (b2 != b1)
-		out[n++] = bucket_at(sh, b2);
-	if (sh->otblk) {
-		uint32_t o1 = range32((uint32_t)k->h, sh->onb);
-		uint32_t o2 = range32((uint32_t)k->h2, sh->onb);
-		if (o1 >= sh->ocursor)
-			out[n++] = sh->oslots + (size_t)o1 * SLOTS_PER_BUCKET;
-		if (o2 != o1 && o2 >= sh->ocursor)
-			out[n++] = sh->oslots + (size_t)o2 * SLOTS_PER_BUCKET;
-	}
-	return n;
-}
-
 /* The ghost set (S3-FIFO): fingerprints of keys recently evicted from S,
  * direct-mapped, 2 entries per bucket. sh locked. */
 static inline void ghost_put(struct shard *sh, const struct hk *k)
@@ -510,34 +482,19 @@ void cache__place_hard(struct cache *c, struct shard *sh, const struct hk *k,
 struct bp_block *cache__table_alloc(struct cache *c, uint32_t nb,
                                     _Atomic uint64_t **slots, uint32_t **ghost);
 
-/* Grows sh's table by half (see table_maybe_grow): starts moving the
- * items into a new table, finishing any growth still under way first. */
+/* Grows sh's table by half (see table_maybe_grow). */
 void cache__table_grow(struct cache *c, struct shard *sh, int64_t now);
-
-/* Moves up to n buckets of a growth under way into the new table; the old
- * one is released once every bucket is moved. */
-void cache__table_move(struct cache *c, struct shard *sh, uint32_t n);
-
-/* Buckets a SET moves while a growth is under way. A growth starts at 90 %
- * load of the old table's slots S, and the next one (of the 1.5 S table)
- * would be due 0.45 S new items later; at 8 buckets (64 slots, about 2 us)
- * a SET the move ends after S / 64 SETs. Fewer cost more in all: until
- * the move ends, a key is looked for in up to four buckets (at 2 a SET,
- * memaslap -d 16 per CPU-second x0.93-0.96 against moving all at once). */
-#define TABLE_MOVE_STEP 8u
 
 /* Grow a shard's table above this load (items / slots). */
 #define GROW_LOAD_NUM 9
 #define GROW_LOAD_DEN 10
 
-/* Moves a step of a growth under way, then grows sh's table when one more
- * item would pass GROW_LOAD (and a failed growth is not being waited
- * out). Inline: every SET makes it. */
+/* Grows sh's table when one more item would pass GROW_LOAD (and a failed
+ * growth is not being waited out). The check is inline: every SET makes
+ * it. */
 static inline void table_maybe_grow(struct cache *c, struct shard *sh,
                                     int64_t now)
 {
-	if (sh->otblk)
-		cache__table_move(c, sh, TABLE_MOVE_STEP);
 	uint64_t slots = (uint64_t)sh->nb * SLOTS_PER_BUCKET;
 	if ((sh->items + 1) * GROW_LOAD_DEN <= slots * GROW_LOAD_NUM ||
 	    sh->items < sh->grow_retry)

@@ -2,11 +2,9 @@
  * The index: each shard's hash table of 8-byte slots (layout in
  * cache_internal.h), finding a key's item, placing a slot in one of its two
  * buckets, growing the table, and listing the live items (cache_dump, which
- * takes each shard's lock shared itself). Growth moves a shard's items
- * into the new table a few buckets per SET (cache__table_move), reading
- * each key from its segment; until the move ends a key is looked for in
- * both tables. Callers of the rest hold the shard's lock (shared only for
- * cache__lookup). See docs/cache.md, "Layout".
+ * takes each shard's lock shared itself). Growth rehashes a shard at once,
+ * reading each key from its segment. Callers of the rest hold the shard's
+ * lock (shared only for cache__lookup). See docs/cache.md, "Layout".
  */
 #include "cache/cache_internal.h"
 
@@ -19,10 +17,11 @@
 bool cache__lookup(struct cache *c, struct shard *sh, const struct hk *k,
                    const void *key, size_t klen, struct loc *l)
 {
-	_Atomic uint64_t *bs[4];
-	unsigned nb = key_buckets(sh, k, bs);
-	for (unsigned j = 0; j < nb; j++) {
-		_Atomic uint64_t *b = bs[j];
+	uint32_t bs[2] = {bucket1(sh, k), bucket2(sh, k)};
+	for (int j = 0; j < 2; j++) {
+		if (j == 1 && bs[1] == bs[0])
+			break;
+		_Atomic uint64_t *b = bucket_at(sh, bs[j]);
 		for (unsigned i = 0; i < SLOTS_PER_BUCKET; i++) {
 			uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
 			if (v == 0 || slot_tag(v) != k->tag)
@@ -53,10 +52,9 @@ _Atomic uint64_t *cache__find_slot_of(struct shard *sh, uint32_t id,
 {
 	struct hk k;
 	hk_make(&k, key, klen);
-	_Atomic uint64_t *bs[4];
-	unsigned nb = key_buckets(sh, &k, bs);
-	for (unsigned j = 0; j < nb; j++) {
-		_Atomic uint64_t *b = bs[j];
+	uint32_t bs[2] = {bucket1(sh, &k), bucket2(sh, &k)};
+	for (int j = 0; j < 2; j++) {
+		_Atomic uint64_t *b = bucket_at(sh, bs[j]);
 		for (unsigned i = 0; i < SLOTS_PER_BUCKET; i++) {
 			uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
 			if (v != 0 && slot_seg(v) == id && slot_off(v) == off)
@@ -120,34 +118,8 @@ bool cache__lookup_live(struct cache *c, struct shard *sh, const struct hk *k,
  * Listing (cache_dump)
  * ---------------------------------------------------------------------- */
 
-/* Every live item is one slot of its shard's table (or, while a growth is
- * under way, of the old table's buckets not moved yet), so walking those
- * slots visits each item once (dead versions left in segments have none).
- * Returns < 0 (fn's error) or 1 to stop, else 0; *n counts the items. */
-static int dump_slots(struct cache *c, _Atomic uint64_t *slots, size_t nslots,
-                      int64_t now, unsigned limit, cache_dump_fn fn, void *arg,
-                      unsigned *n)
-{
-	for (size_t j = 0; j < nslots; j++) {
-		uint64_t v = atomic_load_explicit(&slots[j], memory_order_relaxed);
-		if (v == 0)
-			continue;
-		struct seg *s = &c->segs[slot_seg(v)];
-		const char *p = s->data + slot_off(v);
-		struct itm it;
-		itm_parse(p, &it);
-		if (item_dead(c, s, &it, now))
-			continue;
-		int r = fn(arg, p + it.hdr, it.klen, it.flags, it.vlen, it.exp);
-		if (r < 0)
-			return r;
-		++*n;
-		if (r > 0 || *n == limit)
-			return 1;
-	}
-	return 0;
-}
-
+/* Every live item is one slot of its shard's table, so walking the slots
+ * visits each item once (dead versions left in segments have none). */
 int cache_dump(struct cache *c, unsigned limit, cache_dump_fn fn, void *arg)
 {
 	int64_t now = clock_now(c);
@@ -156,15 +128,29 @@ int cache_dump(struct cache *c, unsigned limit, cache_dump_fn fn, void *arg)
 	for (unsigned i = 0; i < c->nshards; i++) {
 		struct shard *sh = &c->shards[i];
 		shard_rdlock(sh);
-		int r = dump_slots(c, sh->slots, (size_t)sh->nb * SLOTS_PER_BUCKET, now,
-		                   limit, fn, arg, &n);
-		if (r == 0 && sh->otblk)
-			r = dump_slots(c, sh->oslots + (size_t)sh->ocursor * SLOTS_PER_BUCKET,
-			               (size_t)(sh->onb - sh->ocursor) * SLOTS_PER_BUCKET, now,
-			               limit, fn, arg, &n);
+		size_t nslots = (size_t)sh->nb * SLOTS_PER_BUCKET;
+		for (size_t j = 0; j < nslots; j++) {
+			uint64_t v = atomic_load_explicit(&sh->slots[j], memory_order_relaxed);
+			if (v == 0)
+				continue;
+			struct seg *s = &c->segs[slot_seg(v)];
+			const char *p = s->data + slot_off(v);
+			struct itm it;
+			itm_parse(p, &it);
+			if (item_dead(c, s, &it, now))
+				continue;
+			int r = fn(arg, p + it.hdr, it.klen, it.flags, it.vlen, it.exp);
+			if (r < 0) {
+				pthread_rwlock_unlock(&sh->lock);
+				return r;
+			}
+			n++;
+			if (r > 0 || n == limit) {
+				pthread_rwlock_unlock(&sh->lock);
+				return (int)n;
+			}
+		}
 		pthread_rwlock_unlock(&sh->lock);
-		if (r != 0)
-			return r < 0 ? r : (int)n;
 	}
 	return (int)n;
 }
@@ -262,10 +248,7 @@ struct bp_block *cache__table_alloc(struct cache *c, uint32_t nb,
 		return NULL;
 	char *d = bp_block_data(b);
 	uintptr_t a = ((uintptr_t)d + 63) & ~(uintptr_t)63;
-	/* No memset: every block of the store's (direct) pool is a fresh
-	 * anonymous mapping, zero until written (bufpool.h, bp_pool_opts), so
-	 * a new table's pages are faulted in as its buckets are first used,
-	 * not all at once under the shard's lock (1 ms at 4 M items). */
+	memset(d, 0, bytes);
 	*slots = (_Atomic uint64_t *)a;
 	*ghost = (uint32_t *)(a + (size_t)nb * 64);
 	return b;
@@ -315,8 +298,6 @@ static void rehash(struct cache *c, struct shard *sh, _Atomic uint64_t *old,
  * 1/16 of its slots more items (grow_retry). */
 void cache__table_grow(struct cache *c, struct shard *sh, int64_t now)
 {
-	if (sh->otblk) /* the last growth's move is not done: finish it */
-		cache__table_move(c, sh, UINT32_MAX);
 	uint64_t slots = (uint64_t)sh->nb * SLOTS_PER_BUCKET;
 	uint64_t nb64 = (uint64_t)sh->nb + sh->nb / 2 + 1;
 	if (nb64 > UINT32_MAX / 2)
@@ -338,36 +319,17 @@ void cache__table_grow(struct cache *c, struct shard *sh, int64_t now)
 		sh->grow_retry = sh->items + slots / 16;
 		return;
 	}
-	sh->otblk = sh->tblk;
-	sh->oslots = sh->slots;
-	sh->onb = sh->nb;
-	sh->ocursor = 0;
+	_Atomic uint64_t *old = sh->slots;
+	struct bp_block *oblk = sh->tblk;
+	uint32_t onb = sh->nb;
 	/* Atomic stores: cache_prefetch reads these two without the lock. */
 	__atomic_store_n(&sh->slots, ns, __ATOMIC_RELAXED);
 	sh->ghost = ng;
 	__atomic_store_n(&sh->nb, nb, __ATOMIC_RELAXED);
 	sh->nghost = nb * 2;
 	sh->tblk = blk;
-	ctr_add(sh, CX_hash_slots, (uint64_t)nb * SLOTS_PER_BUCKET); /* both, until moved */
+	rehash(c, sh, old, (size_t)onb * SLOTS_PER_BUCKET);
+	bp_block_unref(oblk);
+	ctr_add(sh, CX_hash_slots, ((uint64_t)nb - onb) * SLOTS_PER_BUCKET);
 	ctr_add(sh, CX_table_grows, 1);
-	ctr_add(sh, CX_tables_moving, 1);
-	cache__table_move(c, sh, TABLE_MOVE_STEP);
-}
-
-void cache__table_move(struct cache *c, struct shard *sh, uint32_t n)
-{
-	uint32_t left = sh->onb - sh->ocursor;
-	if (n > left)
-		n = left;
-	rehash(c, sh, sh->oslots + (size_t)sh->ocursor * SLOTS_PER_BUCKET,
-	       (size_t)n * SLOTS_PER_BUCKET);
-	sh->ocursor += n;
-	if (sh->ocursor < sh->onb)
-		return;
-	bp_block_unref(sh->otblk);
-	ctr_sub(sh, CX_hash_slots, (uint64_t)sh->onb * SLOTS_PER_BUCKET);
-	ctr_sub(sh, CX_tables_moving, 1);
-	sh->otblk = NULL;
-	sh->oslots = NULL;
-	sh->onb = sh->ocursor = 0;
 }

@@ -607,16 +607,13 @@ void cache_prefetch(struct cache *c, const struct cache_key *keys, unsigned n)
 		__builtin_prefetch(slots + (size_t)range32((uint32_t)hk[i].h, nb) * SLOTS_PER_BUCKET);
 		__builtin_prefetch(slots + (size_t)range32((uint32_t)hk[i].h2, nb) * SLOTS_PER_BUCKET);
 	}
-	/* Stage 2, under the shard's read lock: the items the tags match, in
-	 * every bucket the key may be in (the old table's too while a growth
-	 * moves it). */
+	/* Stage 2, under the shard's read lock: the items the tags match. */
 	for (unsigned i = 0; i < n; i++) {
 		struct shard *sh = shard_of(c, &hk[i]);
 		shard_rdlock(sh);
-		_Atomic uint64_t *bs[4];
-		unsigned nbk = key_buckets(sh, &hk[i], bs);
-		for (unsigned j = 0; j < nbk; j++) {
-			_Atomic uint64_t *b = bs[j];
+		uint32_t bs[2] = {bucket1(sh, &hk[i]), bucket2(sh, &hk[i])};
+		for (int j = 0; j < 2; j++) {
+			_Atomic uint64_t *b = bucket_at(sh, bs[j]);
 			for (unsigned k = 0; k < SLOTS_PER_BUCKET; k++) {
 				uint64_t v = atomic_load_explicit(&b[k], memory_order_relaxed);
 				if (v != 0 && slot_tag(v) == hk[i].tag)

@@ -289,7 +289,7 @@ static int general(struct srv *s, srv_stat_fn emit, void *arg)
 		hp++;
 	EMIT("hash_power_level", hp);
 	EMIT("hash_bytes", t.c.hash_slots * 8);
-	EMIT("hash_is_expanding", t.c.tables_moving != 0); /* a grown table still filling */
+	EMIT("hash_is_expanding", 0); /* tables grow under their shard's lock */
 	EMIT_ZEROS(no_slab_moves);
 	/* the network pool's allocations the system refused (the store's
 	 * refusals are its limit: store_no_memory) */

@@ -333,31 +333,6 @@ TEST(HugeBlocks, ComeFromMmapAndAreUnmappedOnRelease) {
   bp_block_unref(b);
 }
 
-// The store's hash tables rely on it (cache/index.c, cache__table_alloc):
-// a direct pool's block is a fresh mapping, zero even where a block freed
-// just before was written.
-TEST(HugeBlocks, DirectBlocksStartZero) {
-  bp_pool_opts o{};
-  o.name = "direct";
-  o.direct = true;
-  bp_pool *p = bp_pool_create(&o);
-  ASSERT_NE(p, nullptr);
-  for (size_t cap : {size_t{100}, size_t{64} << 10, size_t{3} << 20}) {
-    SCOPED_TRACE(cap);
-    for (int round = 0; round < 3; round++) {
-      bp_block *b = bp_block_get(p, cap);
-      ASSERT_NE(b, nullptr);
-      const char *d = bp_block_data(b);
-      size_t nonzero = 0;
-      for (size_t i = 0; i < bp_block_cap(b); i++) nonzero += d[i] != 0;
-      EXPECT_EQ(nonzero, 0u) << "round " << round;
-      std::memset(bp_block_data(b), 0x5A, bp_block_cap(b));
-      bp_block_unref(b);
-    }
-  }
-  bp_pool_destroy(&p);
-}
-
 TEST(HugeBlocks, ImpossibleSizesFailCleanly) {
   Pool pool;
   const size_t caps[] = {SIZE_MAX, SIZE_MAX - BP_BLOCK_HDR + 1, SIZE_MAX - 4095,

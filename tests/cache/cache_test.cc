@@ -1347,10 +1347,7 @@ TEST_F(CacheTest, MetaStateMovesWithTheItem)
 
 	// Relocation: one shard of small segments; "hot" is read (so S3-FIFO
 	// keeps it) and marked, then enough is written to evict its segment.
-	// The table is made big enough not to grow: while a growth moves its
-	// items the old table is held too, and in a store this small that
-	// leaves relocation no segment at hand.
-	make(24 * 16384, 16384, 1, CACHE_S3FIFO, 2048);
+	make(24 * 16384, 16384, 1);
 	ASSERT_EQ(set(c, "hot", "hot value"), 0);
 	clk.now = t0 + 10;
 	for (int i = 0; i < 4; i++)
@@ -1527,63 +1524,6 @@ TEST_F(CacheTest, DumpListsLiveItemsOnce)
 	Dumped none;
 	EXPECT_EQ(cache_dump(c, 0, dump_cb, &none), 0);
 	EXPECT_EQ(none.calls, 0);
-}
-
-// A growth moves the shard's items into the new table a few buckets per
-// SET (cache__table_move), not all at once: right after the SET that
-// starts one the move is still under way (tables_moving, memcached's
-// hash_is_expanding). Meanwhile every key is found in whichever table
-// holds it, overwrites and deletes land, and cache_dump lists each item
-// once; the move ends and the old table's slots leave hash_slots.
-TEST_F(CacheTest, TableGrowthMovesItemsAFewAtATime)
-{
-	// 1024 slots: 128 buckets, more than one SET moves (TABLE_MOVE_STEP).
-	make(32u << 20, 64 * 1024, 1, CACHE_S3FIFO, 1024);
-	std::map<std::string, std::string> want;
-	uint64_t grows = 0;
-	int checked_moving = 0;
-	for (int i = 0; i < 20000; i++) {
-		std::string k = "m" + std::to_string(i);
-		ASSERT_EQ(set(c, k, "v" + std::to_string(i)), 0);
-		want[k] = "v" + std::to_string(i);
-		struct cache_stats s = stats(c);
-		if (s.table_grows != grows) { // this SET started a growth
-			grows = s.table_grows;
-			ASSERT_EQ(s.tables_moving, 1u) << "grew at once at item " << i;
-		}
-		if (s.tables_moving == 0 || i % 31 != 0)
-			continue;
-		checked_moving++;
-		// Mid-move: an old key rewritten, another deleted, every key found.
-		std::string old = "m" + std::to_string(i / 3);
-		ASSERT_EQ(set(c, old, "new" + std::to_string(i)), 0);
-		want[old] = "new" + std::to_string(i);
-		std::string del = "m" + std::to_string(i / 2);
-		if (want.count(del)) {
-			ASSERT_EQ(cache_delete(c, del.data(), del.size(), 0), 0);
-			want.erase(del);
-		}
-		for (auto &kv : want)
-			ASSERT_EQ(get(c, kv.first).val, kv.second) << kv.first << " at item " << i;
-		Dumped d;
-		ASSERT_EQ(cache_dump(c, 0, dump_cb, &d), int(want.size()));
-		ASSERT_EQ(d.items.size(), want.size());
-	}
-	EXPECT_GE(grows, 5u);
-	EXPECT_GE(checked_moving, 10);
-	// Enough SETs finish the last move.
-	int i = 0;
-	do
-		ASSERT_EQ(set(c, "m0", "last"), 0);
-	while (stats(c).tables_moving != 0 && ++i < 100000);
-	want["m0"] = "last";
-	struct cache_stats s = stats(c);
-	EXPECT_EQ(s.tables_moving, 0u);
-	EXPECT_EQ(s.curr_items, want.size());
-	EXPECT_EQ(s.evictions + s.table_evictions, 0u);
-	EXPECT_LT(s.hash_slots, 2 * want.size()) << "the old tables' slots are given back";
-	for (auto &kv : want)
-		ASSERT_EQ(get(c, kv.first).val, kv.second) << kv.first;
 }
 
 // expired_unfetched and the sweep's counters (memcached's crawler_*): the
