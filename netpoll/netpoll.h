@@ -96,10 +96,28 @@ int np_backend_parse(const char *name, enum np_backend *out);
  * the fewest connections. docs/netpoll.md has the measurements. */
 enum np_accept_mode { NP_ACCEPT_REUSEPORT = 0, NP_ACCEPT_HANDOFF };
 
+/* on_peek: the start of fresh input of several connections, which their
+ * on_data calls of the same turn will see — io_uring's received buffers,
+ * handed over before any of them is dispatched, so that the handler can
+ * start its memory loads for all of them at once (geecached prefetches
+ * the keys' hash buckets and items). A hint only: the bytes are valid for
+ * the call and must not be kept or changed; a connection with held input
+ * (a request in pieces) is left out, so `data` starts a request; on_data
+ * still judges every byte. Called with 2 to NP_PEEK_MAX entries, on the
+ * loop's thread; not by epoll or kqueue, whose reads happen in dispatch. */
+#define NP_PEEK_MAX 32
+struct np_peek {
+	struct np_conn *c;
+	const void *data;
+	size_t len;
+};
+
 struct np_handler {
 	int (*on_open)(struct np_conn *c);
 	ssize_t (*on_data)(struct np_conn *c, struct bp_chain *in);
 	void (*on_close)(struct np_conn *c, int err);
+	/* Optional: a look ahead at a batch's input (see struct np_peek). */
+	void (*on_peek)(struct np_loop *l, const struct np_peek *p, unsigned n);
 };
 
 struct np_opts {
@@ -253,6 +271,7 @@ uint32_t np_group_yield_us(const struct np_group *g);
 	X(read_pauses, COUNTER, "reads paused for output backpressure")     \
 	X(conn_yields, COUNTER, "on_data calls that stopped with input left (np_conn_yield)") \
 	X(recv_nobufs, COUNTER, "io_uring receives ended: buffer ring empty") \
+	X(peeked, COUNTER, "io_uring receives shown to on_peek before their dispatch") \
 	X(recv_parked, COUNTER, "io_uring receives left for the ring's refill: memory short") \
 	X(ring_empty_slots, GAUGE, "io_uring buffer-ring slots the pool could not refill") \
 	X(ring_retries, COUNTER, "io_uring refills of empty ring slots tried (backed off)") \

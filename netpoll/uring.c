@@ -398,11 +398,39 @@ static int ur_init(struct np_loop *l)
 
 static void on_cqe(struct np_loop *l, struct io_uring_cqe *cqe);
 
+/* on_peek: the batch's receives that start a request (nothing held). */
+static void peek(struct np_loop *l)
+{
+	struct ur *u = l->be;
+	struct np_peek pk[NP_PEEK_MAX];
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&u->ring, head, cqe) {
+		uint64_t d = io_uring_cqe_get_data64(cqe);
+		if ((enum op)(d & 7) != OP_RECV || cqe->res <= 0 ||
+		    !(cqe->flags & IORING_CQE_F_BUFFER))
+			continue;
+		struct np_conn *c = (void *)(uintptr_t)(d & ~(uint64_t)7);
+		if ((c->flags & (NP_C_CLOSED | NP_C_DRAINING)) || bp_chain_len(&c->in))
+			continue;
+		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		pk[n++] = (struct np_peek){c, bp_block_data(u->bufs[bid]), (size_t)cqe->res};
+		if (n == NP_PEEK_MAX)
+			break;
+	}
+	if (n >= 2) {
+		np__ctr(&l->st.peeked, n);
+		l->g->h.on_peek(l, pk, n);
+	}
+}
+
 static unsigned reap(struct np_loop *l)
 {
 	struct ur *u = l->be;
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
+	if (l->g->h.on_peek && io_uring_cq_ready(&u->ring) >= 2)
+		peek(l);
 	io_uring_for_each_cqe(&u->ring, head, cqe) {
 		on_cqe(l, cqe);
 		n++;

@@ -68,13 +68,9 @@ static int shape_ok(enum mc_bin_shape shape, uint32_t ext, uint32_t key,
 	return 0;
 }
 
-unsigned mc_bin_peek_get_keys(const struct bp_chain *in, struct mc_key_view *keys,
-                              unsigned max)
+unsigned mc__bin_peek(const unsigned char *h, const unsigned char *end,
+                      struct mc_key_view *keys, unsigned max)
 {
-	struct iovec iov;
-	if (bp_chain_write_iov(in, &iov, 1, NULL) != 1)
-		return 0;
-	const unsigned char *h = iov.iov_base, *end = h + iov.iov_len;
 	unsigned n = 0;
 	while (n < max && (size_t)(end - h) >= MC_BIN_HDR_LEN && h[0] == MC_BIN_REQ_MAGIC) {
 		uint32_t keylen = be16(h + 2), extlen = h[4], bodylen = be32(h + 8);
@@ -89,6 +85,16 @@ unsigned mc_bin_peek_get_keys(const struct bp_chain *in, struct mc_key_view *key
 		h += MC_BIN_HDR_LEN + bodylen;
 	}
 	return n;
+}
+
+unsigned mc_bin_peek_get_keys(const struct bp_chain *in, struct mc_key_view *keys,
+                              unsigned max)
+{
+	struct iovec iov;
+	if (bp_chain_write_iov(in, &iov, 1, NULL) != 1)
+		return 0;
+	const unsigned char *h = iov.iov_base;
+	return mc__bin_peek(h, h + iov.iov_len, keys, max);
 }
 
 int mc__bin_parse(struct mc_parser *p, struct bp_chain *in,

@@ -13,6 +13,11 @@ int mc__bin_parse(struct mc_parser *p, struct bp_chain *in,
                   struct mc_request *req);
 int mc__text_parse(struct mc_parser *p, struct bp_chain *in,
                    struct mc_request *req);
+/* mc_peek_get_keys for each protocol: the keys of the GETs in [h, end). */
+unsigned mc__bin_peek(const unsigned char *h, const unsigned char *end,
+                      struct mc_key_view *keys, unsigned max);
+unsigned mc__text_peek(const char *h, const char *end, struct mc_key_view *keys,
+                       unsigned max);
 /* A text storage request whose value has fully arrived: checks the
  * "\r\n" after the value. Returns 1 or -EBADMSG (bad data chunk). */
 int mc__text_complete(struct bp_chain *in, struct mc_request *req);

@@ -479,3 +479,14 @@ size_t mc__b64_encode(const unsigned char *src, size_t n, char *dst)
 	}
 	return o;
 }
+
+unsigned mc_peek_get_keys(const void *p, size_t n, struct mc_key_view *keys,
+                          unsigned max)
+{
+	const unsigned char *h = p;
+	if (n == 0 || max == 0)
+		return 0;
+	if (h[0] == MC_BIN_REQ_MAGIC)
+		return mc__bin_peek(h, h + n, keys, max);
+	return mc__text_peek(p, (const char *)p + n, keys, max);
+}

@@ -564,6 +564,12 @@ struct mc_key_view {
 unsigned mc_bin_peek_get_keys(const struct bp_chain *in, struct mc_key_view *keys,
                               unsigned max);
 
+/* The same hint from raw bytes that start a request (netpoll's on_peek):
+ * binary GETs as above, or the keys of a text line "get k1 k2 ...",
+ * "gets ..." or "mg k ..." that ends in [p, p + n). Returns the count. */
+unsigned mc_peek_get_keys(const void *p, size_t n, struct mc_key_view *keys,
+                          unsigned max);
+
 /* The value as iovecs into the input chain (no copy): count, or -EMSGSIZE
  * when more than max_iov are needed. */
 int mc_req_value_iov(const struct mc_request *req, const struct bp_chain *in,

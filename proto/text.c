@@ -559,3 +559,37 @@ int mc_text_encode_stat(struct bp_chain *out, const char *name, size_t nlen,
 	mc__wend(out, start, w);
 	return 0;
 }
+
+/* Keys of one retrieval line, for mc_peek_get_keys: "get"/"gets" take
+ * every key, "mg" its first word. Only a line whose end is in view. */
+unsigned mc__text_peek(const char *h, const char *end, struct mc_key_view *keys,
+                       unsigned max)
+{
+	const char *eol = memchr(h, '\n', (size_t)(end - h));
+	if (eol == NULL || eol - h < 5)
+		return 0;
+	bool many;
+	if (memcmp(h, "get ", 4) == 0)
+		h += 4, many = true;
+	else if (memcmp(h, "gets ", 5) == 0)
+		h += 5, many = true;
+	else if (memcmp(h, "mg ", 3) == 0)
+		h += 3, many = false;
+	else
+		return 0;
+	unsigned n = 0;
+	while (n < max) {
+		while (h < eol && *h == ' ')
+			h++;
+		const char *k = h;
+		while (h < eol && *h != ' ' && *h != '\r')
+			h++;
+		if (h == k)
+			break;
+		if ((size_t)(h - k) <= MC_KEY_MAX)
+			keys[n++] = (struct mc_key_view){k, (size_t)(h - k)};
+		if (!many)
+			break;
+	}
+	return n;
+}

@@ -190,7 +190,8 @@ struct srv {
  *   bits 0-1  the protocol (enum mc_proto) once chosen (at open with
  *             -B), and counted
  *   bits 2-3  failed authentication attempts (SRV_AUTH_TRIES closes)
- *   bit  4    yielded: the next call runs requests already looked at
+ *   bit  4    prefetched: the keys the next call starts with were handed
+ *             to cache_prefetch already (at a yield, or by mc_peek)
  *   bit  7    authenticated (set at open when -Y is not given)
  *
  * An idle connection holds netpoll's object alone, authenticated or not:
@@ -198,7 +199,7 @@ struct srv {
 #define SRV_TAG_PROTO 0x03u
 #define SRV_TAG_FAIL_SHIFT 2
 #define SRV_TAG_FAILS 0x0cu
-#define SRV_TAG_YIELDED 0x10u
+#define SRV_TAG_PREFETCHED 0x10u
 #define SRV_TAG_AUTHED 0x80u
 #define SRV_AUTH_TRIES 3
 

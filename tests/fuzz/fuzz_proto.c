@@ -128,6 +128,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					      kv[i].key + kv[i].len <=
 					              (const char *)first.iov_base + first.iov_len);
 			}
+			/* netpoll's on_peek: raw bytes, binary or text. */
+			const char *raw = (const char *)data + pos - n;
+			nk = mc_peek_get_keys(raw, n, kv, 8);
+			for (unsigned i = 0; i < nk; i++)
+				CHECK(kv[i].key >= raw && kv[i].len > 0 &&
+				      kv[i].key + kv[i].len <= raw + n);
 		}
 		for (;;) {
 			int rc = mc_parse(&p, &in, &r);

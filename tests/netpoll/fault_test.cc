@@ -172,7 +172,7 @@ class UringFaultTest : public FaultTest {};
 // above 0 for good when a failed retry counted its slot again).
 TEST_P(UringFaultTest, RingRefillsRecover)
 {
-	START({nullptr, echo_data, count_close}, "every:1,min:4000");
+	START({nullptr, echo_data, count_close, nullptr}, "every:1,min:4000");
 	ASSERT_TRUE(wait_for([&] { return stats().ring_empty_slots == kRingSlots; }))
 	        << stats().ring_empty_slots;
 	std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -201,7 +201,7 @@ TEST_P(UringFaultTest, RingRefillsRecover)
 // resumes and every byte arrives intact.
 TEST_P(UringFaultTest, EmptyRingDoesNotSpin)
 {
-	START({nullptr, echo_data, count_close});
+	START({nullptr, echo_data, count_close, nullptr});
 	echo_ok(1000, 2);
 	int fd = connect_to(port);
 	ASSERT_GE(fd, 0);
@@ -251,7 +251,7 @@ TEST_P(UringFaultTest, EmptyRingDoesNotSpin)
 // both used to close the connection with -ENOMEM.
 TEST_P(UringFaultTest, CopyAndGatherWithoutMemory)
 {
-	START({nullptr, collect_data, count_close});
+	START({nullptr, collect_data, count_close, nullptr});
 	int fd = connect_to(port);
 	ASSERT_GE(fd, 0);
 	// Blocks of 1000 bytes and more fail: the chain's write blocks, the
@@ -279,7 +279,7 @@ TEST_P(UringFaultTest, CopyAndGatherWithoutMemory)
 // once memory is back new connections work and nothing leaked.
 TEST_P(FaultTest, NoMemoryForAReadClosesWithEnomem)
 {
-	START({nullptr, echo_data, count_close});
+	START({nullptr, echo_data, count_close, nullptr});
 	int fd = connect_to(port);
 	ASSERT_GE(fd, 0);
 	std::string msg = pattern(300, 5);

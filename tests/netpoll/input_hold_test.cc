@@ -55,7 +55,7 @@ protected:
 
 	void start(size_t in_max = 0)
 	{
-		static const np_handler h{nullptr, want_all, on_close};
+		static const np_handler h{nullptr, want_all, on_close, nullptr};
 		g_closes = 0;
 		g_last_err = 0;
 		np_opts o{};

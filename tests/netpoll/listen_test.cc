@@ -141,7 +141,7 @@ class ListenTest : public ::testing::TestWithParam<np_backend> {
 protected:
 	Seen seen;
 	np_group *g = nullptr;
-	np_handler h{seen_open, echo_data, nullptr};
+	np_handler h{seen_open, echo_data, nullptr, nullptr};
 	std::string dir, path;
 
 	void SetUp() override

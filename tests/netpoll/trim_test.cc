@@ -42,7 +42,7 @@ class IdleTrimTest : public ::testing::TestWithParam<np_backend> {
 protected:
 	np_group *g = nullptr;
 	int port = 0;
-	np_handler h{nullptr, echo, nullptr};
+	np_handler h{nullptr, echo, nullptr, nullptr};
 
 	void start(int32_t idle_trim_ms)
 	{

@@ -149,7 +149,7 @@ protected:
 		np_opts o{};
 		o.nloops = 1;
 		o.backend = NP_BACKEND_EPOLL;
-		static const np_handler h = {nullptr, noop_data, nullptr};
+		static const np_handler h = {nullptr, noop_data, nullptr, nullptr};
 		g_ = np_group_create(&o, &h);
 		ASSERT_NE(g_, nullptr) << errno;
 		ASSERT_EQ(np_group_start(g_), 0);

@@ -588,4 +588,39 @@ TEST(BinPeek, StopsAtWhatIsNotAWholeRequest)
 	EXPECT_TRUE(peek_keys(&in).empty());
 }
 
+std::vector<std::string> peek_raw(const std::string &b, unsigned max = 32)
+{
+	mc_key_view v[32];
+	unsigned n = mc_peek_get_keys(b.data(), b.size(), v, max);
+	std::vector<std::string> out;
+	for (unsigned i = 0; i < n; i++) {
+		EXPECT_GE(v[i].key, b.data());
+		EXPECT_LE(v[i].key + v[i].len, b.data() + b.size());
+		out.emplace_back(v[i].key, v[i].len);
+	}
+	return out;
+}
+
+using Keys = std::vector<std::string>;
+
+// The same hint from raw bytes (netpoll's on_peek): binary as above; a
+// text retrieval line's keys, only when the line's end is in view.
+TEST(Peek, RawBytesBinaryAndText)
+{
+	EXPECT_EQ(peek_raw(bin_req(0x0c, "", "k1", "") + bin_req(0x0d, "", "k2", "")),
+	          (Keys{"k1", "k2"}));
+	EXPECT_EQ(peek_raw("get a bb  ccc\r\n"), (Keys{"a", "bb", "ccc"}));
+	EXPECT_EQ(peek_raw("get a bb ccc\r\n", 2), (Keys{"a", "bb"}));
+	EXPECT_EQ(peek_raw("gets one\r\nget two\r\n"), (Keys{"one"}));
+	EXPECT_EQ(peek_raw("mg foo v f t\r\n"), (Keys{"foo"}));
+	EXPECT_EQ(peek_raw("get a\n"), (Keys{"a"}));
+	// not a retrieval, no end of line, no key, a key over 250 bytes
+	for (const std::string &b : {std::string("set a 0 0 1\r\nx\r\n"), std::string("get abc"),
+	                             std::string("get \r\n"), std::string("mn\r\n"), std::string(""),
+	                             "get " + std::string(251, 'k') + "\r\n",
+	                             std::string("gat 10 k\r\n")})
+		EXPECT_TRUE(peek_raw(b).empty()) << b;
+	EXPECT_EQ(peek_raw("get " + std::string(251, 'k') + " ok\r\n"), (Keys{"ok"}));
+}
+
 } // namespace
