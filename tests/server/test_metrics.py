@@ -188,6 +188,57 @@ class Metrics(g.ServerTest):
         self.assertEqual(d("geecache_server_text_conns_total"), 1)
         self.assertGreater(s1[("geecache_cache_bytes_items", "")], 0)
 
+    def test_look_ahead_at_a_batch(self):
+        # io_uring shows a wait's fresh requests to the server before it
+        # runs them (netpoll's on_peek), and geecached prefetches their
+        # keys: bursts of GETs from many connections at once are counted
+        # as peeked, and every reply is still the right one (binary GETK,
+        # text multi-key get, meta get, each conn its own keys).
+        srv = self.server("-t", "1", "--backend", "auto", metrics=True)
+        if srv.stats("geecache")["backend"] != "io_uring":
+            self.skipTest("the look ahead is io_uring's")
+        conns = [g.connect(srv.port) for _ in range(16)]
+        try:
+            with g.connect(srv.port) as c:
+                for i in range(64):
+                    g.text_cmd(c, b"set p%d 0 0 %d\r\n%s\r\n" % (i, 3 + i % 5, b"v" * (3 + i % 5)))
+            s0, _ = self.scrape(srv)
+            for burst in range(30):
+                reqs = []
+                for j, c in enumerate(conns):
+                    k = b"p%d" % ((burst * 16 + j) % 64)
+                    k2 = b"p%d" % ((burst * 16 + j + 7) % 64)
+                    if j % 3 == 0:
+                        req, end = g.bin_req(0x0c, k, opaque=j), None
+                    elif j % 3 == 1:
+                        req, end = b"get %s nope %s\r\n" % (k, k2), b"END\r\n"
+                    else:
+                        req, end = b"mg %s v\r\n" % k, b"\r\n"
+                    reqs.append((k, k2, req, end))
+                for c, (_, _, req, _) in zip(conns, reqs):
+                    c.sendall(req)
+                for j, (c, (k, k2, _, end)) in enumerate(zip(conns, reqs)):
+                    n = 3 + int(k[1:]) % 5
+                    if end is None:
+                        h = g.recv_exact(c, 24 + len(k) + 4 + n)
+                        self.assertEqual(h[24 + 4:], k + b"v" * n)
+                    elif j % 3 == 1:
+                        n2 = 3 + int(k2[1:]) % 5
+                        self.assertEqual(g.recv_until(c, end),
+                                         b"VALUE %s 0 %d\r\n%s\r\nVALUE %s 0 %d\r\n%s\r\nEND\r\n"
+                                         % (k, n, b"v" * n, k2, n2, b"v" * n2))
+                    else:
+                        want = b"VA %d\r\n%s\r\n" % (n, b"v" * n)
+                        self.assertEqual(g.recv_exact(c, len(want)), want)
+            s1, _ = self.scrape(srv)
+        finally:
+            for c in conns:
+                c.close()
+        peeked = s1[("geecache_netpoll_peeked_total", "")] - s0[("geecache_netpoll_peeked_total", "")]
+        print("peeked %d of %d requests" % (peeked, 30 * 16))
+        self.assertGreater(peeked, 0)
+        self.assertLessEqual(peeked, 30 * 16)
+
     def test_sweep_runs_on_the_worker_pool(self):
         # The store's sweep leaves loop 0 for the worker pool (low lane):
         # its runs are counted in stats and on /metrics, and it frees what
